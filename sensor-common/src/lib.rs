@@ -1,0 +1,557 @@
+//! Types shared by the kernel programs (`sensor-ebpf`) and user space (`sensor`).
+//!
+//! Every type here is `#[repr(C)]` plain old data with explicit padding fields, so the kernel
+//! and user space agree on the layout byte for byte; the layout is asserted at compile time at
+//! the bottom of this file. No `bool`, `Option` or implicit padding.
+//!
+//! Every event starts with [`EventHeader`]; user space checks `kind` with
+//! [`EventKind::try_from`] and the byte length against [`EventKind::size`] before reading the rest.
+#![no_std]
+
+pub mod names;
+
+/// Bounds on what the kernel copies. Larger inputs are truncated and flagged.
+pub mod limits {
+    /// Bytes of a path copied into an event (exec filename, file open, cgroup path).
+    pub const MAX_PATH: usize = 512;
+    /// Bytes of the NUL-separated argument vector copied into an exec event.
+    pub const MAX_ARGS: usize = 1024;
+    /// Bytes of a DNS answer (UDP datagram or TCP segment payload) copied into an event
+    /// (a power of two, so the verifier can bound the copy with a mask).
+    pub const MAX_DNS_PAYLOAD: usize = 2048;
+    /// Syscall numbers tracked per ABI: `SYSCALL_WORDS * 64`.
+    pub const SYSCALL_WORDS: usize = 8;
+    pub const MAX_SYSCALL_NR: usize = SYSCALL_WORDS * 64;
+    /// cgroups whose syscall sets are tracked at once (slots are recycled when a cgroup goes away).
+    pub const MAX_CGROUP_SLOTS: u32 = 8192;
+    /// Aggregated flows (cgroup, peer, port, protocol, direction) held in the kernel.
+    pub const MAX_FLOWS: u32 = 65536;
+    /// Sensitive path patterns configured at once.
+    pub const MAX_FILE_PATTERNS: u32 = 32;
+    /// Anchor names (one per pattern) in the kernel's anchor map.
+    pub const MAX_FILE_ANCHORS: u32 = 64;
+    /// How far from the opened file (in components) an anchor name is looked for.
+    pub const MAX_ANCHOR_DEPTH: usize = 4;
+    /// Path components copied for a matching open.
+    pub const MAX_PATH_DEPTH: usize = 16;
+    /// Bytes per path component slot (NUL included).
+    pub const PATH_NAME_SLOT: usize = 64;
+    /// Task comm length (`TASK_COMM_LEN`).
+    pub const COMM_LEN: usize = 16;
+}
+
+use limits::*;
+
+/// The kind tag of an event, first field of every [`EventHeader`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Fork = 1,
+    Exec = 2,
+    Exit = 3,
+    CgroupMkdir = 4,
+    CgroupRmdir = 5,
+    Flow = 6,
+    Dns = 7,
+    FileOpen = 8,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Fork,
+        EventKind::Exec,
+        EventKind::Exit,
+        EventKind::CgroupMkdir,
+        EventKind::CgroupRmdir,
+        EventKind::Flow,
+        EventKind::Dns,
+        EventKind::FileOpen,
+    ];
+
+    /// Size in bytes of the whole event (header included) the kernel sends for this kind.
+    /// Exhaustive, so a new kind cannot be forgotten.
+    pub const fn size(self) -> usize {
+        match self {
+            EventKind::Fork => core::mem::size_of::<ForkEvent>(),
+            EventKind::Exec => core::mem::size_of::<ExecEvent>(),
+            EventKind::Exit => core::mem::size_of::<ExitEvent>(),
+            EventKind::CgroupMkdir | EventKind::CgroupRmdir => core::mem::size_of::<CgroupEvent>(),
+            EventKind::Flow => core::mem::size_of::<FlowEvent>(),
+            EventKind::Dns => core::mem::size_of::<DnsEvent>(),
+            EventKind::FileOpen => core::mem::size_of::<FileEvent>(),
+        }
+    }
+
+    /// The per-kind counter bumped when the ring buffer had no room for the event.
+    pub const fn ringbuf_full_stat(self) -> Stat {
+        match self {
+            EventKind::Fork => Stat::RingbufFullFork,
+            EventKind::Exec => Stat::RingbufFullExec,
+            EventKind::Exit => Stat::RingbufFullExit,
+            EventKind::CgroupMkdir | EventKind::CgroupRmdir => Stat::RingbufFullCgroup,
+            EventKind::Flow => Stat::RingbufFullFlow,
+            EventKind::Dns => Stat::RingbufFullDns,
+            EventKind::FileOpen => Stat::RingbufFullFile,
+        }
+    }
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Ok(match v {
+            1 => EventKind::Fork,
+            2 => EventKind::Exec,
+            3 => EventKind::Exit,
+            4 => EventKind::CgroupMkdir,
+            5 => EventKind::CgroupRmdir,
+            6 => EventKind::Flow,
+            7 => EventKind::Dns,
+            8 => EventKind::FileOpen,
+            other => return Err(other),
+        })
+    }
+}
+
+/// The largest event, for buffer sizing.
+pub const MAX_EVENT_SIZE: usize = {
+    let mut max = 0;
+    let mut i = 0;
+    while i < EventKind::ALL.len() {
+        let s = EventKind::ALL[i].size();
+        if s > max {
+            max = s;
+        }
+        i += 1;
+    }
+    max
+};
+
+/// Common header of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// [`EventKind`] as u32.
+    pub kind: u32,
+    /// Size of the whole event in bytes, header included.
+    pub size: u32,
+    /// `bpf_ktime_get_boot_ns()`: CLOCK_BOOTTIME nanoseconds.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the task (or socket) the event is about.
+    pub cgroup_id: u64,
+    /// Thread group id (the user-visible pid).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+}
+
+/// A new process (not a thread): `sched_process_fork` where the child leads its thread group.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub header: EventHeader,
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+pub mod exec_flags {
+    pub const FILENAME_TRUNCATED: u32 = 1;
+    pub const ARGS_TRUNCATED: u32 = 2;
+    /// The argument area of the new image could not be read (paged out, or no mm).
+    pub const ARGS_UNREADABLE: u32 = 4;
+}
+
+/// A successful exec (`sched_process_exec`), with the argument vector of the new image.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ExecEvent {
+    pub header: EventHeader,
+    /// Parent's thread group id (`real_parent->tgid`).
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// [`exec_flags`].
+    pub flags: u32,
+    /// Bytes of `filename` used, without the terminating NUL.
+    pub filename_len: u32,
+    /// Bytes of `args` used: NUL-separated arguments.
+    pub args_len: u32,
+    pub comm: [u8; COMM_LEN],
+    /// The path given to execve (`bprm->filename`).
+    pub filename: [u8; MAX_PATH],
+    pub args: [u8; MAX_ARGS],
+}
+
+/// The last thread of a process exited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+    /// Wait status as the kernel stores it: `(code << 8) | signal`.
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+pub mod cgroup_flags {
+    pub const PATH_TRUNCATED: u32 = 1;
+}
+
+/// A cgroup v2 directory was created or removed. `header.cgroup_id` is the creator's cgroup;
+/// `id` is the cgroup the event is about.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CgroupEvent {
+    pub header: EventHeader,
+    pub id: u64,
+    pub level: u32,
+    pub flags: u32,
+    pub path_len: u32,
+    pub _pad: u32,
+    /// Path relative to the cgroup2 mount, e.g. `/kubepods/besteffort/pod<uid>/<id>`.
+    pub path: [u8; MAX_PATH],
+}
+
+/// How a flow was first seen.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowOrigin {
+    /// connect() on a TCP or UDP socket.
+    Connect = 1,
+    /// accept() returned a TCP connection.
+    Accept = 2,
+    /// sendmsg()/sendto() with an address on an unconnected UDP socket.
+    UdpSend = 3,
+}
+
+impl TryFrom<u32> for FlowOrigin {
+    type Error = u32;
+    fn try_from(v: u32) -> Result<Self, u32> {
+        Ok(match v {
+            1 => FlowOrigin::Connect,
+            2 => FlowOrigin::Accept,
+            3 => FlowOrigin::UdpSend,
+            other => return Err(other),
+        })
+    }
+}
+
+pub mod flow_direction {
+    /// This side initiated (connect, UDP send).
+    pub const EGRESS: u8 = 1;
+    /// The peer initiated (accept).
+    pub const INGRESS: u8 = 2;
+}
+
+/// Key of the in-kernel flow aggregate: one entry per cgroup, peer, port, protocol, direction.
+/// Egress flows are keyed by the remote port (the service); ingress flows by the local port (the
+/// listener), with `remote_port` 0 so ephemeral client ports do not explode the table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub cgroup_id: u64,
+    /// IPv6, or IPv4-mapped IPv6 (`::ffff:a.b.c.d`).
+    pub remote_addr: [u8; 16],
+    pub remote_port: u16,
+    pub local_port: u16,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u8,
+    /// [`flow_direction`].
+    pub direction: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Counters of one flow aggregate, updated atomically by the kernel.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlowStats {
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// connect()/accept() calls (TCP) or first sends (UDP) aggregated here.
+    pub connections: u64,
+    /// Bytes at the IP layer, this side to the peer.
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub packets_sent: u64,
+    pub packets_recv: u64,
+    /// Process that opened the flow first (0 until a process is known).
+    pub pid: u32,
+    pub _pad: u32,
+    /// Non-zero once the first-sighting event was sent (u64: the BPF ISA's atomic exchange is
+    /// 64-bit only before v3). An ingress aggregate is created
+    /// silently when a SYN reaches a listener (so bytes that arrive before accept() are
+    /// counted) and reported at the first accept(), with the accepting process.
+    pub reported: u64,
+}
+
+/// First sighting of a flow aggregate (one event per key, not per connection or packet).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FlowEvent {
+    pub header: EventHeader,
+    pub key: FlowKey,
+    /// [`FlowOrigin`] as u32.
+    pub origin: u32,
+    pub _pad: u32,
+    /// Local address when known (accept), else zero.
+    pub local_addr: [u8; 16],
+}
+
+pub mod dns_flags {
+    pub const TCP: u32 = 1;
+    pub const TRUNCATED: u32 = 2;
+}
+
+/// A packet from port 53 delivered to a socket of `header.cgroup_id`: a DNS answer (UDP) or a
+/// segment of one (TCP, 2-byte length prefix). Parsed in user space.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DnsEvent {
+    pub header: EventHeader,
+    /// [`dns_flags`].
+    pub flags: u32,
+    /// Bytes of `payload` used.
+    pub payload_len: u32,
+    /// Full payload length on the wire (may exceed `payload_len`).
+    pub wire_len: u32,
+    pub server_port: u16,
+    pub client_port: u16,
+    pub server_addr: [u8; 16],
+    pub client_addr: [u8; 16],
+    pub payload: [u8; MAX_DNS_PAYLOAD],
+}
+
+pub mod file_flags {
+    /// The path had more components than [`super::limits::MAX_PATH_DEPTH`]: the top is cut.
+    pub const PATH_TRUNCATED: u32 = 1;
+    /// A component was longer than a slot and was cut.
+    pub const NAME_TRUNCATED: u32 = 2;
+}
+
+/// An open whose path has a configured anchor name near its leaf. The kernel resolves the opened
+/// file's path by walking dentries and mounts (relative paths, `..` and symlinks are already
+/// resolved, and the walk stops at the opener's mount-namespace root, so a container's path is
+/// what the container sees). User space joins the components and applies the exact patterns.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct FileEvent {
+    pub header: EventHeader,
+    /// [`file_flags`].
+    pub flags: u32,
+    /// Open flags (`file->f_flags`).
+    pub open_flags: u32,
+    /// Number of components in `names`.
+    pub depth: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+    /// Path components, leaf first, one NUL-padded slot of [`limits::PATH_NAME_SLOT`] bytes each.
+    pub names: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+}
+
+/// FNV-1a (32-bit) of a path component: the key of the anchor map, computed the same way on
+/// both sides.
+pub const fn anchor_hash(name: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < name.len() {
+        h ^= name[i] as u32;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
+}
+
+/// The syscalls a cgroup has made, one bit per syscall number, native ABI and 32-bit compat
+/// ABI apart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallSet {
+    pub native: [u64; SYSCALL_WORDS],
+    pub compat: [u64; SYSCALL_WORDS],
+}
+
+/// Per-CPU one-entry cache: the last cgroup seen on this CPU and its syscall-set slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SlotCache {
+    pub cgroup_id: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// Kernel-side counters (per-CPU array indexes). Every loss has its own cause.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    RingbufFullFork = 0,
+    RingbufFullExec = 1,
+    RingbufFullExit = 2,
+    RingbufFullCgroup = 3,
+    RingbufFullFlow = 4,
+    RingbufFullDns = 5,
+    RingbufFullFile = 6,
+    /// A cgroup made a syscall but no free syscall-set slot was left.
+    SyscallSlotsExhausted = 7,
+    /// A syscall number beyond [`limits::MAX_SYSCALL_NR`].
+    SyscallOutOfRange = 8,
+    /// A new flow could not be inserted in the flow map (full).
+    FlowMapFull = 9,
+    /// Syscall-set slots assigned to new cgroups.
+    SyscallSlotsAssigned = 10,
+    /// Successful opens examined by the file probe.
+    FileOpensChecked = 11,
+    /// The opened file could not be found from its descriptor (read fault).
+    FilePathUnresolved = 12,
+}
+
+pub const NUM_STATS: u32 = 16;
+
+impl Stat {
+    pub const ALL: [Stat; 13] = [
+        Stat::RingbufFullFork,
+        Stat::RingbufFullExec,
+        Stat::RingbufFullExit,
+        Stat::RingbufFullCgroup,
+        Stat::RingbufFullFlow,
+        Stat::RingbufFullDns,
+        Stat::RingbufFullFile,
+        Stat::SyscallSlotsExhausted,
+        Stat::SyscallOutOfRange,
+        Stat::FlowMapFull,
+        Stat::SyscallSlotsAssigned,
+        Stat::FileOpensChecked,
+        Stat::FilePathUnresolved,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::RingbufFullFork => "ringbuf_full_fork",
+            Stat::RingbufFullExec => "ringbuf_full_exec",
+            Stat::RingbufFullExit => "ringbuf_full_exit",
+            Stat::RingbufFullCgroup => "ringbuf_full_cgroup",
+            Stat::RingbufFullFlow => "ringbuf_full_flow",
+            Stat::RingbufFullDns => "ringbuf_full_dns",
+            Stat::RingbufFullFile => "ringbuf_full_file",
+            Stat::SyscallSlotsExhausted => "syscall_slots_exhausted",
+            Stat::SyscallOutOfRange => "syscall_out_of_range",
+            Stat::FlowMapFull => "flow_map_full",
+            Stat::SyscallSlotsAssigned => "syscall_slots_assigned",
+            Stat::FileOpensChecked => "file_opens_checked",
+            Stat::FilePathUnresolved => "file_path_unresolved",
+        }
+    }
+
+    /// Whether this counter counts lost data (as opposed to activity).
+    pub const fn is_loss(self) -> bool {
+        !matches!(self, Stat::SyscallSlotsAssigned | Stat::FileOpensChecked)
+    }
+}
+
+/// Load-time constants, written into the programs' read-only data by user space
+/// (`EbpfLoader::set_global`). Kernel struct offsets come from the running kernel's BTF, never
+/// from headers; the verifier sees them as constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelConfig {
+    /// 32-bit compat syscall test on `pt_regs`: compat when
+    /// `(*(u64*)(regs + regs_compat_offset) & regs_compat_mask) == regs_compat_value`.
+    pub regs_compat_mask: u64,
+    pub regs_compat_value: u64,
+    pub regs_compat_offset: u32,
+    /// `task_struct` fields.
+    pub task_pid: u32,
+    pub task_tgid: u32,
+    pub task_real_parent: u32,
+    pub task_mm: u32,
+    pub task_signal: u32,
+    pub task_exit_code: u32,
+    /// `mm_struct.arg_start` / `arg_end`.
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
+    /// `signal_struct.live` (atomic_t counter).
+    pub signal_live: u32,
+    /// `linux_binprm.filename`.
+    pub binprm_filename: u32,
+    /// `cgroup.kn`, `kernfs_node.id`, `cgroup.root`, `cgroup_root.hierarchy_id`, `cgroup.level`.
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
+    pub cgroup_root: u32,
+    pub cgroup_root_hierarchy_id: u32,
+    pub cgroup_level: u32,
+    /// Hierarchy id of cgroup v2 (the default hierarchy): only its mkdir/rmdir are reported.
+    pub dfl_hierarchy_id: u32,
+    /// `file.f_path`, `file.f_flags`.
+    pub file_f_path: u32,
+    pub file_f_flags: u32,
+    /// fd -> file: `task_struct.files`, `files_struct.fdt`, `fdtable.fd`, `fdtable.max_fds`.
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdt_fd: u32,
+    pub fdt_max_fds: u32,
+    /// Path walk: `path.mnt`, `path.dentry`, `dentry.d_parent`, `dentry.d_name` + `qstr.name`,
+    /// `vfsmount.mnt_root`, and `struct mount` (`mnt` embedded, `mnt_parent`, `mnt_mountpoint`).
+    pub path_mnt: u32,
+    pub path_dentry: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name_name: u32,
+    pub vfsmount_mnt_root: u32,
+    pub mount_mnt: u32,
+    pub mount_mnt_parent: u32,
+    pub mount_mnt_mountpoint: u32,
+    /// Offset of `ret` in the `syscalls:sys_exit_*` tracepoint records (from tracefs `format`).
+    pub sys_exit_ret: u32,
+    /// Accepted socket: `file.private_data` (the `struct socket`), `socket.sk`, and the
+    /// `sock_common` fields at the start of `struct sock`.
+    pub file_private_data: u32,
+    pub socket_sk: u32,
+    pub skc_family: u32,
+    pub skc_daddr: u32,
+    pub skc_rcv_saddr: u32,
+    pub skc_num: u32,
+    pub skc_v6_daddr: u32,
+    pub skc_v6_rcv_saddr: u32,
+    /// Whether any sensitive path anchor is configured (0 = skip the path walk entirely).
+    pub file_anchors: u32,
+    pub _pad: u32,
+}
+
+impl KernelConfig {
+    /// All zero: the placeholder the kernel object is built with.
+    pub const fn zeroed() -> Self {
+        // SAFETY: plain integers; all-zero is a valid value.
+        unsafe { core::mem::zeroed() }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: all of these are repr(C) plain data with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for FlowStats {}
+    unsafe impl aya::Pod for SyscallSet {}
+    unsafe impl aya::Pod for SlotCache {}
+    unsafe impl aya::Pod for KernelConfig {}
+}
+
+// Layout checks: a size change here is an ABI change between kernel and user space.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<EventHeader>() == 32);
+    assert!(size_of::<ForkEvent>() == 40);
+    assert!(size_of::<ExitEvent>() == 40);
+    assert!(size_of::<ExecEvent>() == 32 + 24 + COMM_LEN + MAX_PATH + MAX_ARGS);
+    assert!(size_of::<CgroupEvent>() == 32 + 24 + MAX_PATH);
+    assert!(size_of::<FlowKey>() == 32);
+    assert!(size_of::<FlowStats>() == 72);
+    assert!(size_of::<FlowEvent>() == 32 + 32 + 8 + 16);
+    assert!(size_of::<DnsEvent>() == 32 + 16 + 32 + MAX_DNS_PAYLOAD);
+    assert!(size_of::<FileEvent>() == 32 + 16 + COMM_LEN + MAX_PATH_DEPTH * PATH_NAME_SLOT);
+    assert!(PATH_NAME_SLOT.is_power_of_two());
+    assert!(size_of::<SyscallSet>() == 2 * 8 * SYSCALL_WORDS);
+    assert!(size_of::<SlotCache>() == 16);
+    assert!(size_of::<KernelConfig>().is_multiple_of(8));
+    assert!((Stat::FilePathUnresolved as u32) < NUM_STATS);
+    assert!(MAX_DNS_PAYLOAD.is_power_of_two());
+    assert!(MAX_PATH.is_power_of_two());
+    assert!(MAX_ARGS.is_power_of_two());
+};

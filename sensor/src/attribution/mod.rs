@@ -1,0 +1,262 @@
+//! Attribution: cgroup id -> cgroup path -> pod uid + container id -> namespace, pod and
+//! container names (kubelet's on-node files) -> workload. Anything outside kubepods is `host`.
+
+pub mod cgroup_path;
+pub mod cgroups;
+pub mod kubelet;
+pub mod processes;
+pub mod workload;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use self::{
+    cgroup_path::{CgroupKind, classify, short_id},
+    cgroups::CgroupTable,
+    kubelet::{KubeletDirs, KubeletIndex},
+    processes::ProcessTable,
+    workload::{WorkloadKind, workload_from_pod_name},
+};
+
+/// How often unresolved names may trigger a re-read of kubelet's directories: kubelet writes
+/// the container-log symlink only after the container started.
+const RESCAN_INTERVAL: Duration = Duration::from_millis(100);
+/// How long an incomplete attribution is reused before trying again.
+const RETRY_INCOMPLETE: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A container of a pod.
+    Container,
+    /// The pod's own cgroup (sandbox, conmon...), not one of its containers.
+    Pod,
+    /// Anything outside kubepods: system services, the node's own processes.
+    Host,
+    /// The cgroup could not be resolved to a path at all.
+    Unknown,
+}
+
+/// Who an event belongs to. Serialized flat into every event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    pub scope: Scope,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_kind: Option<WorkloadKind>,
+    pub cgroup_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+impl Attribution {
+    fn bare(scope: Scope, cgroup_id: u64, cgroup: Option<String>) -> Self {
+        Self {
+            scope,
+            namespace: None,
+            pod: None,
+            pod_uid: None,
+            container: None,
+            container_id: None,
+            workload: None,
+            workload_kind: None,
+            cgroup_id,
+            cgroup,
+        }
+    }
+
+    /// Everything that can be known is known (no reason to look again).
+    pub fn is_complete(&self) -> bool {
+        match self.scope {
+            Scope::Container => self.pod.is_some() && self.container.is_some(),
+            Scope::Pod => self.pod.is_some(),
+            Scope::Host => true,
+            Scope::Unknown => false,
+        }
+    }
+
+    /// Display name: `namespace/pod/container`, `namespace/pod`, or `host`.
+    pub fn display(&self) -> String {
+        match (&self.namespace, &self.pod, &self.container, self.scope) {
+            (Some(ns), Some(pod), Some(c), _) => format!("{ns}/{pod}/{c}"),
+            (Some(ns), Some(pod), None, Scope::Container) => {
+                format!(
+                    "{ns}/{pod}/{}",
+                    self.container_id.as_deref().map(short_id).unwrap_or("?")
+                )
+            }
+            (Some(ns), Some(pod), None, _) => format!("{ns}/{pod}"),
+            _ => match self.scope {
+                Scope::Host => "host".to_string(),
+                Scope::Unknown => format!("unknown(cgroup {})", self.cgroup_id),
+                Scope::Container | Scope::Pod => format!(
+                    "pod {}/{}",
+                    self.pod_uid.as_deref().unwrap_or("?"),
+                    self.container_id.as_deref().map(short_id).unwrap_or("-")
+                ),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AttributionOptions {
+    pub cgroup2_mount: PathBuf,
+    pub cgroup2_root: String,
+    pub kubelet: KubeletDirs,
+    pub proc_root: PathBuf,
+    pub process_table_size: usize,
+}
+
+struct Cached {
+    attribution: Arc<Attribution>,
+    resolved_at: Instant,
+}
+
+pub struct Attributor {
+    cgroups: CgroupTable,
+    pub processes: ProcessTable,
+    kubelet: KubeletIndex,
+    dirs: KubeletDirs,
+    proc_root: PathBuf,
+    cache: HashMap<u64, Cached>,
+    last_kubelet_scan: Instant,
+}
+
+impl Attributor {
+    /// Reads the current state of the node: every cgroup, kubelet's pods, live processes (so
+    /// pods started before the sensor are attributed without a restart).
+    pub fn new(opts: AttributionOptions) -> Self {
+        let mut cgroups = CgroupTable::new(opts.cgroup2_mount, opts.cgroup2_root);
+        let found = cgroups.scan();
+        let kubelet = KubeletIndex::scan(&opts.kubelet);
+        let mut processes = ProcessTable::new(opts.process_table_size);
+        let seeded = processes.seed_from_proc(&opts.proc_root, |p| cgroups.id_of(p));
+        tracing::info!(
+            cgroups = found,
+            processes = seeded,
+            "attribution state seeded"
+        );
+        Self {
+            cgroups,
+            processes,
+            kubelet,
+            dirs: opts.kubelet,
+            proc_root: opts.proc_root,
+            cache: HashMap::new(),
+            last_kubelet_scan: Instant::now(),
+        }
+    }
+
+    pub fn cgroup_created(&mut self, id: u64, path: String) {
+        self.cgroups.created(id, path);
+        self.cache.remove(&id);
+    }
+
+    pub fn cgroup_removed(&mut self, id: u64) {
+        self.cgroups.removed(id);
+    }
+
+    /// Ids of the cgroups that exist right now.
+    pub fn live_cgroups(&self) -> std::collections::HashSet<u64> {
+        self.cgroups.live_ids()
+    }
+
+    pub fn cgroup_path(&self, id: u64) -> Option<&str> {
+        self.cgroups.path(id)
+    }
+
+    /// Who owns cgroup `cgroup_id`. `pid` (0 if unknown) lets an unseen cgroup be resolved
+    /// through /proc.
+    pub fn attribute(&mut self, cgroup_id: u64, pid: u32) -> Arc<Attribution> {
+        if let Some(c) = self.cache.get(&cgroup_id)
+            && (c.attribution.is_complete() || c.resolved_at.elapsed() < RETRY_INCOMPLETE)
+        {
+            return c.attribution.clone();
+        }
+        let mut a = self.resolve(cgroup_id, pid);
+        if !a.is_complete()
+            && a.scope != Scope::Unknown
+            && self.last_kubelet_scan.elapsed() >= RESCAN_INTERVAL
+        {
+            self.kubelet = KubeletIndex::scan(&self.dirs);
+            self.last_kubelet_scan = Instant::now();
+            a = self.resolve(cgroup_id, pid);
+        }
+        let a = Arc::new(a);
+        self.cache.insert(
+            cgroup_id,
+            Cached {
+                attribution: a.clone(),
+                resolved_at: Instant::now(),
+            },
+        );
+        a
+    }
+
+    /// Drops cached attributions of removed cgroups (call after their last events).
+    pub fn forget(&mut self, cgroup_id: u64) {
+        self.cache.remove(&cgroup_id);
+    }
+
+    fn resolve(&mut self, cgroup_id: u64, pid: u32) -> Attribution {
+        let path = match self.cgroups.path(cgroup_id) {
+            Some(p) => Some(p.to_string()),
+            None if pid != 0 => self
+                .cgroups
+                .learn_from_pid(cgroup_id, pid, &self.proc_root)
+                .map(str::to_string),
+            None => None,
+        };
+        let Some(path) = path else {
+            return Attribution::bare(Scope::Unknown, cgroup_id, None);
+        };
+        match classify(&path) {
+            CgroupKind::Host => Attribution::bare(Scope::Host, cgroup_id, Some(path)),
+            CgroupKind::PodLevel { pod_uid, .. } => {
+                let mut a = Attribution::bare(Scope::Pod, cgroup_id, Some(path));
+                if let Some(pod) = self.kubelet.pod(&pod_uid) {
+                    a.namespace = Some(pod.namespace.clone());
+                    a.pod = Some(pod.name.clone());
+                    let w = workload_from_pod_name(&pod.name);
+                    a.workload = Some(w.name);
+                    a.workload_kind = Some(w.kind);
+                }
+                a.pod_uid = Some(pod_uid);
+                a
+            }
+            CgroupKind::Container(r) => {
+                let mut a = Attribution::bare(Scope::Container, cgroup_id, Some(path));
+                let resolved = self.kubelet.resolve(&r);
+                if let Some(pod) = resolved.pod {
+                    a.namespace = Some(pod.namespace.clone());
+                    a.pod = Some(pod.name.clone());
+                    let w = workload_from_pod_name(&pod.name);
+                    a.workload = Some(w.name);
+                    a.workload_kind = Some(w.kind);
+                }
+                a.container = resolved.container_name.map(str::to_string);
+                a.pod_uid = Some(r.pod_uid);
+                a.container_id = Some(r.container_id);
+                a
+            }
+        }
+    }
+}

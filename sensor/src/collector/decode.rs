@@ -1,0 +1,335 @@
+//! Ring-buffer records -> typed kernel events, with the tag and the length checked against
+//! `sensor-common` before anything is read. A bad record is an error the caller counts.
+
+use sensor_common::{
+    CgroupEvent, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, FlowEvent,
+    ForkEvent,
+};
+
+/// One decoded record. Large records are boxed so the enum stays small in queues.
+#[derive(Clone)]
+pub enum KernelEvent {
+    Fork(ForkEvent),
+    Exec(Box<ExecEvent>),
+    Exit(ExitEvent),
+    CgroupMkdir(Box<CgroupEvent>),
+    CgroupRmdir(Box<CgroupEvent>),
+    Flow(FlowEvent),
+    Dns(Box<DnsEvent>),
+    FileOpen(Box<FileEvent>),
+}
+
+impl KernelEvent {
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            KernelEvent::Fork(e) => &e.header,
+            KernelEvent::Exec(e) => &e.header,
+            KernelEvent::Exit(e) => &e.header,
+            KernelEvent::CgroupMkdir(e) | KernelEvent::CgroupRmdir(e) => &e.header,
+            KernelEvent::Flow(e) => &e.header,
+            KernelEvent::Dns(e) => &e.header,
+            KernelEvent::FileOpen(e) => &e.header,
+        }
+    }
+
+    pub fn kind(&self) -> EventKind {
+        match self {
+            KernelEvent::Fork(_) => EventKind::Fork,
+            KernelEvent::Exec(_) => EventKind::Exec,
+            KernelEvent::Exit(_) => EventKind::Exit,
+            KernelEvent::CgroupMkdir(_) => EventKind::CgroupMkdir,
+            KernelEvent::CgroupRmdir(_) => EventKind::CgroupRmdir,
+            KernelEvent::Flow(_) => EventKind::Flow,
+            KernelEvent::Dns(_) => EventKind::Dns,
+            KernelEvent::FileOpen(_) => EventKind::FileOpen,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than an event header")]
+    ShortHeader { len: usize },
+    #[error("unknown event kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind:?} record is {len} bytes, expected {expected}")]
+    BadLength {
+        kind: EventKind,
+        len: usize,
+        expected: usize,
+    },
+    #[error("{kind:?} header says {declared} bytes but the record is {len}")]
+    SizeMismatch {
+        kind: EventKind,
+        declared: u32,
+        len: usize,
+    },
+    #[error("{kind:?} record has an out-of-range length field")]
+    BadField { kind: EventKind },
+}
+
+/// Reads a `T` from the start of `bytes`; the caller has checked the length.
+fn read<T: Copy>(bytes: &[u8]) -> T {
+    assert!(bytes.len() >= size_of::<T>());
+    // SAFETY: length checked above; T is repr(C) plain data valid for any bit pattern, and
+    // read_unaligned copes with the ring buffer's 8-byte alignment.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+    if bytes.len() < size_of::<EventHeader>() {
+        return Err(DecodeError::ShortHeader { len: bytes.len() });
+    }
+    let header: EventHeader = read(bytes);
+    let kind = EventKind::try_from(header.kind).map_err(DecodeError::UnknownKind)?;
+    let expected = kind.size();
+    if bytes.len() != expected {
+        return Err(DecodeError::BadLength {
+            kind,
+            len: bytes.len(),
+            expected,
+        });
+    }
+    if header.size as usize != bytes.len() {
+        return Err(DecodeError::SizeMismatch {
+            kind,
+            declared: header.size,
+            len: bytes.len(),
+        });
+    }
+    let event = match kind {
+        EventKind::Fork => KernelEvent::Fork(read(bytes)),
+        EventKind::Exec => {
+            let e: ExecEvent = read(bytes);
+            if e.filename_len as usize > e.filename.len() || e.args_len as usize > e.args.len() {
+                return Err(DecodeError::BadField { kind });
+            }
+            KernelEvent::Exec(Box::new(e))
+        }
+        EventKind::Exit => KernelEvent::Exit(read(bytes)),
+        EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
+            let e: CgroupEvent = read(bytes);
+            if e.path_len as usize > e.path.len() {
+                return Err(DecodeError::BadField { kind });
+            }
+            if kind == EventKind::CgroupMkdir {
+                KernelEvent::CgroupMkdir(Box::new(e))
+            } else {
+                KernelEvent::CgroupRmdir(Box::new(e))
+            }
+        }
+        EventKind::Flow => KernelEvent::Flow(read(bytes)),
+        EventKind::Dns => {
+            let e: DnsEvent = read(bytes);
+            if e.payload_len as usize > e.payload.len() {
+                return Err(DecodeError::BadField { kind });
+            }
+            KernelEvent::Dns(Box::new(e))
+        }
+        EventKind::FileOpen => {
+            let e: FileEvent = read(bytes);
+            if e.depth as usize > sensor_common::limits::MAX_PATH_DEPTH {
+                return Err(DecodeError::BadField { kind });
+            }
+            KernelEvent::FileOpen(Box::new(e))
+        }
+    };
+    Ok(event)
+}
+
+/// The text of a NUL-padded kernel string field, lossy for non-UTF-8 bytes.
+pub fn c_str(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// The path of a file event: components arrive leaf first, one slot each.
+pub fn file_path(e: &FileEvent) -> String {
+    use sensor_common::limits::PATH_NAME_SLOT;
+    let mut parts: Vec<String> = e
+        .names
+        .chunks(PATH_NAME_SLOT)
+        .take(e.depth as usize)
+        .map(c_str)
+        .collect();
+    parts.reverse();
+    format!("/{}", parts.join("/"))
+}
+
+/// Splits the kernel's NUL-separated argument area into arguments.
+pub fn split_args(area: &[u8]) -> Vec<String> {
+    let area = area.strip_suffix(&[0]).unwrap_or(area);
+    if area.is_empty() {
+        return Vec::new();
+    }
+    area.split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sensor_common::{FlowKey, exec_flags};
+
+    fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
+        // SAFETY: test helper viewing a repr(C) value as bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()).to_vec() }
+    }
+
+    fn header(kind: EventKind) -> EventHeader {
+        EventHeader {
+            kind: kind as u32,
+            size: kind.size() as u32,
+            ts_ns: 1,
+            cgroup_id: 42,
+            pid: 10,
+            tid: 11,
+        }
+    }
+
+    fn exec_event() -> ExecEvent {
+        let mut e = ExecEvent {
+            header: header(EventKind::Exec),
+            ppid: 1,
+            uid: 0,
+            gid: 0,
+            flags: exec_flags::ARGS_TRUNCATED,
+            filename_len: 7,
+            args_len: 14,
+            comm: [0; 16],
+            filename: [0; sensor_common::limits::MAX_PATH],
+            args: [0; sensor_common::limits::MAX_ARGS],
+        };
+        e.filename[..7].copy_from_slice(b"/bin/sh");
+        e.args[..14].copy_from_slice(b"sh\0-c\0echo hi\0");
+        e
+    }
+
+    #[test]
+    fn decodes_each_kind_with_its_fields() {
+        let e = exec_event();
+        let KernelEvent::Exec(got) = decode(&bytes_of(&e)).unwrap() else {
+            panic!("not exec")
+        };
+        assert_eq!(got.header.cgroup_id, 42);
+        assert_eq!(c_str(&got.filename), "/bin/sh");
+        assert_eq!(
+            split_args(&got.args[..got.args_len as usize]),
+            ["sh", "-c", "echo hi"]
+        );
+
+        let f = FlowEvent {
+            header: header(EventKind::Flow),
+            key: FlowKey {
+                cgroup_id: 42,
+                remote_addr: [0; 16],
+                remote_port: 443,
+                local_port: 0,
+                protocol: 6,
+                direction: 1,
+                _pad: [0; 2],
+            },
+            origin: 1,
+            _pad: 0,
+            local_addr: [0; 16],
+        };
+        let KernelEvent::Flow(got) = decode(&bytes_of(&f)).unwrap() else {
+            panic!("not flow")
+        };
+        assert_eq!(got.key.remote_port, 443);
+
+        let x = ExitEvent {
+            header: header(EventKind::Exit),
+            exit_code: 7 << 8,
+            _pad: 0,
+        };
+        assert!(
+            matches!(decode(&bytes_of(&x)).unwrap(), KernelEvent::Exit(e) if e.exit_code == 7 << 8)
+        );
+    }
+
+    #[test]
+    fn short_unknown_and_mislengthed_records_are_errors() {
+        assert_eq!(
+            decode(&[0u8; 8]).err(),
+            Some(DecodeError::ShortHeader { len: 8 })
+        );
+
+        let mut h = header(EventKind::Fork);
+        h.kind = 99;
+        let mut bytes = bytes_of(&h);
+        bytes.resize(40, 0);
+        assert_eq!(decode(&bytes).err(), Some(DecodeError::UnknownKind(99)));
+
+        let f = ForkEvent {
+            header: header(EventKind::Fork),
+            child_pid: 5,
+            _pad: 0,
+        };
+        let mut bytes = bytes_of(&f);
+        bytes.push(0);
+        assert!(matches!(
+            decode(&bytes),
+            Err(DecodeError::BadLength {
+                kind: EventKind::Fork,
+                ..
+            })
+        ));
+
+        let mut f = f;
+        f.header.size = 12;
+        assert!(matches!(
+            decode(&bytes_of(&f)),
+            Err(DecodeError::SizeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn out_of_range_length_fields_are_errors() {
+        let mut e = exec_event();
+        e.args_len = 5000;
+        assert_eq!(
+            decode(&bytes_of(&e)).err(),
+            Some(DecodeError::BadField {
+                kind: EventKind::Exec
+            })
+        );
+    }
+
+    #[test]
+    fn file_paths_are_rebuilt_root_first() {
+        use sensor_common::limits::{MAX_PATH_DEPTH, PATH_NAME_SLOT};
+        let mut e = FileEvent {
+            header: header(EventKind::FileOpen),
+            flags: 0,
+            open_flags: 0,
+            depth: 3,
+            _pad: 0,
+            comm: [0; 16],
+            names: [0; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+        };
+        for (i, name) in ["token", "serviceaccount", "secrets"].iter().enumerate() {
+            e.names[i * PATH_NAME_SLOT..i * PATH_NAME_SLOT + name.len()]
+                .copy_from_slice(name.as_bytes());
+        }
+        assert_eq!(file_path(&e), "/secrets/serviceaccount/token");
+        e.depth = 0;
+        assert_eq!(file_path(&e), "/");
+        e.depth = 99;
+        assert_eq!(
+            decode(&bytes_of(&e)).err(),
+            Some(DecodeError::BadField {
+                kind: EventKind::FileOpen
+            })
+        );
+    }
+
+    #[test]
+    fn args_splitting_handles_empty_and_trailing_nul() {
+        assert!(split_args(b"").is_empty());
+        assert_eq!(split_args(b"a\0"), ["a"]);
+        assert_eq!(split_args(b"a\0\0b\0"), ["a", "", "b"]);
+        assert_eq!(c_str(b"abc"), "abc");
+    }
+}

@@ -1,0 +1,423 @@
+//! Loads the kernel programs with the running kernel's offsets and attaches each to its hook,
+//! recording what every probe captures and whether it attached.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::HashMap,
+    maps::{MapData, Queue},
+    programs::{
+        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+    },
+};
+use sensor_common::{KernelConfig, limits, names};
+use serde::Serialize;
+
+use crate::{
+    collector::patterns::{SensitivePattern, anchors},
+    kernel::{btf::Btf, offsets, tracefs},
+};
+
+/// The compiled kernel programs, embedded at build time by `build.rs`.
+static KERNEL_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sensor"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "this binary was built without its kernel programs (AYA_BUILD_SKIP was set); rebuild with `cargo xtask build`"
+    )]
+    NoKernelObject,
+    #[error(
+        "kernel BTF not found at {path} (needs a kernel built with CONFIG_DEBUG_INFO_BTF=y; every EKS AMI has it)"
+    )]
+    NoBtf { path: PathBuf },
+    #[error("reading kernel BTF at {path}: {source}")]
+    Btf {
+        path: PathBuf,
+        source: crate::kernel::btf::BtfError,
+    },
+    #[error("reading kernel BTF at {path} (aya): {source}")]
+    AyaBtf {
+        path: PathBuf,
+        source: aya::BtfError,
+    },
+    #[error(
+        "cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo); the network probes attach to the cgroup2 root"
+    )]
+    NoCgroup2,
+    #[error("opening the cgroup2 root {path}: {source}")]
+    Cgroup2Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("loading the kernel programs: {0}")]
+    Load(#[source] aya::EbpfError),
+    #[error("kernel program or map `{0}` missing from the object (build mismatch)")]
+    Missing(&'static str),
+    #[error("map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("too many sensitive file patterns: {count} (at most {max})")]
+    TooManyPatterns { count: usize, max: u32 },
+    #[error(transparent)]
+    Tracefs(#[from] tracefs::TracefsError),
+    #[error("probes failed to attach:\n{0}")]
+    Attach(String),
+}
+
+/// Where a program hooks in.
+#[derive(Debug, Clone, Copy)]
+enum Hook {
+    RawTracepoint(&'static str),
+    /// tracefs tracepoints `category/name`, each attached if the kernel has it.
+    Tracepoints(&'static str, &'static [&'static str]),
+    CgroupSockAddr,
+    CgroupSkb(CgroupSkbAttachType),
+}
+
+/// One kernel program: what it is attached to and what it captures.
+struct ProbeSpec {
+    program: &'static str,
+    hook: Hook,
+    captures: &'static str,
+}
+
+const PROBES: &[ProbeSpec] = &[
+    ProbeSpec {
+        program: "sys_enter",
+        hook: Hook::RawTracepoint("sys_enter"),
+        captures: "syscall sets per cgroup",
+    },
+    ProbeSpec {
+        program: "sched_process_fork",
+        hook: Hook::RawTracepoint("sched_process_fork"),
+        captures: "process creation",
+    },
+    ProbeSpec {
+        program: "sched_process_exec",
+        hook: Hook::RawTracepoint("sched_process_exec"),
+        captures: "exec with argv",
+    },
+    ProbeSpec {
+        program: "sched_process_exit",
+        hook: Hook::RawTracepoint("sched_process_exit"),
+        captures: "process exit codes",
+    },
+    ProbeSpec {
+        program: "cgroup_mkdir",
+        hook: Hook::RawTracepoint("cgroup_mkdir"),
+        captures: "new container cgroups",
+    },
+    ProbeSpec {
+        program: "cgroup_rmdir",
+        hook: Hook::RawTracepoint("cgroup_rmdir"),
+        captures: "removed container cgroups",
+    },
+    ProbeSpec {
+        program: "sys_exit_open",
+        hook: Hook::Tracepoints(
+            "syscalls",
+            &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"],
+        ),
+        captures: "sensitive file opens",
+    },
+    ProbeSpec {
+        program: "connect4",
+        hook: Hook::CgroupSockAddr,
+        captures: "IPv4 connects",
+    },
+    ProbeSpec {
+        program: "connect6",
+        hook: Hook::CgroupSockAddr,
+        captures: "IPv6 connects",
+    },
+    ProbeSpec {
+        program: "sendmsg4",
+        hook: Hook::CgroupSockAddr,
+        captures: "IPv4 UDP sends",
+    },
+    ProbeSpec {
+        program: "sendmsg6",
+        hook: Hook::CgroupSockAddr,
+        captures: "IPv6 UDP sends",
+    },
+    ProbeSpec {
+        program: "sys_exit_accept",
+        hook: Hook::Tracepoints("syscalls", &["sys_exit_accept", "sys_exit_accept4"]),
+        captures: "TCP accepts",
+    },
+    ProbeSpec {
+        program: "skb_ingress",
+        hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
+        captures: "bytes received per flow, DNS answers",
+    },
+    ProbeSpec {
+        program: "skb_egress",
+        hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
+        captures: "bytes sent per flow",
+    },
+];
+
+/// Attach result of one probe, for logs, `doctor` and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeStatus {
+    pub program: &'static str,
+    pub hook: String,
+    pub captures: &'static str,
+    pub attached: bool,
+    pub error: Option<String>,
+}
+
+/// What the loader needs from the host.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub btf_path: PathBuf,
+    /// tracefs mount (syscall exit tracepoints and their record layout).
+    pub tracefs: PathBuf,
+    /// cgroup2 mount point (the network programs attach to its root).
+    pub cgroup2_root: PathBuf,
+    pub ring_buffer_bytes: u32,
+    pub file_patterns: Vec<SensitivePattern>,
+}
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+    pub config: KernelConfig,
+}
+
+impl Probes {
+    pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
+        if KERNEL_OBJECT.is_empty() {
+            return Err(LoadError::NoKernelObject);
+        }
+        if !opts.btf_path.exists() {
+            return Err(LoadError::NoBtf {
+                path: opts.btf_path.clone(),
+            });
+        }
+        let btf = Btf::from_file(&opts.btf_path).map_err(|source| LoadError::Btf {
+            path: opts.btf_path.clone(),
+            source,
+        })?;
+        let sys_exit_ret =
+            tracefs::field_offset(&opts.tracefs, "syscalls", "sys_exit_openat", "ret")?;
+        let mut config =
+            offsets::kernel_config(&btf, sys_exit_ret).map_err(|source| LoadError::Btf {
+                path: opts.btf_path.clone(),
+                source,
+            })?;
+        let max = limits::MAX_FILE_PATTERNS;
+        if opts.file_patterns.len() > max as usize {
+            return Err(LoadError::TooManyPatterns {
+                count: opts.file_patterns.len(),
+                max,
+            });
+        }
+        config.file_anchors = u32::from(!opts.file_patterns.is_empty());
+        tracing::debug!(?config, "kernel offsets from BTF");
+
+        let aya_btf =
+            aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default()).map_err(|source| {
+                LoadError::AyaBtf {
+                    path: opts.btf_path.clone(),
+                    source,
+                }
+            })?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global(names::GLOBAL_CONFIG, &config, true)
+            .map_max_entries(names::RINGBUF_EVENTS, opts.ring_buffer_bytes)
+            .load(KERNEL_OBJECT)
+            .map_err(LoadError::Load)?;
+
+        fill_free_slots(&mut ebpf)?;
+        write_anchors(&mut ebpf, &opts.file_patterns)?;
+
+        let cgroup_root =
+            File::open(&opts.cgroup2_root).map_err(|source| LoadError::Cgroup2Root {
+                path: opts.cgroup2_root.clone(),
+                source,
+            })?;
+        let mut status = Vec::with_capacity(PROBES.len());
+        for spec in PROBES {
+            let result = attach(&mut ebpf, spec, &opts.tracefs, &cgroup_root);
+            status.push(ProbeStatus {
+                program: spec.program,
+                hook: describe(spec.hook),
+                captures: spec.captures,
+                attached: result.is_ok(),
+                error: result.err(),
+            });
+        }
+        let failed: Vec<String> = status
+            .iter()
+            .filter_map(|s| {
+                s.error
+                    .as_ref()
+                    .map(|e| format!("  {} ({}; captures {}): {e}", s.program, s.hook, s.captures))
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(LoadError::Attach(failed.join("\n")));
+        }
+        Ok(Probes {
+            ebpf,
+            status,
+            config,
+        })
+    }
+}
+
+fn describe(hook: Hook) -> String {
+    match hook {
+        Hook::RawTracepoint(tp) => format!("raw_tracepoint/{tp}"),
+        Hook::Tracepoints(category, names) => format!("tracepoint/{category}/{}", names.join(",")),
+        Hook::CgroupSockAddr => "cgroup sock_addr on the cgroup2 root".to_string(),
+        Hook::CgroupSkb(CgroupSkbAttachType::Ingress) => {
+            "cgroup_skb/ingress on the cgroup2 root".to_string()
+        }
+        Hook::CgroupSkb(CgroupSkbAttachType::Egress) => {
+            "cgroup_skb/egress on the cgroup2 root".to_string()
+        }
+    }
+}
+
+/// Loads and attaches one program; the error text carries aya's full chain (verifier log
+/// included) so a failure names what the kernel refused.
+fn attach(
+    ebpf: &mut Ebpf,
+    spec: &ProbeSpec,
+    tracefs_dir: &Path,
+    cgroup_root: &File,
+) -> Result<(), String> {
+    let program = ebpf
+        .program_mut(spec.program)
+        .ok_or_else(|| "program missing from the kernel object".to_string())?;
+    let err = |e: &dyn std::error::Error| error_chain(e);
+    match spec.hook {
+        Hook::RawTracepoint(tp) => {
+            let p: &mut RawTracePoint = program.try_into().map_err(|e| err(&e))?;
+            p.load().map_err(|e| err(&e))?;
+            p.attach(tp).map_err(|e| err(&e))?;
+        }
+        Hook::Tracepoints(category, names) => {
+            let p: &mut TracePoint = program.try_into().map_err(|e| err(&e))?;
+            p.load().map_err(|e| err(&e))?;
+            let mut attached = 0;
+            for name in names
+                .iter()
+                .filter(|n| tracefs::has_event(tracefs_dir, category, n))
+            {
+                p.attach(category, name)
+                    .map_err(|e| format!("{category}/{name}: {}", err(&e)))?;
+                attached += 1;
+            }
+            if attached == 0 {
+                return Err(format!(
+                    "none of the tracepoints {category}/{{{}}} exist on this kernel",
+                    names.join(",")
+                ));
+            }
+        }
+        Hook::CgroupSockAddr => {
+            let p: &mut CgroupSockAddr = program.try_into().map_err(|e| err(&e))?;
+            p.load().map_err(|e| err(&e))?;
+            // A bpf_link never replaces other programs, and the kernel refuses attach flags on
+            // cgroup links: Single (no flags) is the right mode here.
+            p.attach(cgroup_root, CgroupAttachMode::Single)
+                .map_err(|e| err(&e))?;
+        }
+        Hook::CgroupSkb(kind) => {
+            let p: &mut CgroupSkb = program.try_into().map_err(|e| err(&e))?;
+            p.load().map_err(|e| err(&e))?;
+            p.attach(cgroup_root, kind, CgroupAttachMode::Single)
+                .map_err(|e| err(&e))?;
+        }
+    }
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Every syscall-set slot starts free; the kernel takes one per new cgroup.
+fn fill_free_slots(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(names::MAP_FREE_SLOTS)
+        .ok_or(LoadError::Missing(names::MAP_FREE_SLOTS))?;
+    let mut queue: Queue<&mut MapData, u32> =
+        Queue::try_from(map).map_err(|source| LoadError::Map {
+            name: names::MAP_FREE_SLOTS,
+            source,
+        })?;
+    for slot in 0..limits::MAX_CGROUP_SLOTS {
+        queue.push(slot, 0).map_err(|source| LoadError::Map {
+            name: names::MAP_FREE_SLOTS,
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn write_anchors(ebpf: &mut Ebpf, patterns: &[SensitivePattern]) -> Result<(), LoadError> {
+    let map = ebpf
+        .map_mut(names::MAP_FILE_ANCHORS)
+        .ok_or(LoadError::Missing(names::MAP_FILE_ANCHORS))?;
+    let mut anchor_map: HashMap<&mut MapData, u32, u32> =
+        HashMap::try_from(map).map_err(|source| LoadError::Map {
+            name: names::MAP_FILE_ANCHORS,
+            source,
+        })?;
+    for (hash, depth) in anchors(patterns) {
+        anchor_map
+            .insert(hash, depth, 0)
+            .map_err(|source| LoadError::Map {
+                name: names::MAP_FILE_ANCHORS,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Loads the kernel object and attaches only the empty `sys_enter` program: the floor the
+/// benchmark compares the sensor against. Dropping the returned value detaches it.
+pub fn attach_empty_sys_enter() -> Result<Ebpf, LoadError> {
+    if KERNEL_OBJECT.is_empty() {
+        return Err(LoadError::NoKernelObject);
+    }
+    let mut ebpf = EbpfLoader::new()
+        .load(KERNEL_OBJECT)
+        .map_err(LoadError::Load)?;
+    let program = ebpf
+        .program_mut("sys_enter_empty")
+        .ok_or(LoadError::Missing("sys_enter_empty"))?;
+    let p: &mut RawTracePoint = program
+        .try_into()
+        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
+    p.load()
+        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
+    p.attach("sys_enter")
+        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
+    Ok(ebpf)
+}
+
+/// Default kernel BTF location.
+pub fn default_btf_path() -> &'static Path {
+    Path::new("/sys/kernel/btf/vmlinux")
+}

@@ -1,0 +1,170 @@
+//! Attributed events: what `sensor trace` prints and what `StreamEvents` will stream. One JSON
+//! object per event, with the pod/container it belongs to flattened in.
+
+use std::{net::IpAddr, sync::Arc};
+
+use serde::Serialize;
+
+use crate::attribution::Attribution;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// RFC 3339 UTC.
+    pub time: String,
+    pub kind: &'static str,
+    pub node: Arc<str>,
+    #[serde(flatten)]
+    pub who: Arc<Attribution>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(flatten)]
+    pub detail: Detail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    Exec {
+        path: String,
+        args: Vec<String>,
+        args_truncated: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        path_truncated: bool,
+        uid: u32,
+    },
+    Exit {
+        exit_code: Option<u32>,
+        signal: Option<u32>,
+    },
+    Connect {
+        protocol: &'static str,
+        remote_ip: IpAddr,
+        remote_port: u16,
+        origin: &'static str,
+        /// Names this container resolved to that address (from DNS answers it received).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        remote_names: Vec<String>,
+    },
+    Accept {
+        protocol: &'static str,
+        remote_ip: IpAddr,
+        local_ip: IpAddr,
+        local_port: u16,
+    },
+    Dns {
+        question: String,
+        qtype: String,
+        rcode: String,
+        server_ip: IpAddr,
+        transport: &'static str,
+        answers: Vec<DnsAnswerRecord>,
+    },
+    File {
+        path: String,
+        pattern: String,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        path_truncated: bool,
+        open_flags: u32,
+    },
+    Syscalls {
+        native: Vec<String>,
+        compat: Vec<String>,
+        /// True when emitted because the cgroup was removed (the set is complete).
+        #[serde(rename = "final")]
+        is_final: bool,
+    },
+    Flow {
+        protocol: &'static str,
+        direction: &'static str,
+        remote_ip: IpAddr,
+        remote_port: u16,
+        local_port: u16,
+        connections: u64,
+        bytes_sent: u64,
+        bytes_recv: u64,
+        packets_sent: u64,
+        packets_recv: u64,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        remote_names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DnsAnswerRecord {
+    pub ip: IpAddr,
+    pub names: Vec<String>,
+    pub ttl: u32,
+}
+
+impl Detail {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Detail::Exec { .. } => "exec",
+            Detail::Exit { .. } => "exit",
+            Detail::Connect { .. } => "connect",
+            Detail::Accept { .. } => "accept",
+            Detail::Dns { .. } => "dns",
+            Detail::File { .. } => "file",
+            Detail::Syscalls { .. } => "syscalls",
+            Detail::Flow { .. } => "flow",
+        }
+    }
+}
+
+/// Splits a kernel wait status into (exit code, signal): exactly one is set.
+pub fn wait_status(status: u32) -> (Option<u32>, Option<u32>) {
+    let signal = status & 0x7f;
+    if signal == 0 {
+        (Some((status >> 8) & 0xff), None)
+    } else {
+        (None, Some(signal))
+    }
+}
+
+/// An address from the kernel's 16-byte form (IPv4 as `::ffff:a.b.c.d`) as the natural IpAddr.
+pub fn ip_from_mapped(bytes: [u8; 16]) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+pub fn protocol_name(protocol: u8) -> &'static str {
+    match protocol {
+        6 => "tcp",
+        17 => "udp",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_status_splits_code_and_signal() {
+        assert_eq!(wait_status(7 << 8), (Some(7), None));
+        assert_eq!(wait_status(0), (Some(0), None));
+        assert_eq!(wait_status(9), (None, Some(9)));
+        assert_eq!(wait_status(0x80 | 11), (None, Some(11)));
+    }
+
+    #[test]
+    fn mapped_addresses_become_ipv4() {
+        let mut b = [0u8; 16];
+        b[10] = 0xff;
+        b[11] = 0xff;
+        b[12..].copy_from_slice(&[10, 0, 0, 1]);
+        assert_eq!(ip_from_mapped(b).to_string(), "10.0.0.1");
+        let v6: [u8; 16] = "fd00:ec2::254"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        assert_eq!(ip_from_mapped(v6).to_string(), "fd00:ec2::254");
+    }
+}

@@ -1,0 +1,7 @@
+//! Facts about the running kernel: its BTF (struct offsets for the programs) and where its
+//! filesystems are mounted.
+
+pub mod btf;
+pub mod mounts;
+pub mod offsets;
+pub mod tracefs;

@@ -1,0 +1,79 @@
+//! The [`KernelConfig`] the kernel programs run with: every kernel struct offset they use,
+//! resolved from the running kernel's BTF (aya's Rust eBPF has no CO-RE relocations, and
+//! offsets baked from one kernel's headers read garbage on another).
+
+use sensor_common::KernelConfig;
+
+use super::btf::{Btf, BtfError};
+
+/// Hierarchy id of cgroup v2 (`cgrp_dfl_root`): it is set up first at boot and gets id 0; the
+/// v1 hierarchies get 1.. (seen on this kernel: the `cgroup_mkdir` tracepoint reports
+/// `root=0` for a cgroup2 mkdir and `root=4` for a memory-controller mkdir).
+const CGROUP2_HIERARCHY_ID: u32 = 0;
+
+/// Resolves every offset the programs need. The error names the missing `struct.field`.
+/// `sys_exit_ret` is the offset of `ret` in `syscalls:sys_exit_*` records, read from tracefs.
+pub fn kernel_config(btf: &Btf, sys_exit_ret: u32) -> Result<KernelConfig, BtfError> {
+    let off = |ty: &str, member: &str| btf.member_offset(ty, member);
+    let (regs_compat_offset, regs_compat_mask, regs_compat_value) = compat_test(btf)?;
+    let mut c = KernelConfig::zeroed();
+    c.regs_compat_mask = regs_compat_mask;
+    c.regs_compat_value = regs_compat_value;
+    c.regs_compat_offset = regs_compat_offset;
+    c.task_pid = off("task_struct", "pid")?;
+    c.task_tgid = off("task_struct", "tgid")?;
+    c.task_real_parent = off("task_struct", "real_parent")?;
+    c.task_mm = off("task_struct", "mm")?;
+    c.task_signal = off("task_struct", "signal")?;
+    c.task_exit_code = off("task_struct", "exit_code")?;
+    c.mm_arg_start = off("mm_struct", "arg_start")?;
+    c.mm_arg_end = off("mm_struct", "arg_end")?;
+    c.signal_live = off("signal_struct", "live")?;
+    c.binprm_filename = off("linux_binprm", "filename")?;
+    c.cgroup_kn = off("cgroup", "kn")?;
+    c.kernfs_node_id = off("kernfs_node", "id")?;
+    c.cgroup_root = off("cgroup", "root")?;
+    c.cgroup_root_hierarchy_id = off("cgroup_root", "hierarchy_id")?;
+    c.cgroup_level = off("cgroup", "level")?;
+    c.dfl_hierarchy_id = CGROUP2_HIERARCHY_ID;
+    c.file_f_path = off("file", "f_path")?;
+    c.file_f_flags = off("file", "f_flags")?;
+    c.task_files = off("task_struct", "files")?;
+    c.files_fdt = off("files_struct", "fdt")?;
+    c.fdt_fd = off("fdtable", "fd")?;
+    c.fdt_max_fds = off("fdtable", "max_fds")?;
+    c.path_mnt = off("path", "mnt")?;
+    c.path_dentry = off("path", "dentry")?;
+    c.dentry_d_parent = off("dentry", "d_parent")?;
+    c.dentry_d_name_name = btf.member_path_offset("dentry", "d_name.name")?;
+    c.vfsmount_mnt_root = off("vfsmount", "mnt_root")?;
+    c.mount_mnt = off("mount", "mnt")?;
+    c.mount_mnt_parent = off("mount", "mnt_parent")?;
+    c.mount_mnt_mountpoint = off("mount", "mnt_mountpoint")?;
+    c.sys_exit_ret = sys_exit_ret;
+    c.file_private_data = off("file", "private_data")?;
+    c.socket_sk = off("socket", "sk")?;
+    // `struct sock` starts with `struct sock_common __sk_common`; read through it.
+    let sock = |member: &str| btf.member_path_offset("sock", &format!("__sk_common.{member}"));
+    c.skc_family = sock("skc_family")?;
+    c.skc_daddr = sock("skc_daddr")?;
+    c.skc_rcv_saddr = sock("skc_rcv_saddr")?;
+    c.skc_num = sock("skc_num")?;
+    c.skc_v6_daddr = sock("skc_v6_daddr")?;
+    c.skc_v6_rcv_saddr = sock("skc_v6_rcv_saddr")?;
+    Ok(c)
+}
+
+/// How a syscall's registers say it came through the 32-bit compat ABI on this architecture.
+/// (offset in `pt_regs`, mask, value); mask 0 = no compat ABI.
+fn compat_test(btf: &Btf) -> Result<(u32, u64, u64), BtfError> {
+    if cfg!(target_arch = "x86_64") {
+        // ia32 syscalls run with the 32-bit user code segment, __USER32_CS = 0x23.
+        Ok((btf.member_offset("pt_regs", "cs")?, 0xffff, 0x23))
+    } else if cfg!(target_arch = "aarch64") {
+        // AArch32 tasks run with PSR_MODE32_BIT (0x10) set in pstate.
+        Ok((btf.member_offset("pt_regs", "pstate")?, 0x10, 0x10))
+    } else {
+        Ok((0, 0, 0))
+    }
+}

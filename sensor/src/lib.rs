@@ -1,0 +1,13 @@
+//! The sensor library: kernel capture (`collector`), attribution to pods (`attribution`), and
+//! the commands built on them. The `sensor` binary is a thin CLI over this crate.
+
+pub mod attribution;
+pub mod cli;
+pub mod clock;
+pub mod collector;
+pub mod dns;
+pub mod event;
+pub mod kernel;
+pub mod pipeline;
+pub mod syscall_names;
+pub mod trace;

@@ -1,0 +1,30 @@
+//! Privileged end-to-end test bed for the node sensor.
+//!
+//! Reproduces what the sensor sees on a Kubernetes node, without a cluster: real runc containers
+//! ([`runc`]) on a shared busybox rootfs ([`rootfs`]) in kubelet-shaped cgroups ([`pod`],
+//! [`cgroup`]), kubelet's on-node name metadata ([`kubelet`]), network peers in their own
+//! network namespaces with TCP and DNS services ([`netns`], [`dns_client`]), and a handle on the
+//! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]).
+//!
+//! Everything must run as root on a real kernel. Every resource is unique per test so tests run
+//! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
+//! install. See `/work/shared/design/TESTBED.md` for what works on the build machines.
+
+pub mod cgroup;
+pub mod dns_client;
+pub mod expect;
+pub mod kubelet;
+pub mod netns;
+pub mod pod;
+pub mod rootfs;
+pub mod runc;
+pub mod sensor;
+pub mod util;
+
+pub use expect::Expect;
+pub use kubelet::Kubelet;
+pub use netns::{DnsZone, Peer};
+pub use pod::{CgroupDriver, Pod, Qos, Runtime};
+pub use rootfs::Rootfs;
+pub use runc::{ContainerConfig, Network, RunOutput, Runc};
+pub use sensor::{Sensor, SensorProcess};

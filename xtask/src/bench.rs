@@ -1,0 +1,167 @@
+//! `cargo xtask bench`: what the sensor costs and whether it loses anything, on this machine.
+//!
+//! 1. Per-syscall overhead (`overhead`): a pinned getppid loop in a pod-shaped cgroup, with no
+//!    probe, the empty-hook floor, the sensor and bpftrace, interleaved over rounds.
+//! 2. Floods with accounting (`flood`): exec and connect floods from pod-shaped cgroups, every
+//!    event either processed or counted as dropped; agent CPU and peak RSS.
+//! 3. Idle RSS of the sensor.
+//!
+//! Prints tables and writes docs/benchmarks.md (`report`). Every process the bench starts is
+//! stopped and every cgroup it creates is removed, also on errors and Ctrl-C (`tools`,
+//! `system`). The workloads run as the hidden `xtask bench-worker` subcommand (`workload`).
+
+mod flood;
+mod overhead;
+mod report;
+mod system;
+mod tools;
+mod workload;
+
+use std::{
+    cell::RefCell,
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, ensure};
+use serde_json::Value;
+
+pub use self::workload::worker;
+use self::{
+    system::{Cgroup2, Machine, PodCgroup, WorkDir, allowed_cpus, busy_neighbours},
+    tools::Spawned,
+};
+
+/// How long a tool may take to attach (the sensor parses BTF and loads a dozen programs).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a tool may take to flush and exit after SIGINT.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every part of the bench needs.
+struct Ctx {
+    sensor_bin: PathBuf,
+    cg2: Cgroup2,
+    work: WorkDir,
+    cpus: Vec<usize>,
+    neighbours: RefCell<BTreeSet<String>>,
+}
+
+impl Ctx {
+    /// `xtask bench-worker <cgroup dir> ...`: this very binary (through /proc/self/exe, so a
+    /// rebuild of xtask during the bench does not matter).
+    fn worker(&self, cgroup: &PodCgroup) -> Command {
+        let mut cmd = Command::new("/proc/self/exe");
+        cmd.arg("bench-worker").arg(&cgroup.dir);
+        cmd
+    }
+
+    fn note_neighbours(&self, seen: BTreeSet<String>) {
+        self.neighbours.borrow_mut().extend(seen);
+    }
+}
+
+/// The JSON line a workload printed last.
+fn worker_result(worker: &Spawned) -> Result<Value> {
+    let text = fs::read_to_string(&worker.stdout)
+        .with_context(|| format!("reading {}", worker.stdout.display()))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .with_context(|| format!("{} printed nothing; {}", worker.name, worker.stderr_tail()))?;
+    serde_json::from_str(line)
+        .with_context(|| format!("{} printed `{line}`, not JSON", worker.name))
+}
+
+pub fn run(
+    root: &Path,
+    sensor_bin: &Path,
+    calls: u64,
+    rounds: usize,
+    write_doc: bool,
+) -> Result<()> {
+    ensure!(
+        calls >= 10_000,
+        "--calls must be at least 10000 for a meaningful ns/call"
+    );
+    ensure!(rounds >= 1, "--rounds must be at least 1");
+    ensure!(
+        Path::new("/bin/true").exists(),
+        "/bin/true is missing (the exec flood runs it)"
+    );
+    tools::install_interrupt_handler();
+    let started = Instant::now();
+    let cg2 = Cgroup2::find()?;
+    let machine = Machine::read(&cg2);
+    let sensor_version = Command::new(sensor_bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let ctx = Ctx {
+        sensor_bin: sensor_bin.to_path_buf(),
+        cg2,
+        work: WorkDir::create()?,
+        cpus: allowed_cpus(),
+        neighbours: RefCell::new(BTreeSet::new()),
+    };
+    println!(
+        "bench: {} on {} ({} cores), kernel {}, cgroup2 at {}",
+        sensor_bin.display(),
+        machine.cpu_model,
+        machine.cores,
+        machine.kernel,
+        ctx.cg2.mount_point.display()
+    );
+    let before = busy_neighbours(&[]);
+    if before.contains("sensor") || before.contains("bpftrace") {
+        eprintln!(
+            "bench: warning: another sensor or bpftrace is running; its probes slow every configuration, \
+             and its events count in the global loss counters"
+        );
+    }
+    ctx.note_neighbours(before);
+
+    let overhead = overhead::run(&ctx, calls, rounds)?;
+    ctx.note_neighbours(overhead.neighbours.clone());
+    let exec = flood::exec_flood(&ctx)?;
+    let connect = flood::connect_flood(&ctx)?;
+    ctx.note_neighbours(busy_neighbours(&[]));
+
+    let neighbours = ctx.neighbours.borrow().clone();
+    let report = report::Report {
+        machine: &machine,
+        sensor_version,
+        overhead: &overhead,
+        rounds,
+        exec: &exec,
+        connect: &connect,
+        neighbours: &neighbours,
+        minutes: started.elapsed().as_secs_f64() / 60.0,
+    };
+    print!("{}", report.terminal());
+    if write_doc {
+        let path = root.join("docs").join("benchmarks.md");
+        fs::create_dir_all(root.join("docs")).context("creating docs/")?;
+        fs::write(&path, report.document())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("\nwrote {}", path.display());
+    }
+    let failed: Vec<String> = report
+        .targets()
+        .into_iter()
+        .filter(|t| !t.pass)
+        .map(|t| t.what)
+        .collect();
+    if !failed.is_empty() {
+        println!("targets missed: {}", failed.join(", "));
+    }
+    println!(
+        "bench took {:.1} min",
+        started.elapsed().as_secs_f64() / 60.0
+    );
+    Ok(())
+}

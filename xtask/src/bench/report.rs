@@ -1,0 +1,510 @@
+//! Tables for the terminal and docs/benchmarks.md (numbers, method, machine, targets).
+
+use std::{collections::BTreeSet, fmt::Write as _};
+
+use super::{
+    flood::{
+        CONNECT_PORTS, CONNECT_SECS, CONNECT_THREADS, ConnectFlood, EXEC_COUNT, ExecFlood,
+        IDLE_SECS,
+    },
+    overhead::{BPFTRACE_PROGRAM, Config, MAX_ATTEMPTS, NOISY_CORES, Overhead},
+    system::Machine,
+};
+
+pub const MAX_RATIO_BPFTRACE: f64 = 0.5;
+pub const MAX_RATIO_FLOOR: f64 = 1.5;
+pub const MIN_CONNECT_PROCESSED: f64 = 0.99;
+pub const MAX_IDLE_RSS_MIB: f64 = 50.0;
+
+pub struct Report<'a> {
+    pub machine: &'a Machine,
+    pub sensor_version: String,
+    pub overhead: &'a Overhead,
+    pub rounds: usize,
+    pub exec: &'a ExecFlood,
+    pub connect: &'a ConnectFlood,
+    pub neighbours: &'a BTreeSet<String>,
+    pub minutes: f64,
+}
+
+pub struct Target {
+    pub what: String,
+    pub goal: String,
+    pub value: String,
+    pub pass: bool,
+}
+
+/// A Markdown table with padded columns (readable as plain text too).
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("| {} |\n", padded.join(" | "))
+    };
+    let mut out = line(head.iter().map(|h| h.to_string()).collect());
+    out.push_str(&line(width.iter().map(|w| "-".repeat(*w)).collect()));
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn signed(v: f64) -> String {
+    format!("{v:+.1}")
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "FAIL" }
+}
+
+impl Report<'_> {
+    fn ratio(&self, of: Config) -> f64 {
+        let (s, d) = (
+            self.overhead.added_ns(Config::Sensor),
+            self.overhead.added_ns(of),
+        );
+        if d > 0.0 { s / d } else { f64::NAN }
+    }
+
+    pub fn targets(&self) -> Vec<Target> {
+        let o = self.overhead;
+        let (e, c) = (self.exec, self.connect);
+        let r_bpf = self.ratio(Config::Bpftrace);
+        let r_floor = self.ratio(Config::EmptyHook);
+        let share = if c.generated > 0 {
+            c.processed as f64 / c.generated as f64
+        } else {
+            0.0
+        };
+        let idle = mib(e.idle_rss_kib);
+        vec![
+            Target {
+                what: "syscall overhead vs bpftrace".into(),
+                goal: format!("sensor added / bpftrace added <= {MAX_RATIO_BPFTRACE}"),
+                value: format!(
+                    "{:.1} / {:.1} ns = {r_bpf:.2}",
+                    o.added_ns(Config::Sensor),
+                    o.added_ns(Config::Bpftrace)
+                ),
+                pass: r_bpf <= MAX_RATIO_BPFTRACE,
+            },
+            Target {
+                what: "syscall overhead vs empty hook".into(),
+                goal: format!("sensor added / floor added <= {MAX_RATIO_FLOOR}"),
+                value: format!(
+                    "{:.1} / {:.1} ns = {r_floor:.2}",
+                    o.added_ns(Config::Sensor),
+                    o.added_ns(Config::EmptyHook)
+                ),
+                pass: r_floor <= MAX_RATIO_FLOOR,
+            },
+            Target {
+                what: "exec flood accounting".into(),
+                goal: "processed + dropped == generated".into(),
+                value: format!(
+                    "{} + {} vs {} (unaccounted {})",
+                    e.processed,
+                    e.dropped(),
+                    e.generated,
+                    e.unaccounted()
+                ),
+                pass: e.unaccounted() == 0,
+            },
+            Target {
+                what: "connect flood processed".into(),
+                goal: format!(">= {:.0}% of generated", MIN_CONNECT_PROCESSED * 100.0),
+                value: format!("{} of {} = {:.2}%", c.processed, c.generated, share * 100.0),
+                pass: share >= MIN_CONNECT_PROCESSED,
+            },
+            Target {
+                what: "connect flood accounting".into(),
+                goal: "processed + dropped == generated".into(),
+                value: format!(
+                    "{} + {} vs {} (unaccounted {})",
+                    c.processed,
+                    c.dropped(),
+                    c.generated,
+                    c.unaccounted()
+                ),
+                pass: c.unaccounted() == 0,
+            },
+            Target {
+                what: "idle RSS".into(),
+                goal: format!("< {MAX_IDLE_RSS_MIB} MiB"),
+                value: format!("{idle:.1} MiB"),
+                pass: idle < MAX_IDLE_RSS_MIB,
+            },
+        ]
+    }
+
+    fn targets_table(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .targets()
+            .into_iter()
+            .map(|t| vec![t.what, t.goal, t.value, pass(t.pass).to_string()])
+            .collect();
+        table(&["target", "goal", "measured", "result"], &rows)
+    }
+
+    fn overhead_table(&self) -> String {
+        let o = self.overhead;
+        let rows: Vec<Vec<String>> = Config::ALL
+            .iter()
+            .map(|&c| {
+                let (bg_med, bg_max) = o.background(c);
+                let samples = &o.samples[c as usize];
+                let rounds: Vec<String> = samples
+                    .iter()
+                    .map(|s| format!("{:.1}", s.ns_per_call))
+                    .collect();
+                let repeated: usize = samples.iter().map(|s| s.attempts - 1).sum();
+                vec![
+                    c.label().to_string(),
+                    format!("{:.1}", o.median_ns(c)),
+                    if c == Config::NoProbe {
+                        "-".into()
+                    } else {
+                        signed(o.added_ns(c))
+                    },
+                    rounds.join(" "),
+                    format!("{bg_med:.2} / {bg_max:.2}"),
+                    repeated.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "configuration",
+                "median ns/call",
+                "added ns/call",
+                "per round (ns/call)",
+                "background cores (median / max)",
+                "loops repeated",
+            ],
+            &rows,
+        )
+    }
+
+    fn flood_table(&self) -> String {
+        let (e, c) = (self.exec, self.connect);
+        let row = |what: &str, exec: String, connect: String| vec![what.to_string(), exec, connect];
+        let rows = vec![
+            row(
+                "workload",
+                format!(
+                    "{} x fork+exec /bin/true, {} in parallel",
+                    e.requested, e.parallel
+                ),
+                format!(
+                    "TCP connect 127.0.0.1, {CONNECT_PORTS} ports, target {}/s",
+                    c.target_rate
+                ),
+            ),
+            row(
+                "duration",
+                format!("{:.2} s", e.secs),
+                format!("{:.2} s", c.secs),
+            ),
+            row(
+                "achieved rate",
+                format!("{:.0} exec/s", e.rate),
+                format!("{:.0} connects/s", c.rate),
+            ),
+            row(
+                "generated",
+                format!("{} (exited 0; {} failed)", e.generated, e.failed),
+                format!(
+                    "{} (of {} attempted, {} failed; listeners accepted {})",
+                    c.generated, c.attempted, c.failed, c.accepted
+                ),
+            ),
+            row(
+                "processed",
+                format!(
+                    "{} exec lines in the cgroup ({} with the pod name)",
+                    e.processed, e.named
+                ),
+                format!(
+                    "{} = sum of `connections` over {} egress flow lines ({} connect lines)",
+                    c.processed, c.aggregates, c.connect_lines
+                ),
+            ),
+            row(
+                "dropped",
+                format!(
+                    "{} (ringbuf_full_exec {} + queue_full_exec {})",
+                    e.dropped(),
+                    e.dropped_ringbuf,
+                    e.dropped_queue
+                ),
+                format!(
+                    "{} (ringbuf_full_flow {} + queue_full_flow {} + flow_map_full {})",
+                    c.dropped(),
+                    c.dropped_ringbuf,
+                    c.dropped_queue,
+                    c.dropped_map_full
+                ),
+            ),
+            row(
+                "malformed records (all kinds)",
+                e.malformed.to_string(),
+                c.malformed.to_string(),
+            ),
+            row(
+                "unaccounted (generated - processed - dropped)",
+                e.unaccounted().to_string(),
+                c.unaccounted().to_string(),
+            ),
+            row(
+                "agent CPU during the flood (% of one core)",
+                format!("{:.1}%", e.agent_cpu_pct),
+                format!("{:.1}%", c.agent_cpu_pct),
+            ),
+            row(
+                "agent peak RSS (VmHWM)",
+                format!("{:.1} MiB", mib(e.peak_rss_kib)),
+                format!("{:.1} MiB", mib(c.peak_rss_kib)),
+            ),
+        ];
+        table(&["", "exec flood", "connect flood"], &rows)
+    }
+
+    fn idle_table(&self) -> String {
+        let idle = mib(self.exec.idle_rss_kib);
+        table(
+            &["measure", "value", "target", "result"],
+            &[vec![
+                format!("VmRSS after {IDLE_SECS} s idle"),
+                format!("{idle:.1} MiB"),
+                format!("< {MAX_IDLE_RSS_MIB} MiB"),
+                pass(idle < MAX_IDLE_RSS_MIB).into(),
+            ]],
+        )
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let o = self.overhead;
+        let max_bg = Config::ALL
+            .iter()
+            .map(|&c| o.background(c).1)
+            .fold(0.0, f64::max);
+        if !self.neighbours.is_empty() || max_bg > 0.25 {
+            w.push(format!(
+                "The machine was not fully quiet: other processes seen running during the bench: {}; \
+                 the most CPU used by the rest of the machine during one timed loop was {max_bg:.2} cores. \
+                 Interleaved rounds and medians are the mitigation; the per-round values show the spread.",
+                if self.neighbours.is_empty() {
+                    "none of the watched names".to_string()
+                } else {
+                    self.neighbours.iter().cloned().collect::<Vec<_>>().join(", ")
+                }
+            ));
+        }
+        if self.neighbours.contains("sensor") || self.neighbours.contains("bpftrace") {
+            w.push(
+                "Another sensor or bpftrace (not started by the bench) was running: its probes add to every \
+                 configuration, including \"no probe\", and its events can add to the global loss counters."
+                    .into(),
+            );
+        }
+        if !self.exec.removal_seen {
+            w.push("The sensor never reported the exec-flood cgroup's removal (no final `syscalls` line for it).".into());
+        }
+        if !self.connect.flows_seen {
+            w.push("No `flow` line for the connect-flood cgroup appeared after its removal (only at the sensor's exit, if at all).".into());
+        }
+        if self.connect.failed > 0 {
+            w.push(format!(
+                "{} connects failed (first error: {}); only successful connects count as generated.",
+                self.connect.failed,
+                self.connect.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        if self.exec.named != self.exec.processed {
+            w.push(format!(
+                "{} of {} exec lines of the flood cgroup lacked the pod name from the kubelet metadata.",
+                self.exec.processed - self.exec.named.min(self.exec.processed),
+                self.exec.processed
+            ));
+        }
+        w
+    }
+
+    /// What the terminal shows.
+    pub fn terminal(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n== per-syscall overhead (getppid, {} calls, medians of {} interleaved rounds) ==",
+            self.overhead.calls, self.rounds
+        );
+        s.push_str(&self.overhead_table());
+        let _ = writeln!(s, "\n== floods with accounting ==");
+        s.push_str(&self.flood_table());
+        let _ = writeln!(s, "\n== idle ==");
+        s.push_str(&self.idle_table());
+        let _ = writeln!(s, "\n== targets ==");
+        s.push_str(&self.targets_table());
+        for w in self.warnings() {
+            let _ = writeln!(s, "\nnote: {w}");
+        }
+        s
+    }
+
+    /// docs/benchmarks.md
+    pub fn document(&self) -> String {
+        let m = self.machine;
+        let o = self.overhead;
+        let mut s = String::new();
+        let _ = writeln!(s, "# Benchmarks\n");
+        let _ = writeln!(
+            s,
+            "Written by `cargo xtask bench` (source: `xtask/src/bench.rs` and `xtask/src/bench/`); rerun it to \
+             refresh this page. Every number below comes from one run of {:.1} minutes.\n",
+            self.minutes
+        );
+        let _ = writeln!(s, "## Machine\n");
+        let rows = vec![
+            vec!["date".into(), m.date.clone()],
+            vec!["kernel".into(), m.kernel.clone()],
+            vec!["CPU".into(), format!("{} ({} cores)", m.cpu_model, m.cores)],
+            vec!["cgroup2".into(), format!("`{}`", m.cgroup2)],
+            vec!["sensor".into(), self.sensor_version.clone()],
+            vec!["bpftrace".into(), m.bpftrace.clone()],
+        ];
+        s.push_str(&table(&["", ""], &rows));
+        let _ = writeln!(s, "\n## Targets\n");
+        s.push_str(&self.targets_table());
+
+        let _ = writeln!(s, "\n## 1. Per-syscall overhead\n");
+        s.push_str(&self.overhead_table());
+        let _ = writeln!(
+            s,
+            "\nSensor / bpftrace added: {:.2} (target <= {MAX_RATIO_BPFTRACE}). Sensor / empty hook added: {:.2} \
+             (target <= {MAX_RATIO_FLOOR}).\n",
+            self.ratio(Config::Bpftrace),
+            self.ratio(Config::EmptyHook)
+        );
+        let _ = writeln!(s, "How it was measured:\n");
+        let _ = writeln!(
+            s,
+            "- Workload: {calls} `syscall(SYS_getppid)` in a tight loop (after a warm-up of a tenth as many), timed \
+             with `CLOCK_MONOTONIC`; ns/call = elapsed / {calls}. It runs as `xtask bench-worker`, which first pins \
+             itself to CPU {cpu} with `sched_setaffinity` (less migration noise) and moves itself into a fresh \
+             pod-shaped cgroup2 leaf, `<cgroup2>/kubepods/besteffort/pod<uid>/<64-hex id>` (kubelet's cgroupfs \
+             layout, so the sensor treats it as a container), before timing starts. The leaf is removed after each \
+             run.",
+            calls = o.calls,
+            cpu = o.cpu
+        );
+        let _ = writeln!(
+            s,
+            "- Configurations: **no probe**; **empty hook** = `sensor debug empty-hook`, one empty raw tracepoint on \
+             `sys_enter`, the floor any syscall hook pays; **sensor trace** = `sensor trace --json` with all its \
+             probes (output to a file, discarded); **bpftrace** = `bpftrace -e '{BPFTRACE_PROGRAM}'` (per-cgroup \
+             syscall counts, the nearest off-the-shelf equivalent). Each tool is started fresh for every \
+             measurement; the loop starts 0.5 s after the tool says it is attached (`attached`, `capture started`, \
+             `Attaching 1 probe...`); the tool is stopped with SIGINT afterwards."
+        );
+        let _ = writeln!(
+            s,
+            "- Interleaved: each of the {rounds} rounds runs all four configurations, the order rotated by one per \
+             round, so slow drifts (a build running next to the bench, caches, frequency) hit every configuration \
+             alike. The table gives the median over rounds and every round's value; added = median(configuration) \
+             - median(no probe).",
+            rounds = self.rounds
+        );
+        let _ = writeln!(
+            s,
+            "- Background cores: CPU time the rest of the machine used while a loop was timed (`/proc/stat` busy \
+             time minus the loop's own), in cores. It includes the tool's own user space. On this VM a busy \
+             second CPU slows the pinned loop as well (shared physical core or host contention), so a loop timed \
+             while the rest of the machine used more than {NOISY_CORES} cores is run again with the tool still \
+             attached, up to {MAX_ATTEMPTS} loops, and the quietest is kept (`loops repeated` counts the extra \
+             loops); what remains is in the background column."
+        );
+        let _ = writeln!(
+            s,
+            "- Reference (design notes, same kind of machine): no probe ~186 ns/call, empty hook +74..97 ns, \
+             bpftrace +310 ns."
+        );
+
+        let _ = writeln!(s, "\n## 2. Floods with accounting\n");
+        s.push_str(&self.flood_table());
+        let _ = writeln!(s, "\nHow it was measured:\n");
+        let _ = writeln!(
+            s,
+            "- `sensor trace --json` runs with its output in a file and kubelet metadata dirs in a temp dir; each \
+             flood runs in its own pod-shaped cgroup (with its `/var/log/pods`-style files, so events carry \
+             namespace `bench` and the pod name). Events are matched to the flood by `cgroup_id` (the cgroup \
+             directory's inode)."
+        );
+        let _ = writeln!(
+            s,
+            "- Exec flood: one process forks and `execve`s `/bin/true` {EXEC_COUNT} times, as fast as it can with \
+             one child per CPU in flight. generated = children that exited 0 (each exec'd); processed = `exec` \
+             lines of the flood cgroup; dropped = `ringbuf_full_exec` + `queue_full_exec` from the final `stats` \
+             line."
+        );
+        let _ = writeln!(
+            s,
+            "- Connect flood: {CONNECT_THREADS} threads connect to 127.0.0.1, round-robin over {CONNECT_PORTS} \
+             listening ports (listeners in the bench process, outside the flood cgroup), paced at \
+             {}/s for {CONNECT_SECS} s, closing each connection at once. generated = successful connects; the \
+             sensor aggregates flows in the kernel (one `connect` line per cgroup, address, port and protocol, \
+             later connects bump a counter), so processed = sum of `connections` over the flood cgroup's egress \
+             `flow` lines; dropped = `ringbuf_full_flow` + `queue_full_flow` + `flow_map_full`.",
+            self.connect.target_rate
+        );
+        let _ = writeln!(
+            s,
+            "- Before stopping the sensor, the bench removes the flood cgroup and waits until the sensor has \
+             reported the removal (final `syscalls` line, or the flow summaries at the next sweep), so nothing \
+             is still in flight; the sensor is then stopped with SIGINT and prints its `stats` line."
+        );
+        let _ = writeln!(
+            s,
+            "- The loss counters are global, not per cgroup: host processes could add to them on a busy machine. \
+             The bench runs on a machine where nothing else is expected to flood (see the notes below for what \
+             was seen running)."
+        );
+        let _ = writeln!(
+            s,
+            "- Agent CPU: utime + stime of the sensor from `/proc/<pid>/stat` over the flood window (worker start \
+             to exit), as % of one core. Peak RSS: `VmHWM` from `/proc/<pid>/status` just before stopping it."
+        );
+
+        let _ = writeln!(s, "\n## 3. Idle RSS\n");
+        s.push_str(&self.idle_table());
+        let _ = writeln!(
+            s,
+            "\n`sensor trace --json` started, then {IDLE_SECS} s with no workload, then `VmRSS` from \
+             `/proc/<pid>/status` (the exec flood then runs on the same sensor process)."
+        );
+
+        let _ = writeln!(s, "\n## Notes\n");
+        let _ = writeln!(
+            s,
+            "- RLIMIT_MEMLOCK cannot be raised on this VM (no CAP_SYS_RESOURCE); bpftrace warns about it and works \
+             (the kernel accounts BPF memory to the memory cgroup)."
+        );
+        for w in self.warnings() {
+            let _ = writeln!(s, "- {w}");
+        }
+        s
+    }
+}

@@ -1,0 +1,199 @@
+//! `cargo xtask <build|run|test|bench>`: every command first installs what it needs on a fresh
+//! machine (idempotently), so the README's two commands work on a clean clone.
+
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Build, run, test and benchmark the sensor")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the kernel programs and the agent (binary at target/<profile>/sensor).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build, then run the sensor on this host with sensible defaults.
+    /// Extra arguments after `--` replace the defaults (e.g. `cargo xtask run -- trace --json`).
+    Run {
+        #[arg(long)]
+        release: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Everything: unit tests and the privileged end-to-end tests against the real kernel.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Overhead and flood benchmarks; writes docs/benchmarks.md.
+    Bench {
+        /// Syscalls per measurement of the getppid loop.
+        #[arg(long, default_value_t = 3_000_000)]
+        calls: u64,
+        /// Interleaved rounds (medians are taken over rounds).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Skip writing docs/benchmarks.md (print only).
+        #[arg(long)]
+        no_write: bool,
+    },
+    /// Format and lint checks (cargo fmt --check, clippy with warnings denied).
+    Lint,
+    /// Internal: one benchmark workload, run by `bench` inside a pod-shaped cgroup.
+    #[command(hide = true)]
+    BenchWorker {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    match cli.command {
+        Cmd::Build { release } => {
+            setup::ensure_ebpf_toolchain()?;
+            build(&root, release)?;
+        }
+        Cmd::Run { release, args } => {
+            require_root("run")?;
+            setup::ensure_ebpf_toolchain()?;
+            let bin = build(&root, release)?;
+            let args = if args.is_empty() {
+                vec!["trace".to_string()]
+            } else {
+                args
+            };
+            eprintln!("running {} {}", bin.display(), args.join(" "));
+            let status = Command::new(&bin)
+                .args(&args)
+                .status()
+                .context("starting the sensor")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Cmd::Test { args } => {
+            require_root("test")?;
+            setup::ensure_ebpf_toolchain()?;
+            setup::ensure_packages(setup::TEST_PACKAGES)?;
+            setup::ensure_tracefs()?;
+            let bin = build(&root, false)?;
+            let mut cmd = cargo(&root);
+            cmd.args(["test", "--workspace"])
+                .args(&args)
+                .env("SENSOR_BIN", &bin);
+            run(&mut cmd)?;
+        }
+        Cmd::Bench {
+            calls,
+            rounds,
+            no_write,
+        } => {
+            require_root("bench")?;
+            setup::ensure_ebpf_toolchain()?;
+            setup::ensure_packages(setup::BENCH_PACKAGES)?;
+            setup::ensure_tracefs()?;
+            let bin = build(&root, true)?;
+            bench::run(&root, &bin, calls, rounds, !no_write)?;
+        }
+        Cmd::BenchWorker { args } => bench::worker(&args)?,
+        Cmd::Lint => {
+            setup::ensure_ebpf_toolchain()?;
+            run(cargo(&root).args(["fmt", "--all", "--check"]))?;
+            // The kernel crate only builds for the BPF target: linted by the nightly run below.
+            run(cargo(&root).args([
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "sensor-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            run(cargo(&root)
+                .args([
+                    "+nightly",
+                    "clippy",
+                    "-p",
+                    "sensor-ebpf",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .current_dir(root.join("sensor-ebpf")))?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// A cargo command with the eBPF toolchain on PATH (bpf-linker lives in ~/.cargo/bin).
+fn cargo(root: &Path) -> Command {
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root)
+        .env("PATH", setup::path_with_cargo_bin());
+    cmd
+}
+
+fn build(root: &Path, release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo(root);
+    cmd.args(["build", "-p", "sensor"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd)?;
+    let bin = root
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("sensor");
+    if !bin.exists() {
+        bail!("build finished but {} is missing", bin.display());
+    }
+    Ok(bin)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("`cargo xtask {what}` loads eBPF programs and runs containers: run it as root");
+    }
+    Ok(())
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
