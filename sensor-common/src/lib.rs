@@ -26,13 +26,17 @@ pub mod limits {
     pub const MAX_CGROUP_SLOTS: u32 = 8192;
     /// Aggregated flows (cgroup, peer, port, protocol, direction) held in the kernel.
     pub const MAX_FLOWS: u32 = 65536;
+    /// Listening sockets remembered (LRU: the oldest are forgotten first).
+    pub const MAX_LISTENERS: u32 = 16384;
     /// Sensitive path patterns configured at once.
     pub const MAX_FILE_PATTERNS: u32 = 32;
     /// Anchor names (one per pattern) in the kernel's anchor map.
     pub const MAX_FILE_ANCHORS: u32 = 64;
-    /// How far from the opened file (in components) an anchor name is looked for.
+    /// How far up a relative open's base directory (in components) an anchor name is looked for.
     pub const MAX_ANCHOR_DEPTH: usize = 4;
-    /// Path components copied for a matching open.
+    /// Bytes of an open's path string copied (a power of two, so the verifier can bound it).
+    pub const MAX_OPEN_PATH: usize = 256;
+    /// Base-directory components copied for a matching relative open.
     pub const MAX_PATH_DEPTH: usize = 16;
     /// Bytes per path component slot (NUL included).
     pub const PATH_NAME_SLOT: usize = 64;
@@ -260,6 +264,17 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+/// A listening TCP socket: the cgroup it belongs to and its port. The value in the map is the
+/// process that called listen() (or held the socket when the sensor started), so a SYN seen in
+/// softirq context can name the process that will accept it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    pub cgroup_id: u64,
+    pub port: u16,
+    pub _pad: [u8; 6],
+}
+
 /// Counters of one flow aggregate, updated atomically by the kernel.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -321,30 +336,37 @@ pub struct DnsEvent {
 }
 
 pub mod file_flags {
-    /// The path had more components than [`super::limits::MAX_PATH_DEPTH`]: the top is cut.
+    /// The path string was longer than [`super::limits::MAX_OPEN_PATH`] and was cut.
     pub const PATH_TRUNCATED: u32 = 1;
-    /// A component was longer than a slot and was cut.
-    pub const NAME_TRUNCATED: u32 = 2;
+    /// The base directory had more components than [`super::limits::MAX_PATH_DEPTH`].
+    pub const BASE_TRUNCATED: u32 = 2;
+    /// The path was relative but its base directory could not be read.
+    pub const BASE_UNRESOLVED: u32 = 4;
 }
 
-/// An open whose path has a configured anchor name near its leaf. The kernel resolves the opened
-/// file's path by walking dentries and mounts (relative paths, `..` and symlinks are already
-/// resolved, and the walk stops at the opener's mount-namespace root, so a container's path is
-/// what the container sees). User space joins the components and applies the exact patterns.
+/// An open (open, creat, openat, openat2 at syscall entry) whose path mentions a configured
+/// anchor name. For a relative path the kernel also sends the base directory (the cwd, or the
+/// directory `dirfd` refers to), rebuilt by walking dentries and mounts up to the opener's
+/// mount-namespace root - so `cd /var/run/secrets/...; cat token` is seen as the full path.
+/// User space joins and normalises the path and applies the exact patterns.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
     pub header: EventHeader,
     /// [`file_flags`].
     pub flags: u32,
-    /// Open flags (`file->f_flags`).
+    /// Open flags as requested (`O_*`).
     pub open_flags: u32,
-    /// Number of components in `names`.
-    pub depth: u32,
-    pub _pad: u32,
+    /// Bytes of `path` used (without the NUL).
+    pub path_len: u32,
+    /// Number of components in `base` (0 for an absolute path).
+    pub base_depth: u32,
     pub comm: [u8; COMM_LEN],
-    /// Path components, leaf first, one NUL-padded slot of [`limits::PATH_NAME_SLOT`] bytes each.
-    pub names: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+    /// The path as passed to the syscall.
+    pub path: [u8; MAX_OPEN_PATH],
+    /// Base directory components, leaf first, one NUL-padded slot of
+    /// [`limits::PATH_NAME_SLOT`] bytes each.
+    pub base: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
 }
 
 /// FNV-1a (32-bit) of a path component: the key of the anchor map, computed the same way on
@@ -497,18 +519,30 @@ pub struct KernelConfig {
     pub mount_mnt: u32,
     pub mount_mnt_parent: u32,
     pub mount_mnt_mountpoint: u32,
-    /// Offset of `ret` in the `syscalls:sys_exit_*` tracepoint records (from tracefs `format`).
-    pub sys_exit_ret: u32,
-    /// Accepted socket: `file.private_data` (the `struct socket`), `socket.sk`, and the
-    /// `sock_common` fields at the start of `struct sock`.
+    /// The current task's cgroup v2 id by direct reads: `task_struct.cgroups`,
+    /// `css_set.dfl_cgrp` (then `cgroup_kn` and `kernfs_node_id` above).
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    /// Offsets in `pt_regs` of the first four syscall arguments (x86-64: di, si, dx, r10).
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
+    pub regs_arg3: u32,
+    /// Native syscall numbers of the open family on this architecture; `u32::MAX` if absent.
+    pub nr_open: u32,
+    pub nr_creat: u32,
+    pub nr_openat: u32,
+    pub nr_openat2: u32,
+    /// A relative open's base: `task_struct.fs`, `fs_struct.pwd`.
+    pub task_fs: u32,
+    pub fs_pwd: u32,
+    /// Native listen(2) number; listen's socket: `file.private_data` (the `struct socket`),
+    /// `socket.sk`, and `sock_common.skc_num` (local port) / `skc_family` in `struct sock`.
+    pub nr_listen: u32,
     pub file_private_data: u32,
     pub socket_sk: u32,
-    pub skc_family: u32,
-    pub skc_daddr: u32,
-    pub skc_rcv_saddr: u32,
     pub skc_num: u32,
-    pub skc_v6_daddr: u32,
-    pub skc_v6_rcv_saddr: u32,
+    pub skc_family: u32,
     /// Whether any sensitive path anchor is configured (0 = skip the path walk entirely).
     pub file_anchors: u32,
     pub _pad: u32,
@@ -527,6 +561,7 @@ mod user {
     use super::*;
     // SAFETY: all of these are repr(C) plain data with explicit padding; every bit pattern is valid.
     unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for ListenerKey {}
     unsafe impl aya::Pod for FlowStats {}
     unsafe impl aya::Pod for SyscallSet {}
     unsafe impl aya::Pod for SlotCache {}
@@ -542,10 +577,15 @@ const _: () = {
     assert!(size_of::<ExecEvent>() == 32 + 24 + COMM_LEN + MAX_PATH + MAX_ARGS);
     assert!(size_of::<CgroupEvent>() == 32 + 24 + MAX_PATH);
     assert!(size_of::<FlowKey>() == 32);
+    assert!(size_of::<ListenerKey>() == 16);
     assert!(size_of::<FlowStats>() == 72);
     assert!(size_of::<FlowEvent>() == 32 + 32 + 8 + 16);
     assert!(size_of::<DnsEvent>() == 32 + 16 + 32 + MAX_DNS_PAYLOAD);
-    assert!(size_of::<FileEvent>() == 32 + 16 + COMM_LEN + MAX_PATH_DEPTH * PATH_NAME_SLOT);
+    assert!(
+        size_of::<FileEvent>()
+            == 32 + 16 + COMM_LEN + MAX_OPEN_PATH + MAX_PATH_DEPTH * PATH_NAME_SLOT
+    );
+    assert!(MAX_OPEN_PATH.is_power_of_two());
     assert!(PATH_NAME_SLOT.is_power_of_two());
     assert!(size_of::<SyscallSet>() == 2 * 8 * SYSCALL_WORDS);
     assert!(size_of::<SlotCache>() == 16);

@@ -7,5 +7,6 @@ pub const MAP_SYSCALL_SETS: &str = "SYSCALL_SETS";
 pub const MAP_FREE_SLOTS: &str = "FREE_SLOTS";
 pub const MAP_SLOT_CACHE: &str = "SLOT_CACHE";
 pub const MAP_FLOWS: &str = "FLOWS";
+pub const MAP_LISTENERS: &str = "LISTENERS";
 pub const MAP_FILE_ANCHORS: &str = "FILE_ANCHORS";
 pub const GLOBAL_CONFIG: &str = "CONFIG";

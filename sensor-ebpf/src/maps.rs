@@ -3,12 +3,12 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns},
     macros::map,
-    maps::{Array, HashMap, PerCpuArray, Queue, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, Queue, RingBuf},
 };
 use sensor_common::{
-    EventHeader, EventKind, FlowKey, FlowStats, KernelConfig, NUM_STATS, SlotCache, Stat,
-    SyscallSet,
-    limits::{MAX_CGROUP_SLOTS, MAX_FILE_ANCHORS, MAX_FLOWS},
+    EventHeader, EventKind, FlowKey, FlowStats, KernelConfig, ListenerKey, NUM_STATS, SlotCache,
+    Stat, SyscallSet,
+    limits::{MAX_CGROUP_SLOTS, MAX_FILE_ANCHORS, MAX_FLOWS, MAX_LISTENERS},
 };
 
 /// Load-time constants (struct offsets from BTF, ...). Lives in .rodata, frozen before the
@@ -55,6 +55,10 @@ pub static SLOT_CACHE: PerCpuArray<SlotCache> = PerCpuArray::with_max_entries(1,
 /// Flow aggregates.
 #[map]
 pub static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(MAX_FLOWS, 0);
+
+/// Listening sockets -> the process that listens (see `ListenerKey`).
+#[map]
+pub static LISTENERS: LruHashMap<ListenerKey, u32> = LruHashMap::with_max_entries(MAX_LISTENERS, 0);
 
 /// Sensitive path anchors: FNV-1a hash of a path component -> how far from the leaf it may be.
 #[map]

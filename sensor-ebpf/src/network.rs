@@ -2,9 +2,10 @@
 //!
 //! - connect (TCP and UDP) and unconnected UDP sends: cgroup sock_addr hooks, in the caller's
 //!   context (pid, cgroup), IPv4 and IPv6.
-//! - accept: the `syscalls:sys_exit_accept{,4}` tracepoints, in the acceptor's context: the new
-//!   descriptor's socket gives the peer. (No fexit of `inet_csk_accept`: not every kernel allows
-//!   trampolines.)
+//! - accept: a TCP SYN delivered to a listening socket (cgroup_skb ingress, keyed by the
+//!   listener's cgroup), which also means bytes sent before accept() returns are counted. No
+//!   fexit of `inet_csk_accept` (not every kernel allows trampolines) and no syscall-exit
+//!   tracepoint (it would slow every syscall).
 //! - bytes and packets: cgroup_skb ingress/egress on the cgroup2 root, keyed by the socket's
 //!   cgroup; a packet only updates counters of a flow opened by one of the hooks above.
 //! - DNS: payloads of packets from port 53 delivered to a socket, copied to user space.
@@ -18,17 +19,17 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
         generated::{bpf_skb_cgroup_id, bpf_skb_load_bytes},
     },
-    macros::{cgroup_skb, cgroup_sock_addr, tracepoint},
-    programs::{SkBuffContext, SockAddrContext, TracePointContext},
+    macros::{cgroup_skb, cgroup_sock_addr},
+    programs::{SkBuffContext, SockAddrContext},
 };
 use sensor_common::{
-    DnsEvent, EventKind, FlowEvent, FlowKey, FlowOrigin, FlowStats, Stat, dns_flags,
+    DnsEvent, EventKind, FlowEvent, FlowKey, FlowOrigin, FlowStats, ListenerKey, Stat, dns_flags,
     flow_direction, limits::MAX_DNS_PAYLOAD,
 };
 
 use crate::{
     kernel::{current_file, read_at, read_ptr},
-    maps::{FLOWS, conf, count, header, reserve},
+    maps::{FLOWS, LISTENERS, conf, count, header, reserve},
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -36,10 +37,10 @@ const IPPROTO_UDP: u8 = 17;
 const ETH_P_IP: u32 = 0x0800;
 const ETH_P_IPV6: u32 = 0x86DD;
 const DNS_PORT: u16 = 53;
-const TCP_SYN: u8 = 0x02;
-const TCP_ACK: u8 = 0x10;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
 
 /// Allow: these hooks observe, they never block.
 const ALLOW: i32 = 1;
@@ -67,8 +68,8 @@ fn v6_words(words: [u32; 4]) -> [u8; 16] {
     out
 }
 
-/// Records one more connection (or the first send) on a flow; the first sighting by a
-/// process is reported (once per aggregate).
+/// Records one more connection (or the first send) on a flow; its first sighting is reported
+/// (once per aggregate). `pid` is 0 outside the process's context.
 #[inline(always)]
 fn open_flow(key: &FlowKey, origin: FlowOrigin, local_addr: [u8; 16], increment: bool, pid: u32) {
     let now = unsafe { bpf_ktime_get_boot_ns() };
@@ -109,7 +110,12 @@ fn open_flow(key: &FlowKey, origin: FlowOrigin, local_addr: [u8; 16], increment:
         return;
     };
     let mut h = header(EventKind::Flow);
+    // Not necessarily the current task: an accept is seen in softirq and names the listener.
     h.cgroup_id = key.cgroup_id;
+    if h.pid != pid {
+        h.pid = pid;
+        h.tid = pid;
+    }
     entry.write(FlowEvent {
         header: h,
         key: *key,
@@ -118,26 +124,6 @@ fn open_flow(key: &FlowKey, origin: FlowOrigin, local_addr: [u8; 16], increment:
         local_addr,
     });
     entry.submit(0);
-}
-
-/// A SYN reached a listener: create the ingress aggregate silently (no event, no connection
-/// yet) so the bytes that arrive before accept() are counted.
-#[inline(always)]
-fn prepare_ingress(key: &FlowKey) {
-    if FLOWS.get_ptr_mut(key).is_some() {
-        return;
-    }
-    let now = unsafe { bpf_ktime_get_boot_ns() };
-    let fresh = FlowStats {
-        first_seen_ns: now,
-        last_seen_ns: now,
-        ..FlowStats::default()
-    };
-    if let Err(e) = FLOWS.insert(key, fresh, BPF_NOEXIST as u64)
-        && e != -17
-    {
-        count(Stat::FlowMapFull);
-    }
 }
 
 #[inline(always)]
@@ -219,42 +205,38 @@ pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 
-/// Attached to `sys_exit_accept` and `sys_exit_accept4`: `ret` is the accepted descriptor.
-#[tracepoint]
-pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
-    let Ok(fd) = (unsafe { ctx.read_at::<i64>(conf!(sys_exit_ret) as usize) }) else {
-        return 0;
-    };
-    if fd >= 0 {
-        unsafe { accepted(fd as u32) };
+/// listen(fd, backlog), from `sys_enter`: remembers which process listens on which port of
+/// which cgroup, so an incoming SYN (seen in softirq) can name it.
+#[inline(never)]
+pub fn on_listen(regs: *const u8) {
+    unsafe {
+        let fd =
+            core::ptr::read_volatile(regs.wrapping_add(conf!(regs_arg0) as usize) as *const u64);
+        let _ = remember_listener(fd as u32);
     }
-    0
 }
 
 #[inline(always)]
-unsafe fn accepted(fd: u32) -> Option<()> {
+unsafe fn remember_listener(fd: u32) -> Option<()> {
     unsafe {
         let file = current_file(fd)?;
         let socket = read_ptr(file, conf!(file_private_data))?;
         let sk = read_ptr(socket, conf!(socket_sk))?;
         let family: u16 = read_at(sk, conf!(skc_family))?;
-        let (remote, local) = match family {
-            AF_INET => (
-                mapped_v4(read_at(sk, conf!(skc_daddr))?),
-                mapped_v4(read_at(sk, conf!(skc_rcv_saddr))?),
-            ),
-            AF_INET6 => (
-                read_at::<[u8; 16]>(sk, conf!(skc_v6_daddr))?,
-                read_at::<[u8; 16]>(sk, conf!(skc_v6_rcv_saddr))?,
-            ),
-            _ => return None, // unix sockets and the like
+        if family != AF_INET && family != AF_INET6 {
+            return None;
+        }
+        let port: u16 = read_at(sk, conf!(skc_num))?;
+        if port == 0 {
+            return None; // not bound yet: listen() will pick a port we cannot know here
+        }
+        let key = ListenerKey {
+            cgroup_id: aya_ebpf::helpers::bpf_get_current_cgroup_id(),
+            port,
+            _pad: [0; 6],
         };
-        let local_port: u16 = read_at(sk, conf!(skc_num))?;
-        let cgroup_id = aya_ebpf::helpers::bpf_get_current_cgroup_id();
         let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let key = ingress_key(cgroup_id, remote, local_port, IPPROTO_TCP);
-        open_flow(&key, FlowOrigin::Accept, local, true, pid);
-        Some(())
+        LISTENERS.insert(key, pid, 0).ok()
     }
 }
 
@@ -337,7 +319,17 @@ fn account(skb: &SkBuffContext, egress: bool) {
         && let Ok(flags) = skb.load::<u8>(pkt.l4 as usize + 13)
         && flags & (TCP_SYN | TCP_ACK) == TCP_SYN
     {
-        prepare_ingress(&ingress_key(cgroup_id, remote, local_port, IPPROTO_TCP));
+        // A connection request reaching a listener: the accept side of a flow, keyed by the
+        // listener's cgroup. Softirq context: the process is found in user space (the holder
+        // of the listening socket).
+        let key = ingress_key(cgroup_id, remote, local_port, IPPROTO_TCP);
+        let listener = ListenerKey {
+            cgroup_id,
+            port: local_port,
+            _pad: [0; 6],
+        };
+        let pid = unsafe { LISTENERS.get(listener) }.copied().unwrap_or(0);
+        open_flow(&key, FlowOrigin::Accept, pkt.dst, true, pid);
     }
     let stats = FLOWS
         .get_ptr_mut(egress_key(cgroup_id, remote, remote_port, pkt.protocol))

@@ -63,11 +63,19 @@ pub enum Detail {
         transport: &'static str,
         answers: Vec<DnsAnswerRecord>,
     },
+    /// An open of a sensitive path (seen at syscall entry: an attempt, whatever its result).
     File {
+        /// Absolute path: the requested one, or joined with the opener's cwd / `dirfd`.
         path: String,
+        /// The path as passed to the syscall, when it differs (relative, `..`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        requested: Option<String>,
         pattern: String,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         path_truncated: bool,
+        /// A relative path whose base directory could not be read.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        base_unresolved: bool,
         open_flags: u32,
     },
     Syscalls {

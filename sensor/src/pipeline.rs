@@ -19,7 +19,7 @@ use crate::{
     clock::BootClock,
     collector::{
         Collector, KernelEvent,
-        decode::{c_str, file_path, split_args},
+        decode::{c_str, file_path, requested_path, split_args},
         patterns::{SensitivePattern, match_path},
         syscall_sets::numbers,
     },
@@ -372,11 +372,14 @@ impl Pipeline {
         let h = f.header;
         let path = file_path(f);
         let pattern = match_path(&self.patterns, &path)?.text.clone();
+        let requested = requested_path(f);
         let detail = Detail::File {
+            requested: (requested != path).then_some(requested),
             path,
             pattern,
-            path_truncated: f.flags & (file_flags::PATH_TRUNCATED | file_flags::NAME_TRUNCATED)
+            path_truncated: f.flags & (file_flags::PATH_TRUNCATED | file_flags::BASE_TRUNCATED)
                 != 0,
+            base_unresolved: f.flags & file_flags::BASE_UNRESOLVED != 0,
             open_flags: f.open_flags,
         };
         Some(self.event(h.ts_ns, h.cgroup_id, h.pid, detail))

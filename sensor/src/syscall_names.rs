@@ -64,6 +64,11 @@ pub fn number(abi: Abi, name: &str) -> Option<u32> {
     }
 }
 
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub fn number(_abi: Abi, _name: &str) -> Option<u32> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

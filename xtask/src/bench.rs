@@ -31,7 +31,7 @@ use serde_json::Value;
 
 pub use self::workload::worker;
 use self::{
-    system::{Cgroup2, Machine, PodCgroup, WorkDir, allowed_cpus, busy_neighbours},
+    system::{Cgroup2, Machine, PodCgroup, WorkDir, allowed_cpus, busy_neighbours, foreign_probes},
     tools::Spawned,
 };
 
@@ -46,7 +46,10 @@ struct Ctx {
     cg2: Cgroup2,
     work: WorkDir,
     cpus: Vec<usize>,
+    /// Compilers, runtimes, other sensors seen running (noise sources).
     neighbours: RefCell<BTreeSet<String>>,
+    /// Other processes' tracing BPF programs seen loaded.
+    foreign: RefCell<BTreeSet<String>>,
 }
 
 impl Ctx {
@@ -58,8 +61,10 @@ impl Ctx {
         cmd
     }
 
-    fn note_neighbours(&self, seen: BTreeSet<String>) {
-        self.neighbours.borrow_mut().extend(seen);
+    /// Records what else is running now (`ours`: processes the bench started).
+    fn look_around(&self, ours: &[u32]) {
+        self.neighbours.borrow_mut().extend(busy_neighbours(ours));
+        self.foreign.borrow_mut().extend(foreign_probes(ours));
     }
 }
 
@@ -107,6 +112,7 @@ pub fn run(
         work: WorkDir::create()?,
         cpus: allowed_cpus(),
         neighbours: RefCell::new(BTreeSet::new()),
+        foreign: RefCell::new(BTreeSet::new()),
     };
     println!(
         "bench: {} on {} ({} cores), kernel {}, cgroup2 at {}",
@@ -116,22 +122,29 @@ pub fn run(
         machine.kernel,
         ctx.cg2.mount_point.display()
     );
-    let before = busy_neighbours(&[]);
-    if before.contains("sensor") || before.contains("bpftrace") {
+    let foreign = foreign_probes(&[]);
+    if !foreign.is_empty() {
         eprintln!(
-            "bench: warning: another sensor or bpftrace is running; its probes slow every configuration, \
-             and its events count in the global loss counters"
+            "bench: warning: other processes hold tracing BPF programs ({}): their probes slow every \
+             configuration; loops timed while one is loaded are repeated",
+            foreign.iter().cloned().collect::<Vec<_>>().join(", ")
         );
     }
-    ctx.note_neighbours(before);
+    ctx.look_around(&[]);
 
     let overhead = overhead::run(&ctx, calls, rounds)?;
-    ctx.note_neighbours(overhead.neighbours.clone());
+    ctx.neighbours
+        .borrow_mut()
+        .extend(overhead.neighbours.iter().cloned());
+    ctx.foreign
+        .borrow_mut()
+        .extend(overhead.foreign_probes.iter().cloned());
     let exec = flood::exec_flood(&ctx)?;
     let connect = flood::connect_flood(&ctx)?;
-    ctx.note_neighbours(busy_neighbours(&[]));
+    ctx.look_around(&[]);
 
     let neighbours = ctx.neighbours.borrow().clone();
+    let foreign = ctx.foreign.borrow().clone();
     let report = report::Report {
         machine: &machine,
         sensor_version,
@@ -140,6 +153,7 @@ pub fn run(
         exec: &exec,
         connect: &connect,
         neighbours: &neighbours,
+        foreign: &foreign,
         minutes: started.elapsed().as_secs_f64() / 60.0,
     };
     print!("{}", report.terminal());

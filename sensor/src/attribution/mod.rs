@@ -179,6 +179,11 @@ impl Attributor {
         self.cgroups.live_ids()
     }
 
+    /// Id of a cgroup v2 path (hierarchy-absolute), from the filesystem.
+    pub fn cgroup_id_of(&self, path: &str) -> Option<u64> {
+        self.cgroups.id_of(path)
+    }
+
     pub fn cgroup_path(&self, id: u64) -> Option<&str> {
         self.cgroups.path(id)
     }

@@ -128,7 +128,9 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         EventKind::FileOpen => {
             let e: FileEvent = read(bytes);
-            if e.depth as usize > sensor_common::limits::MAX_PATH_DEPTH {
+            if e.base_depth as usize > sensor_common::limits::MAX_PATH_DEPTH
+                || e.path_len as usize >= e.path.len()
+            {
                 return Err(DecodeError::BadField { kind });
             }
             KernelEvent::FileOpen(Box::new(e))
@@ -143,16 +145,36 @@ pub fn c_str(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// The path of a file event: components arrive leaf first, one slot each.
+/// The path as passed to the open syscall.
+pub fn requested_path(e: &FileEvent) -> String {
+    c_str(&e.path[..e.path_len as usize])
+}
+
+/// The path an open names: absolute as given, or the base directory (components arrive leaf
+/// first, one slot each) joined with the relative path; `.` and `..` resolved lexically
+/// (symlinks are not: the file is not open yet at syscall entry).
 pub fn file_path(e: &FileEvent) -> String {
     use sensor_common::limits::PATH_NAME_SLOT;
-    let mut parts: Vec<String> = e
-        .names
-        .chunks(PATH_NAME_SLOT)
-        .take(e.depth as usize)
-        .map(c_str)
-        .collect();
-    parts.reverse();
+    let requested = requested_path(e);
+    let mut parts: Vec<String> = Vec::new();
+    if !requested.starts_with('/') {
+        parts = e
+            .base
+            .chunks(PATH_NAME_SLOT)
+            .take(e.base_depth as usize)
+            .map(c_str)
+            .collect();
+        parts.reverse();
+    }
+    for component in requested.split('/') {
+        match component {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c.to_string()),
+        }
+    }
     format!("/{}", parts.join("/"))
 }
 
@@ -297,28 +319,45 @@ mod tests {
         );
     }
 
-    #[test]
-    fn file_paths_are_rebuilt_root_first() {
-        use sensor_common::limits::{MAX_PATH_DEPTH, PATH_NAME_SLOT};
+    fn file_event(requested: &str, base: &[&str]) -> FileEvent {
+        use sensor_common::limits::{MAX_OPEN_PATH, MAX_PATH_DEPTH, PATH_NAME_SLOT};
         let mut e = FileEvent {
             header: header(EventKind::FileOpen),
             flags: 0,
             open_flags: 0,
-            depth: 3,
-            _pad: 0,
+            path_len: requested.len() as u32,
+            base_depth: base.len() as u32,
             comm: [0; 16],
-            names: [0; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+            path: [0; MAX_OPEN_PATH],
+            base: [0; MAX_PATH_DEPTH * PATH_NAME_SLOT],
         };
-        for (i, name) in ["token", "serviceaccount", "secrets"].iter().enumerate() {
-            e.names[i * PATH_NAME_SLOT..i * PATH_NAME_SLOT + name.len()]
+        e.path[..requested.len()].copy_from_slice(requested.as_bytes());
+        for (i, name) in base.iter().enumerate() {
+            e.base[i * PATH_NAME_SLOT..i * PATH_NAME_SLOT + name.len()]
                 .copy_from_slice(name.as_bytes());
         }
-        assert_eq!(file_path(&e), "/secrets/serviceaccount/token");
-        e.depth = 0;
-        assert_eq!(file_path(&e), "/");
-        e.depth = 99;
+        e
+    }
+
+    #[test]
+    fn open_paths_are_joined_with_their_base_and_normalised() {
+        // Base components arrive leaf first.
+        let sa = ["serviceaccount", "kubernetes.io", "secrets", "run", "var"];
         assert_eq!(
-            decode(&bytes_of(&e)).err(),
+            file_path(&file_event("token", &sa)),
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        );
+        assert_eq!(
+            file_path(&file_event("./../serviceaccount/./token", &sa)),
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        );
+        assert_eq!(file_path(&file_event("/etc//shadow", &sa)), "/etc/shadow");
+        assert_eq!(file_path(&file_event("../../../../../../..", &sa)), "/");
+        assert_eq!(file_path(&file_event("x", &[])), "/x");
+        let mut bad = file_event("token", &sa);
+        bad.base_depth = 99;
+        assert_eq!(
+            decode(&bytes_of(&bad)).err(),
             Some(DecodeError::BadField {
                 kind: EventKind::FileOpen
             })

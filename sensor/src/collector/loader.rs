@@ -11,7 +11,8 @@ use aya::{
     maps::HashMap,
     maps::{MapData, Queue},
     programs::{
-        CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr, RawTracePoint, TracePoint,
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
+        RawTracePoint,
     },
 };
 use sensor_common::{KernelConfig, limits, names};
@@ -19,7 +20,7 @@ use serde::Serialize;
 
 use crate::{
     collector::patterns::{SensitivePattern, anchors},
-    kernel::{btf::Btf, offsets, tracefs},
+    kernel::{btf::Btf, offsets},
 };
 
 /// The compiled kernel programs, embedded at build time by `build.rs`.
@@ -65,8 +66,6 @@ pub enum LoadError {
     },
     #[error("too many sensitive file patterns: {count} (at most {max})")]
     TooManyPatterns { count: usize, max: u32 },
-    #[error(transparent)]
-    Tracefs(#[from] tracefs::TracefsError),
     #[error("probes failed to attach:\n{0}")]
     Attach(String),
 }
@@ -75,8 +74,8 @@ pub enum LoadError {
 #[derive(Debug, Clone, Copy)]
 enum Hook {
     RawTracepoint(&'static str),
-    /// tracefs tracepoints `category/name`, each attached if the kernel has it.
-    Tracepoints(&'static str, &'static [&'static str]),
+    /// BTF-enabled raw tracepoint (typed arguments, plain loads).
+    BtfTracepoint(&'static str),
     CgroupSockAddr,
     CgroupSkb(CgroupSkbAttachType),
 }
@@ -91,8 +90,8 @@ struct ProbeSpec {
 const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: "sys_enter",
-        hook: Hook::RawTracepoint("sys_enter"),
-        captures: "syscall sets per cgroup",
+        hook: Hook::BtfTracepoint("sys_enter"),
+        captures: "syscall sets per cgroup, sensitive file opens",
     },
     ProbeSpec {
         program: "sched_process_fork",
@@ -120,14 +119,6 @@ const PROBES: &[ProbeSpec] = &[
         captures: "removed container cgroups",
     },
     ProbeSpec {
-        program: "sys_exit_open",
-        hook: Hook::Tracepoints(
-            "syscalls",
-            &["sys_exit_openat", "sys_exit_openat2", "sys_exit_open"],
-        ),
-        captures: "sensitive file opens",
-    },
-    ProbeSpec {
         program: "connect4",
         hook: Hook::CgroupSockAddr,
         captures: "IPv4 connects",
@@ -148,14 +139,9 @@ const PROBES: &[ProbeSpec] = &[
         captures: "IPv6 UDP sends",
     },
     ProbeSpec {
-        program: "sys_exit_accept",
-        hook: Hook::Tracepoints("syscalls", &["sys_exit_accept", "sys_exit_accept4"]),
-        captures: "TCP accepts",
-    },
-    ProbeSpec {
         program: "skb_ingress",
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
-        captures: "bytes received per flow, DNS answers",
+        captures: "TCP accepts (SYN to a listener), bytes received per flow, DNS answers",
     },
     ProbeSpec {
         program: "skb_egress",
@@ -178,8 +164,6 @@ pub struct ProbeStatus {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub btf_path: PathBuf,
-    /// tracefs mount (syscall exit tracepoints and their record layout).
-    pub tracefs: PathBuf,
     /// cgroup2 mount point (the network programs attach to its root).
     pub cgroup2_root: PathBuf,
     pub ring_buffer_bytes: u32,
@@ -207,13 +191,10 @@ impl Probes {
             path: opts.btf_path.clone(),
             source,
         })?;
-        let sys_exit_ret =
-            tracefs::field_offset(&opts.tracefs, "syscalls", "sys_exit_openat", "ret")?;
-        let mut config =
-            offsets::kernel_config(&btf, sys_exit_ret).map_err(|source| LoadError::Btf {
-                path: opts.btf_path.clone(),
-                source,
-            })?;
+        let mut config = offsets::kernel_config(&btf).map_err(|source| LoadError::Btf {
+            path: opts.btf_path.clone(),
+            source,
+        })?;
         let max = limits::MAX_FILE_PATTERNS;
         if opts.file_patterns.len() > max as usize {
             return Err(LoadError::TooManyPatterns {
@@ -248,7 +229,7 @@ impl Probes {
             })?;
         let mut status = Vec::with_capacity(PROBES.len());
         for spec in PROBES {
-            let result = attach(&mut ebpf, spec, &opts.tracefs, &cgroup_root);
+            let result = attach(&mut ebpf, spec, &aya_btf, &cgroup_root);
             status.push(ProbeStatus {
                 program: spec.program,
                 hook: describe(spec.hook),
@@ -279,7 +260,7 @@ impl Probes {
 fn describe(hook: Hook) -> String {
     match hook {
         Hook::RawTracepoint(tp) => format!("raw_tracepoint/{tp}"),
-        Hook::Tracepoints(category, names) => format!("tracepoint/{category}/{}", names.join(",")),
+        Hook::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
         Hook::CgroupSockAddr => "cgroup sock_addr on the cgroup2 root".to_string(),
         Hook::CgroupSkb(CgroupSkbAttachType::Ingress) => {
             "cgroup_skb/ingress on the cgroup2 root".to_string()
@@ -295,7 +276,7 @@ fn describe(hook: Hook) -> String {
 fn attach(
     ebpf: &mut Ebpf,
     spec: &ProbeSpec,
-    tracefs_dir: &Path,
+    btf: &aya::Btf,
     cgroup_root: &File,
 ) -> Result<(), String> {
     let program = ebpf
@@ -308,24 +289,10 @@ fn attach(
             p.load().map_err(|e| err(&e))?;
             p.attach(tp).map_err(|e| err(&e))?;
         }
-        Hook::Tracepoints(category, names) => {
-            let p: &mut TracePoint = program.try_into().map_err(|e| err(&e))?;
-            p.load().map_err(|e| err(&e))?;
-            let mut attached = 0;
-            for name in names
-                .iter()
-                .filter(|n| tracefs::has_event(tracefs_dir, category, n))
-            {
-                p.attach(category, name)
-                    .map_err(|e| format!("{category}/{name}: {}", err(&e)))?;
-                attached += 1;
-            }
-            if attached == 0 {
-                return Err(format!(
-                    "none of the tracepoints {category}/{{{}}} exist on this kernel",
-                    names.join(",")
-                ));
-            }
+        Hook::BtfTracepoint(tp) => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(|e| err(&e))?;
+            p.load(tp, btf).map_err(|e| err(&e))?;
+            p.attach().map_err(|e| err(&e))?;
         }
         Hook::CgroupSockAddr => {
             let p: &mut CgroupSockAddr = program.try_into().map_err(|e| err(&e))?;

@@ -4,6 +4,7 @@
 pub mod counters;
 pub mod decode;
 pub mod flows;
+pub mod listeners;
 pub mod loader;
 pub mod patterns;
 pub mod reader;
@@ -30,6 +31,8 @@ pub struct Collector {
     pub syscall_sets: SyscallSets,
     pub flows: FlowTable,
     pub stats: PerCpuArray<MapData, u64>,
+    /// An LRU hash in the kernel; aya reads it as a hash map.
+    pub listeners: HashMap<MapData, sensor_common::ListenerKey, u32>,
     pub counters: Arc<Counters>,
     ring: Option<RingBuf<MapData>>,
 }
@@ -52,8 +55,11 @@ impl Collector {
             HashMap::try_from(take(names::MAP_FLOWS)?).map_err(map_err(names::MAP_FLOWS))?;
         let stats =
             PerCpuArray::try_from(take(names::MAP_STATS)?).map_err(map_err(names::MAP_STATS))?;
+        let listeners = HashMap::try_from(take(names::MAP_LISTENERS)?)
+            .map_err(map_err(names::MAP_LISTENERS))?;
         Ok(Collector {
             probes,
+            listeners,
             syscall_sets: SyscallSets::new(slots, sets, free),
             flows: FlowTable::new(flows),
             stats,

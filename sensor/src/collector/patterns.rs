@@ -33,7 +33,7 @@ pub const DEFAULT_PATTERNS: &[&str] = &[
     "/proc/*/environ",
     // Cloud and cluster credential files in any home directory.
     "*/.aws/credentials",
-    "*/.config/gcloud/application_default_credentials.json",
+    "*/gcloud/application_default_credentials.json",
     "*/.azure/msal_token_cache.json",
     "*/.kube/config",
     "*/.docker/config.json",

@@ -4,4 +4,3 @@
 pub mod btf;
 pub mod mounts;
 pub mod offsets;
-pub mod tracefs;

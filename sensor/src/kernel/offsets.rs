@@ -5,6 +5,7 @@
 use sensor_common::KernelConfig;
 
 use super::btf::{Btf, BtfError};
+use crate::syscall_names::{self, Abi};
 
 /// Hierarchy id of cgroup v2 (`cgrp_dfl_root`): it is set up first at boot and gets id 0; the
 /// v1 hierarchies get 1.. (seen on this kernel: the `cgroup_mkdir` tracepoint reports
@@ -12,8 +13,7 @@ use super::btf::{Btf, BtfError};
 const CGROUP2_HIERARCHY_ID: u32 = 0;
 
 /// Resolves every offset the programs need. The error names the missing `struct.field`.
-/// `sys_exit_ret` is the offset of `ret` in `syscalls:sys_exit_*` records, read from tracefs.
-pub fn kernel_config(btf: &Btf, sys_exit_ret: u32) -> Result<KernelConfig, BtfError> {
+pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
     let off = |ty: &str, member: &str| btf.member_offset(ty, member);
     let (regs_compat_offset, regs_compat_mask, regs_compat_value) = compat_test(btf)?;
     let mut c = KernelConfig::zeroed();
@@ -50,18 +50,39 @@ pub fn kernel_config(btf: &Btf, sys_exit_ret: u32) -> Result<KernelConfig, BtfEr
     c.mount_mnt = off("mount", "mnt")?;
     c.mount_mnt_parent = off("mount", "mnt_parent")?;
     c.mount_mnt_mountpoint = off("mount", "mnt_mountpoint")?;
-    c.sys_exit_ret = sys_exit_ret;
+    c.task_cgroups = off("task_struct", "cgroups")?;
+    c.css_set_dfl_cgrp = off("css_set", "dfl_cgrp")?;
+    [c.regs_arg0, c.regs_arg1, c.regs_arg2, c.regs_arg3] = syscall_args(btf)?;
+    let nr = |name: &str| syscall_names::number(Abi::Native, name).unwrap_or(u32::MAX);
+    c.nr_open = nr("open");
+    c.nr_creat = nr("creat");
+    c.nr_openat = nr("openat");
+    c.nr_openat2 = nr("openat2");
+    c.task_fs = off("task_struct", "fs")?;
+    c.fs_pwd = off("fs_struct", "pwd")?;
+    c.nr_listen = nr("listen");
     c.file_private_data = off("file", "private_data")?;
     c.socket_sk = off("socket", "sk")?;
     // `struct sock` starts with `struct sock_common __sk_common`; read through it.
-    let sock = |member: &str| btf.member_path_offset("sock", &format!("__sk_common.{member}"));
-    c.skc_family = sock("skc_family")?;
-    c.skc_daddr = sock("skc_daddr")?;
-    c.skc_rcv_saddr = sock("skc_rcv_saddr")?;
-    c.skc_num = sock("skc_num")?;
-    c.skc_v6_daddr = sock("skc_v6_daddr")?;
-    c.skc_v6_rcv_saddr = sock("skc_v6_rcv_saddr")?;
+    c.skc_num = btf.member_path_offset("sock", "__sk_common.skc_num")?;
+    c.skc_family = btf.member_path_offset("sock", "__sk_common.skc_family")?;
     Ok(c)
+}
+
+/// Offsets in `pt_regs` of the first four syscall arguments.
+fn syscall_args(btf: &Btf) -> Result<[u32; 4], BtfError> {
+    if cfg!(target_arch = "x86_64") {
+        Ok([
+            btf.member_offset("pt_regs", "di")?,
+            btf.member_offset("pt_regs", "si")?,
+            btf.member_offset("pt_regs", "dx")?,
+            btf.member_offset("pt_regs", "r10")?,
+        ])
+    } else {
+        // arm64: `u64 regs[31]` (inside an anonymous union); x0..x3.
+        let regs = btf.member_offset("pt_regs", "regs")?;
+        Ok([regs, regs + 8, regs + 16, regs + 24])
+    }
 }
 
 /// How a syscall's registers say it came through the 32-bit compat ABI on this architecture.

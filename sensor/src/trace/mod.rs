@@ -64,13 +64,10 @@ pub async fn run(opts: TraceOptions) -> Result<()> {
         "cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo): mount it, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`",
     )?;
 
-    let tracefs_dir = crate::kernel::tracefs::find_or_mount(&mountinfo)?;
-
     // Probes first, state second: whatever happens while the state is being read is queued
     // in the ring buffer, not missed.
     let mut collector = Collector::start(&LoadOptions {
         btf_path: opts.btf_path.clone(),
-        tracefs: tracefs_dir,
         cgroup2_root: cgroup2.mount_point.clone(),
         ring_buffer_bytes: opts.ring_buffer_bytes,
         file_patterns: opts.patterns.clone(),
@@ -83,6 +80,13 @@ pub async fn run(opts: TraceOptions) -> Result<()> {
         proc_root: opts.proc_root.clone(),
         process_table_size: 65536,
     });
+    let existing =
+        crate::collector::listeners::existing(&opts.proc_root, |p| attributor.cgroup_id_of(p));
+    let seeded = crate::collector::listeners::seed(&mut collector.listeners, &existing);
+    tracing::debug!(
+        listeners = seeded,
+        "listening sockets that predate the sensor"
+    );
     let node: Arc<str> = Arc::from(opts.node_name.as_str());
     let mut pipeline = Pipeline::new(attributor, node.clone(), opts.patterns.clone());
     info!(

@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::{
     Ctx, READY_TIMEOUT, STOP_TIMEOUT,
     system::{
-        PodCgroup, PodNames, busy_neighbours, clock_ticks_per_sec, cpu_ticks, status_kib,
-        wait_until, write_kubelet_metadata,
+        PodCgroup, PodNames, clock_ticks_per_sec, cpu_ticks, status_kib, wait_until,
+        write_kubelet_metadata,
     },
     tools::{Spawned, Stream, nap},
     worker_result,
@@ -127,6 +127,8 @@ pub struct ExecFlood {
     pub agent_cpu_pct: f64,
     pub peak_rss_kib: u64,
     pub idle_rss_kib: u64,
+    /// Peak RSS before the flood (start-up included).
+    pub idle_hwm_kib: u64,
     pub removal_seen: bool,
 }
 
@@ -177,6 +179,7 @@ pub fn exec_flood(ctx: &Ctx) -> Result<ExecFlood> {
     println!("idle RSS: sensor started, waiting {IDLE_SECS} s");
     nap(Duration::from_secs(IDLE_SECS))?;
     let idle_rss_kib = status_kib(pid, "VmRSS")?;
+    let idle_hwm_kib = status_kib(pid, "VmHWM")?;
 
     let names = PodNames {
         namespace: "bench",
@@ -186,7 +189,7 @@ pub fn exec_flood(ctx: &Ctx) -> Result<ExecFlood> {
     let cgroup = PodCgroup::create(&ctx.cg2)?;
     write_kubelet_metadata(&logs, &cgroup, &names)?;
     let (id, path) = (cgroup.id, cgroup.path.clone());
-    ctx.note_neighbours(busy_neighbours(&[pid]));
+    ctx.look_around(&[pid]);
     let parallel = ctx.cpus.len();
     println!("exec flood: {EXEC_COUNT} fork+exec of /bin/true, {parallel} at a time, in {path}");
 
@@ -216,6 +219,7 @@ pub fn exec_flood(ctx: &Ctx) -> Result<ExecFlood> {
     })?;
     nap(Duration::from_millis(1500))?;
     let peak_rss_kib = status_kib(pid, "VmHWM")?;
+    ctx.look_around(&[pid]);
     sensor.stop_ok(STOP_TIMEOUT)?;
 
     let out = parse_output(&sensor.stdout, id, &path)?;
@@ -238,6 +242,7 @@ pub fn exec_flood(ctx: &Ctx) -> Result<ExecFlood> {
         agent_cpu_pct: cpu_percent(ticks1 - ticks0, window),
         peak_rss_kib,
         idle_rss_kib,
+        idle_hwm_kib,
         removal_seen,
     })
 }
@@ -263,7 +268,7 @@ pub fn connect_flood(ctx: &Ctx) -> Result<ConnectFlood> {
     write_kubelet_metadata(&logs, &cgroup, &names)?;
     let (id, path) = (cgroup.id, cgroup.path.clone());
     nap(Duration::from_millis(300))?;
-    ctx.note_neighbours(busy_neighbours(&[pid]));
+    ctx.look_around(&[pid]);
     println!(
         "connect flood: {CONNECT_RATE}/s for {CONNECT_SECS} s to 127.0.0.1 over {CONNECT_PORTS} ports, {CONNECT_THREADS} threads, in {path}"
     );
@@ -303,6 +308,7 @@ pub fn connect_flood(ctx: &Ctx) -> Result<ConnectFlood> {
     })?;
     nap(Duration::from_millis(1500))?;
     let peak_rss_kib = status_kib(pid, "VmHWM")?;
+    ctx.look_around(&[pid]);
     sensor.stop_ok(STOP_TIMEOUT)?;
     drop(listeners);
 

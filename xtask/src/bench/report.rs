@@ -24,6 +24,7 @@ pub struct Report<'a> {
     pub exec: &'a ExecFlood,
     pub connect: &'a ConnectFlood,
     pub neighbours: &'a BTreeSet<String>,
+    pub foreign: &'a BTreeSet<String>,
     pub minutes: f64,
 }
 
@@ -171,6 +172,7 @@ impl Report<'_> {
                     .map(|s| format!("{:.1}", s.ns_per_call))
                     .collect();
                 let repeated: usize = samples.iter().map(|s| s.attempts - 1).sum();
+                let foreign = samples.iter().filter(|s| s.foreign_probe).count();
                 vec![
                     c.label().to_string(),
                     format!("{:.1}", o.median_ns(c)),
@@ -182,6 +184,7 @@ impl Report<'_> {
                     rounds.join(" "),
                     format!("{bg_med:.2} / {bg_max:.2}"),
                     repeated.to_string(),
+                    foreign.to_string(),
                 ]
             })
             .collect();
@@ -193,6 +196,7 @@ impl Report<'_> {
                 "per round (ns/call)",
                 "background cores (median / max)",
                 "loops repeated",
+                "kept with a foreign probe",
             ],
             &rows,
         )
@@ -286,12 +290,20 @@ impl Report<'_> {
         let idle = mib(self.exec.idle_rss_kib);
         table(
             &["measure", "value", "target", "result"],
-            &[vec![
-                format!("VmRSS after {IDLE_SECS} s idle"),
-                format!("{idle:.1} MiB"),
-                format!("< {MAX_IDLE_RSS_MIB} MiB"),
-                pass(idle < MAX_IDLE_RSS_MIB).into(),
-            ]],
+            &[
+                vec![
+                    format!("VmRSS after {IDLE_SECS} s idle"),
+                    format!("{idle:.1} MiB"),
+                    format!("< {MAX_IDLE_RSS_MIB} MiB"),
+                    pass(idle < MAX_IDLE_RSS_MIB).into(),
+                ],
+                vec![
+                    "VmHWM at that point (start-up peak)".into(),
+                    format!("{:.1} MiB", mib(self.exec.idle_hwm_kib)),
+                    "-".into(),
+                    "-".into(),
+                ],
+            ],
         )
     }
 
@@ -314,12 +326,30 @@ impl Report<'_> {
                 }
             ));
         }
-        if self.neighbours.contains("sensor") || self.neighbours.contains("bpftrace") {
-            w.push(
-                "Another sensor or bpftrace (not started by the bench) was running: its probes add to every \
-                 configuration, including \"no probe\", and its events can add to the global loss counters."
-                    .into(),
-            );
+        if self.neighbours.is_empty() && max_bg <= 0.25 && self.foreign.is_empty() {
+            w.push(format!(
+                "The machine was quiet: no compiler, container runtime, other sensor or bpftrace was seen \
+                 running, no other process held a tracing BPF program, and the rest of the machine used at \
+                 most {max_bg:.2} cores during any timed loop."
+            ));
+        }
+        if !self.foreign.is_empty() {
+            let kept: usize = self
+                .overhead
+                .samples
+                .iter()
+                .flatten()
+                .filter(|s| s.foreign_probe)
+                .count();
+            let lost = self.exec.dropped() + self.connect.dropped();
+            w.push(format!(
+                "Other processes held tracing BPF programs at some point during the bench: {}. Such a probe \
+                 (e.g. a test run of the sensor) slows every syscall in every configuration; loops timed while \
+                 one was loaded were repeated, and {kept} of the kept measurements still had one around them. \
+                 Its events also count in the global loss counters{}.",
+                self.foreign.iter().cloned().collect::<Vec<_>>().join(", "),
+                if lost == 0 { " (all relevant ones were 0 here)" } else { "" }
+            ));
         }
         if !self.exec.removal_seen {
             w.push("The sensor never reported the exec-flood cgroup's removal (no final `syscalls` line for it).".into());
@@ -430,12 +460,15 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Background cores: CPU time the rest of the machine used while a loop was timed (`/proc/stat` busy \
-             time minus the loop's own), in cores. It includes the tool's own user space. On this VM a busy \
-             second CPU slows the pinned loop as well (shared physical core or host contention), so a loop timed \
-             while the rest of the machine used more than {NOISY_CORES} cores is run again with the tool still \
-             attached, up to {MAX_ATTEMPTS} loops, and the quietest is kept (`loops repeated` counts the extra \
-             loops); what remains is in the background column."
+            "- Disturbances: `background cores` is the CPU time the rest of the machine used while a loop was \
+             timed (`/proc/stat` busy time minus the loop's own), in cores; it includes the tool's own user space. \
+             On this VM a busy second CPU slows the pinned loop as well (shared physical core or host contention). \
+             Worse, someone else's tracing BPF program (e.g. a test run of the sensor) slows every syscall; the \
+             bench looks for one before and after each loop (processes holding a BPF program of a tracing type, \
+             from `/proc/*/fdinfo`). A loop timed with a foreign probe around it, or while the rest of the machine \
+             used more than {NOISY_CORES} cores, is run again with the tool still attached, up to {MAX_ATTEMPTS} \
+             loops, and the least disturbed is kept (`loops repeated` counts the extra loops; `kept with a \
+             foreign probe` the kept ones that still had one)."
         );
         let _ = writeln!(
             s,
@@ -485,7 +518,9 @@ impl Report<'_> {
         let _ = writeln!(
             s,
             "- Agent CPU: utime + stime of the sensor from `/proc/<pid>/stat` over the flood window (worker start \
-             to exit), as % of one core. Peak RSS: `VmHWM` from `/proc/<pid>/status` just before stopping it."
+             to exit), as % of one core (resolution: one clock tick, 10 ms, over the window); the probes' own cost runs in the flooding process's context and is \
+             not in this number. Peak RSS: `VmHWM` from `/proc/<pid>/status` just before stopping it (a peak \
+             since start: compare with the start-up peak in section 3)."
         );
 
         let _ = writeln!(s, "\n## 3. Idle RSS\n");

@@ -179,9 +179,7 @@ impl PodCgroup {
                     Ok(()) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => break,
                     // EBUSY while the last task is still being torn down.
-                    Err(e) if Instant::now() < deadline => {
-                        let _ = e;
-                    }
+                    Err(_) if Instant::now() < deadline => {}
                     Err(e) => {
                         return Err(e)
                             .with_context(|| format!("removing cgroup {}", self.dir.display()));
@@ -386,6 +384,53 @@ pub fn busy_neighbours(ours: &[u32]) -> BTreeSet<String> {
         }
     }
     seen
+}
+
+/// Processes other than `ours` holding a BPF program of a tracing kind (tracepoint, raw
+/// tracepoint, kprobe, perf event, fentry/fexit): someone else's probe that may sit on the
+/// syscall path and slow every configuration alike (e.g. a test run of the sensor).
+pub fn foreign_probes(ours: &[u32]) -> BTreeSet<String> {
+    // BPF_PROG_TYPE_KPROBE, TRACEPOINT, PERF_EVENT, RAW_TRACEPOINT, RAW_TRACEPOINT_WRITABLE, TRACING
+    const TRACING_TYPES: &[u32] = &[2, 5, 7, 17, 24, 26];
+    let me = std::process::id();
+    let mut found = BTreeSet::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in procs.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me || ours.contains(&pid) {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let is_prog =
+                fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:bpf-prog");
+            if !is_prog {
+                continue;
+            }
+            let info = fs::read_to_string(entry.path().join("fdinfo").join(fd.file_name()))
+                .unwrap_or_default();
+            let prog_type = info
+                .lines()
+                .find_map(|l| l.strip_prefix("prog_type:"))
+                .and_then(|v| v.trim().parse::<u32>().ok());
+            if prog_type.is_some_and(|t| TRACING_TYPES.contains(&t)) {
+                let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                found.insert(format!("{} (pid {pid})", comm.trim()));
+                break;
+            }
+        }
+    }
+    found
 }
 
 /// Kernel, CPU model and count, date: the header of the report.
