@@ -90,7 +90,6 @@ fn main() -> Result<()> {
             require_root("test")?;
             setup::ensure_ebpf_toolchain()?;
             setup::ensure_packages(setup::TEST_PACKAGES)?;
-            setup::ensure_tracefs()?;
             let bin = build(&root, false)?;
             let mut cmd = cargo(&root);
             cmd.args(["test", "--workspace"])
