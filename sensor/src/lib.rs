@@ -9,5 +9,6 @@ pub mod dns;
 pub mod event;
 pub mod kernel;
 pub mod pipeline;
+pub mod profile;
 pub mod syscall_names;
 pub mod trace;

@@ -25,8 +25,12 @@ pub const DUMMY_TOKEN: &str =
     "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6dGVzdDp0ZXN0In0.c2lnbmF0dXJl";
 
 /// Mount points that exist (empty) in the rootfs; extra mounts must target one of these or a
-/// directory that already exists, because the rootfs is mounted read-only.
-pub const MOUNT_POINTS: &[&str] = &["tmp", "proc", "sys", "dev", "mnt", "run", "data"];
+/// directory that already exists, because the rootfs is mounted read-only. `usr`, `lib` and
+/// `lib64` take the host's (read-only) for containers that run a host program such as python3
+/// ([`crate::runc::ContainerConfig::host_usr`]).
+pub const MOUNT_POINTS: &[&str] = &[
+    "tmp", "proc", "sys", "dev", "mnt", "run", "data", "usr", "lib", "lib64",
+];
 
 pub struct Rootfs {
     dir: TempDir,

@@ -27,6 +27,9 @@ use crate::pod::Pod;
 use crate::rootfs::Rootfs;
 use crate::util::{self, TempDir};
 
+/// The host's python3 as seen in a container with [`ContainerConfig::host_usr`].
+pub const CONTAINER_PYTHON: &str = "/usr/bin/python3";
+
 /// Default time limit for a foreground container.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -116,6 +119,18 @@ impl ContainerConfig {
             "source": source.display().to_string(),
             "options": options,
         }))
+    }
+
+    /// Bind-mounts the host's `/usr`, `/lib` and `/lib64` (those that exist, symlinks resolved)
+    /// read-only at the same places, so that host programs, e.g. [`CONTAINER_PYTHON`], run in
+    /// the busybox rootfs (its own `/bin` stays busybox).
+    pub fn host_usr(mut self) -> Self {
+        for dir in ["/usr", "/lib", "/lib64"] {
+            if let Ok(real) = fs::canonicalize(dir) {
+                self = self.bind_mount(&real, dir, true);
+            }
+        }
+        self
     }
 
     pub fn env(mut self, kv: &str) -> Self {

@@ -6,10 +6,10 @@
 //! that alphabet exactly (no vowels, no 0/1/3) keeps ordinary names from looking
 //! generated. A name that fits no pattern is reported as a bare pod.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The controller kind a pod name points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum WorkloadKind {
     #[serde(rename = "deployment")]
     Deployment,

@@ -1,0 +1,3 @@
+//! Application profiles: the per-workload behavioural baseline.
+
+pub mod model;

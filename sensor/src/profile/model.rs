@@ -1,0 +1,226 @@
+//! The application profile: what one container of one workload does, learned over a period.
+//! All replicas of a workload share it. This is the persisted format
+//! (`<state>/profiles/<ns>/<workload>/<container>.json`) and the input of the draft generators,
+//! so it is plain data with stable, documented field names (camelCase in JSON).
+
+use std::{collections::BTreeMap, net::IpAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::workload::WorkloadKind;
+
+/// Format version of the persisted profile. A file with another version is quarantined.
+pub const PROFILE_VERSION: u32 = 1;
+
+/// Bounds per profile: beyond them new entries are dropped and `overflow` says so.
+pub mod caps {
+    pub const EXECS: usize = 256;
+    pub const EGRESS: usize = 512;
+    pub const INGRESS: usize = 512;
+    pub const FILES: usize = 128;
+    pub const DNS_NAMES: usize = 512;
+    pub const NAMES_PER_PEER: usize = 16;
+    pub const PODS: usize = 32;
+    pub const ARGS_PER_EXEC: usize = 32;
+    pub const ARG_LEN: usize = 256;
+}
+
+/// Identity of a profile: one container of one workload.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileKey {
+    pub namespace: String,
+    pub workload: String,
+    pub container: String,
+}
+
+impl std::fmt::Display for ProfileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.workload, self.container)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Still collecting the baseline.
+    Learning,
+    /// The learning period is over: the baseline is frozen; drafts can be applied.
+    Ready,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Completeness {
+    /// Every container instance was observed from its creation.
+    Full,
+    /// Some behaviour may be missing: see `partialReasons`.
+    Partial,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationProfile {
+    pub version: u32,
+    #[serde(flatten)]
+    pub key: ProfileKey,
+    pub workload_kind: WorkloadKind,
+    pub status: Status,
+    pub completeness: Completeness,
+    /// Why the profile is partial (e.g. "container started before the sensor").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partial_reasons: Vec<String>,
+    /// RFC 3339 times.
+    pub learning_started: String,
+    pub learning_period_seconds: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<String>,
+    pub updated: String,
+    /// Node(s) that contributed.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Pods observed (bounded by `caps::PODS`).
+    #[serde(default)]
+    pub pods: Vec<String>,
+    /// Pod labels when known (Kubernetes API); used for NetworkPolicy selectors.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    pub syscalls: Syscalls,
+    #[serde(default)]
+    pub execs: Vec<ExecEntry>,
+    #[serde(default)]
+    pub egress: Vec<Flow>,
+    #[serde(default)]
+    pub ingress: Vec<Flow>,
+    /// DNS names the container resolved, with the addresses returned.
+    #[serde(default)]
+    pub dns: Vec<DnsName>,
+    /// DNS servers that answered the container.
+    #[serde(default)]
+    pub resolvers: Vec<Resolver>,
+    /// Sensitive files opened.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub overflow: Overflow,
+}
+
+/// Syscall names (sorted), native ABI and 32-bit compat ABI apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Syscalls {
+    pub native: Vec<String>,
+    #[serde(default)]
+    pub compat: Vec<String>,
+}
+
+/// A program run, with dynamic argument parts collapsed into `*`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecEntry {
+    pub path: String,
+    pub args: Vec<String>,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+/// One peer of the container: for egress the remote address and port, for ingress the remote
+/// address and the local (listening) port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flow {
+    pub ip: IpAddr,
+    /// Egress: the remote port; ingress: the local port.
+    pub port: u16,
+    pub protocol: Protocol,
+    /// Names this container resolved to `ip` (DNS answers it received).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// The peer pod and workload when known (Kubernetes API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Peer>,
+    pub connections: u64,
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub rate: RateStats,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Per-window statistics of a flow: the busiest window seen while learning, the baseline for
+/// volume anomalies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateStats {
+    pub window_seconds: u64,
+    /// Windows in which the flow was active.
+    pub windows: u64,
+    pub max_connections_per_window: u64,
+    pub max_bytes_sent_per_window: u64,
+    pub max_bytes_recv_per_window: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsName {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resolver {
+    pub ip: IpAddr,
+    /// The cluster DNS (kube-dns/CoreDNS): the nameserver of the container's resolv.conf with
+    /// the cluster search domains. NetworkPolicy must then allow the DNS pods by label, since
+    /// policies see the pods behind the Service address, not the address itself.
+    pub cluster_dns: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    pub path: String,
+    pub pattern: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+/// Which caps were hit (entries beyond them were not recorded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overflow {
+    pub execs: bool,
+    pub egress: bool,
+    pub ingress: bool,
+    pub files: bool,
+    pub dns: bool,
+}
+
+impl Overflow {
+    pub fn any(&self) -> bool {
+        self.execs || self.egress || self.ingress || self.files || self.dns
+    }
+}
