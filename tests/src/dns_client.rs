@@ -43,6 +43,41 @@ pub fn encode_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
     m
 }
 
+/// A DNS/TCP message: `msg` behind its 2-byte big-endian length.
+pub fn tcp_frame(msg: &[u8]) -> Vec<u8> {
+    let mut m = (msg.len() as u16).to_be_bytes().to_vec();
+    m.extend_from_slice(msg);
+    m
+}
+
+/// `bytes` as a `printf` format string of octal escapes (`\ooo`), binary-safe with busybox and
+/// POSIX `printf`, and free of shell metacharacters (quote it with single quotes anyway).
+pub fn printf_escaped(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:03o}")).collect()
+}
+
+/// Parses `od -An -tx1` output (hex byte pairs separated by whitespace) back into bytes.
+pub fn parse_od_hex(text: &str) -> Result<Vec<u8>, String> {
+    text.split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).map_err(|e| format!("{h:?}: {e}")))
+        .collect()
+}
+
+/// Splits a DNS/TCP byte stream into its messages (each behind a 2-byte length).
+pub fn split_tcp_stream(mut stream: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    while !stream.is_empty() {
+        let len = stream
+            .get(..2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            .ok_or("truncated length")?;
+        let msg = stream.get(2..2 + len).ok_or("truncated message")?;
+        out.push(msg.to_vec());
+        stream = &stream[2 + len..];
+    }
+    Ok(out)
+}
+
 /// Sends a query over UDP and decodes the reply.
 pub fn query_udp(server: SocketAddr, name: &str, qtype: u16, timeout: Duration) -> Reply {
     let bind: SocketAddr = if server.is_ipv4() {

@@ -9,13 +9,16 @@
 //! over) and skips any `X` whose subnet is already configured on the host. Interface and netns
 //! names derive from `X`, so leftovers from a crashed run holding the same `X` are deleted first.
 //!
+//! IPv6 is opt-in ([`Peer::enable_ipv6`]): `fd00:231:X::1` (host) and `fd00:231:X::2` (peer) on
+//! the same veth, `nodad` so they are usable at once.
+//!
 //! Services (started with `ip netns exec`): a TCP server ([`Peer::start_tcp_server`]) and a DNS
 //! server on port 53 ([`Peer::start_dns_server`], `dns_server.py`). Everything (processes,
 //! veth, netns, lock) is torn down on drop.
 
 use std::fs;
 use std::io::Write;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -167,6 +170,52 @@ impl Peer {
         Ipv4Addr::new(10, 231, self.x, 2)
     }
 
+    /// The host end of the veth over IPv6 (`fd00:231:X::1`), once [`Peer::enable_ipv6`] ran.
+    pub fn host_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0x231, self.x as u16, 0, 0, 0, 0, 1)
+    }
+
+    /// The peer's IPv6 address (`fd00:231:X::2`), once [`Peer::enable_ipv6`] ran.
+    pub fn peer_ip6(&self) -> Ipv6Addr {
+        Ipv6Addr::new(0xfd00, 0x231, self.x as u16, 0, 0, 0, 0, 2)
+    }
+
+    /// Adds the ULA addresses [`Peer::host_ip6`] and [`Peer::peer_ip6`] (`/64`, `nodad`: usable
+    /// at once, no duplicate-address detection to wait for).
+    pub fn enable_ipv6(&self) {
+        let ip = util::require_tool("ip", "iproute2");
+        // Interfaces inherit `default.disable_ipv6`; make sure it is off on both ends.
+        let _ = fs::write(
+            format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", self.host_if),
+            "0",
+        );
+        util::run_quiet(self.command("sh").args([
+            "-c",
+            &format!(
+                "echo 0 > /proc/sys/net/ipv6/conf/{}/disable_ipv6",
+                self.peer_if
+            ),
+        ]));
+        let host_cidr = format!("{}/64", self.host_ip6());
+        let peer_cidr = format!("{}/64", self.peer_ip6());
+        let steps: &[&[&str]] = &[
+            &["addr", "add", &host_cidr, "dev", &self.host_if, "nodad"],
+            &[
+                "-n",
+                &self.ns,
+                "addr",
+                "add",
+                &peer_cidr,
+                "dev",
+                &self.peer_if,
+                "nodad",
+            ],
+        ];
+        for step in steps {
+            util::run_ok(Command::new(&ip).args(*step));
+        }
+    }
+
     /// The host-side veth interface name.
     pub fn host_interface(&self) -> &str {
         &self.host_if
@@ -186,8 +235,13 @@ impl Peer {
 
     /// Starts the TCP server on `peer_ip():port` (reads until EOF, replies `received N\n`).
     pub fn start_tcp_server(&mut self, port: u16) {
+        self.start_tcp_server_on(self.peer_ip().into(), port);
+    }
+
+    /// [`Peer::start_tcp_server`] on another of the peer's addresses (e.g. [`Peer::peer_ip6`]).
+    pub fn start_tcp_server_on(&mut self, ip: IpAddr, port: u16) {
         let script = self.dir.path().join("peer_tools.py");
-        let ip = self.peer_ip().to_string();
+        let ip = ip.to_string();
         let port = port.to_string();
         self.start_service(
             &format!("tcp server :{port}"),
@@ -221,7 +275,14 @@ impl Peer {
 
     /// From inside the peer: connect to `ip:port` (retrying while refused, up to `timeout`),
     /// send `nbytes`, half-close, and return the reply. Panics if it never connects.
-    pub fn send_tcp(&self, ip: Ipv4Addr, port: u16, nbytes: usize, timeout: Duration) -> String {
+    pub fn send_tcp(
+        &self,
+        ip: impl Into<IpAddr>,
+        port: u16,
+        nbytes: usize,
+        timeout: Duration,
+    ) -> String {
+        let ip: IpAddr = ip.into();
         let script = self.dir.path().join("peer_tools.py");
         util::run_ok(
             self.command(util::python3())

@@ -726,3 +726,301 @@ fn pod_level_process_has_pod_scope() {
         EV,
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// IPv6: connect and accept over a ULA veth, with flow bytes both ways.
+
+/// `field` parses as an IP address equal to `ip` (so the textual form does not matter).
+fn ip_is(e: Expect, field: &str, ip: IpAddr) -> Expect {
+    e.str_that(field, &format!("is {ip}"), move |s| {
+        s.parse::<IpAddr>().ok() == Some(ip)
+    })
+}
+
+#[test]
+fn ipv6_connect_and_accept() {
+    let ns = util::unique_name("st");
+    let pod = Pod::deployment_replica(&ns, "sixer")
+        .with_container("client")
+        .with_container("server");
+    let kubelet = Kubelet::new();
+    kubelet.add_pod(&pod);
+    let sensor = sensor_for(&kubelet, &ns);
+    let mut peer = Peer::new();
+    peer.enable_ipv6();
+    let (host6, peer6) = (IpAddr::from(peer.host_ip6()), IpAddr::from(peer.peer_ip6()));
+    peer.start_tcp_server_on(peer6, 8080);
+    let runc = Runc::new();
+
+    // Egress: the client sends n bytes to [peer6]:8080, the peer replies "received n".
+    let n: usize = 50_000 + (util::random_bytes(1)[0] as usize) * 41;
+    let out = runc.run(
+        &ContainerConfig::sh(
+            &pod,
+            "client",
+            &format!("head -c {n} /dev/zero | /bin/nc {peer6} 8080"),
+        ),
+        RUN,
+    );
+    out.assert_success();
+    assert_eq!(
+        out.stdout,
+        format!("received {n}\n"),
+        "the peer got every byte"
+    );
+
+    // Ingress: the server listens (busybox nc binds [::]), the peer connects to [host6]:port,
+    // sends m bytes and half-closes; the server sends `pong` and half-closes.
+    let port = {
+        let l = TcpListener::bind(("::", 0)).expect("find a free port");
+        l.local_addr().unwrap().port()
+    };
+    let pong = format!("pong-{}", util::random_hex(12));
+    let c = runc.spawn(&ContainerConfig::sh(
+        &pod,
+        "server",
+        &format!("printf {pong} | /bin/nc -l -p {port}"),
+    ));
+    let m = 4321;
+    let reply = peer.send_tcp(host6, port, m, Duration::from_secs(10));
+    let out = c.wait(RUN);
+    out.assert_success();
+    assert_eq!(out.stdout.len(), m, "the server received every byte");
+    assert_eq!(reply, pong, "the peer received the server's reply");
+
+    sensor.expect(
+        &ip_is(ev("connect", &pod, "client"), "remote_ip", peer6)
+            .eq("protocol", "tcp")
+            .eq("remote_port", 8080)
+            .eq("origin", "connect")
+            .eq("comm", "nc"),
+        EV,
+    );
+    let nc_exec = sensor.expect(
+        &ev("exec", &pod, "server")
+            .eq("path", "/bin/nc")
+            .eq("args", json!(["/bin/nc", "-l", "-p", port.to_string()])),
+        EV,
+    );
+    let accept = sensor.expect(
+        &ip_is(
+            ip_is(ev("accept", &pod, "server"), "remote_ip", peer6),
+            "local_ip",
+            host6,
+        )
+        .eq("protocol", "tcp")
+        .eq("local_port", port)
+        .eq("comm", "nc"),
+        EV,
+    );
+    assert_eq!(
+        accept["pid"], nc_exec["pid"],
+        "the accept names the listening nc process: {accept}"
+    );
+
+    // Flows are emitted when each container's cgroup is removed (done: both have exited).
+    let reply_len = format!("received {n}\n").len() as f64;
+    let egress = sensor.expect(
+        &ip_is(ev("flow", &pod, "client"), "remote_ip", peer6)
+            .eq("protocol", "tcp")
+            .eq("direction", "egress")
+            .eq("remote_port", 8080)
+            .num_that("connections", ">= 1", |c| c >= 1.0)
+            .num_that("bytes_sent", &format!(">= {n}"), move |b| b >= n as f64)
+            .num_that("bytes_recv", &format!(">= {reply_len}"), move |b| {
+                b >= reply_len
+            })
+            .num_that("packets_sent", ">= 1", |p| p >= 1.0)
+            .num_that("packets_recv", ">= 1", |p| p >= 1.0),
+        EV,
+    );
+    assert!(
+        num(&egress, "bytes_sent") < (n as f64) * 2.0,
+        "bytes_sent counts payload, not a multiple: {egress}"
+    );
+    let pong_len = pong.len() as f64;
+    sensor.expect(
+        &ip_is(ev("flow", &pod, "server"), "remote_ip", peer6)
+            .eq("protocol", "tcp")
+            .eq("direction", "ingress")
+            .eq("local_port", port)
+            .num_that("connections", ">= 1", |c| c >= 1.0)
+            .num_that("bytes_recv", &format!(">= {m}"), move |b| b >= m as f64)
+            .num_that("bytes_sent", &format!(">= {pong_len}"), move |b| {
+                b >= pong_len
+            })
+            .num_that("packets_sent", ">= 1", |p| p >= 1.0)
+            .num_that("packets_recv", ">= 1", |p| p >= 1.0),
+        EV,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS over TCP: a length-prefixed query written with printf into nc.
+
+#[test]
+fn dns_over_tcp_answer() {
+    use sensor_tests::dns_client;
+
+    let ns = util::unique_name("st");
+    let pod = Pod::deployment_replica(&ns, "tcpdns").with_container("app");
+    let kubelet = Kubelet::new();
+    kubelet.add_pod(&pod);
+    let sensor = sensor_for(&kubelet, &ns);
+
+    let r = util::random_hex(8);
+    let (alias, target) = (
+        format!("alias-{r}.test.internal"),
+        format!("target-{r}.test.internal"),
+    );
+    let v4 = Ipv4Addr::new(192, 0, 2, 77);
+    let mut peer = Peer::new();
+    peer.start_dns_server(
+        &DnsZone::new()
+            .cname(&alias, &target, 200)
+            .a(&target, v4, 45),
+    );
+    let server = peer.peer_ip().to_string();
+
+    let id = 0x5a00 | u16::from(util::random_bytes(1)[0]);
+    let query = dns_client::tcp_frame(&dns_client::encode_query(id, &alias, dns_client::TYPE_A));
+    let script = format!(
+        "printf '{}' | /bin/nc {server} 53 | /bin/od -An -tx1 -v",
+        dns_client::printf_escaped(&query)
+    );
+    let out = runc_tcp_dns(&pod, &script);
+    // The container really got the answer over TCP (checked before blaming the sensor).
+    let stream = dns_client::parse_od_hex(&out).unwrap_or_else(|e| panic!("od output: {e}"));
+    let msgs = dns_client::split_tcp_stream(&stream).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(msgs.len(), 1, "one DNS/TCP reply: {out}");
+    let reply = dns_client::decode(&msgs[0]).unwrap();
+    assert_eq!((reply.id, reply.rcode), (id, 0), "{reply:?}");
+    assert!(
+        reply.answers.iter().any(|a| a.data == v4.to_string()),
+        "{reply:?}"
+    );
+
+    let (alias_c, target_c) = (alias.clone(), target.clone());
+    sensor.expect(
+        &with_question(ev("dns", &pod, "app"), &alias)
+            .eq("transport", "tcp")
+            .eq("server_ip", server.as_str())
+            .that("qtype A", |v| qtype(v, "A", 1))
+            .that("rcode NOERROR", |v| rcode(v, "NOERROR", 0))
+            .that(
+                &format!("answers map {v4} to [{alias}, {target}] with 0 < ttl <= 300"),
+                move |v| answers_map(v, v4.into(), &[alias_c.clone(), target_c.clone()]),
+            ),
+        EV,
+    );
+}
+
+/// Runs `script` in container `app` of `pod` and returns its stdout (must succeed).
+fn runc_tcp_dns(pod: &Pod, script: &str) -> String {
+    let out = Runc::new().run(&ContainerConfig::sh(pod, "app", script), RUN);
+    out.assert_success();
+    out.stdout
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sensitive opens by relative path: joined with the cwd, or with a real dirfd.
+
+#[test]
+fn relative_open_through_dirfd_and_cwd() {
+    let ns = util::unique_name("st");
+    let pod = Pod::deployment_replica(&ns, "relopen")
+        .with_container("shell")
+        .with_container("py");
+    let kubelet = Kubelet::new();
+    kubelet.add_pod(&pod);
+    let sensor = sensor_for(&kubelet, &ns);
+    let sa = rootfs::SERVICE_ACCOUNT_DIR;
+    let token = format!("{sa}/token");
+    let runc = Runc::new();
+
+    // Relative to the cwd: `./token`, `../serviceaccount/token` from the SA dir, and a path
+    // that climbs from /tmp.
+    let up = format!("..{token}");
+    let script = format!(
+        "cd {sa} && /bin/cat ./token >/dev/null && /bin/cat ../serviceaccount/token >/dev/null \
+         && cd /tmp && /bin/cat {up} >/dev/null"
+    );
+    runc.run(&ContainerConfig::sh(&pod, "shell", &script), RUN)
+        .assert_success();
+    for requested in ["./token", "../serviceaccount/token", up.as_str()] {
+        sensor.expect(
+            &ev("file", &pod, "shell")
+                .eq("path", token.as_str())
+                .eq("requested", requested)
+                .eq("comm", "cat")
+                .eq("pattern", "/var/run/secrets/kubernetes.io/serviceaccount/"),
+            EV,
+        );
+    }
+
+    // Relative to a real directory fd (openat(dirfd, ...), not AT_FDCWD), from a cwd (/tmp)
+    // that would give a different, wrong path if the sensor joined with the cwd.
+    let py = format!(
+        "import os\n\
+         fd = os.open({sa:?}, os.O_RDONLY | os.O_DIRECTORY)\n\
+         os.close(os.open('token', os.O_RDONLY, dir_fd=fd))\n\
+         os.close(os.open('../serviceaccount/namespace', os.O_RDONLY, dir_fd=fd))\n\
+         print('ok')\n"
+    );
+    let out = runc.run(
+        &ContainerConfig::for_pod(&pod, "py", &[runc::CONTAINER_PYTHON, "-S", "-c", &py])
+            .host_usr()
+            .cwd("/tmp"),
+        RUN,
+    );
+    out.assert_success();
+    assert_eq!(out.stdout, "ok\n");
+    for (requested, path) in [
+        ("token", token.clone()),
+        ("../serviceaccount/namespace", format!("{sa}/namespace")),
+    ] {
+        sensor.expect(
+            &ev("file", &pod, "py")
+                .eq("path", path.as_str())
+                .eq("requested", requested)
+                .str_that("comm", "starts with python", |c| c.starts_with("python"))
+                .eq("pattern", "/var/run/secrets/kubernetes.io/serviceaccount/"),
+            EV,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a process environment through /proc.
+
+#[test]
+fn file_open_of_proc_environ() {
+    let ns = util::unique_name("st");
+    let pod = Pod::deployment_replica(&ns, "envreader").with_container("main");
+    let kubelet = Kubelet::new();
+    kubelet.add_pod(&pod);
+    let sensor = sensor_for(&kubelet, &ns);
+    let marker = format!("SECRET_MARKER={}", util::random_hex(12));
+    let out = Runc::new().run(
+        &ContainerConfig::sh(
+            &pod,
+            "main",
+            "/bin/cat /proc/1/environ | /bin/tr '\\0' '\\n'",
+        )
+        .env(&marker),
+        RUN,
+    );
+    out.assert_success();
+    assert!(
+        out.stdout.lines().any(|l| l == marker),
+        "the container read its pid 1's environment: {out:?}"
+    );
+    sensor.expect(
+        &ev("file", &pod, "main")
+            .eq("path", "/proc/1/environ")
+            .eq("pattern", "/proc/*/environ")
+            .absent("requested")
+            .eq("comm", "cat"),
+        EV,
+    );
+}

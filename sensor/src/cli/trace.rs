@@ -1,43 +1,15 @@
-//! Command-line interface (clap). Every flag is validated here, so bad input exits with one
-//! precise message before anything is loaded.
+//! `sensor trace` flags.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use anyhow::Result;
+use clap::Args;
 
 use crate::{
     attribution::kubelet::KubeletDirs,
     collector::patterns::{SensitivePattern, default_patterns},
     trace::{Filter, TraceOptions},
 };
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "sensor",
-    version,
-    about = "eBPF node sensor for Kubernetes: per-pod capture, profiles, drafts, anomalies"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Live attributed events (exec, exit, connect, accept, dns, file), per pod.
-    Trace(Box<TraceArgs>),
-    /// Developer tools (benchmark helpers).
-    #[command(hide = true, subcommand)]
-    Debug(DebugCommand),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum DebugCommand {
-    /// Attach only an empty `sys_enter` program (the benchmark floor), print `attached`, and
-    /// hold it until SIGINT/SIGTERM.
-    EmptyHook,
-}
 
 /// Where the host's files are (flags so the sensor can run in a container with host mounts).
 #[derive(Args, Debug, Clone)]
@@ -139,24 +111,5 @@ impl TraceArgs {
             patterns,
             node_name: self.node_name.unwrap_or_else(host_name),
         })
-    }
-}
-
-pub async fn dispatch(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Trace(args) => crate::trace::run(args.into_options()?)
-            .await
-            .context("sensor trace"),
-        Command::Debug(DebugCommand::EmptyHook) => {
-            let _hook = crate::collector::loader::attach_empty_sys_enter()?;
-            println!("attached");
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            Ok(())
-        }
     }
 }

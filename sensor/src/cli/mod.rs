@@ -1,0 +1,70 @@
+//! Command-line interface (clap). Every flag is validated here, so bad input exits with one
+//! precise message before anything is loaded.
+
+pub mod client;
+pub mod run;
+pub mod trace;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+pub use self::trace::{HostPaths, TraceArgs};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sensor",
+    version,
+    about = "eBPF node sensor for Kubernetes: per-pod capture, profiles, drafts, anomalies"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The agent: capture, attribute, learn profiles, write drafts, serve gRPC.
+    Run(Box<run::RunArgs>),
+    /// Live attributed events (exec, exit, connect, accept, dns, file), per pod.
+    Trace(Box<TraceArgs>),
+    /// Application profiles learned by the agent.
+    #[command(subcommand)]
+    Profiles(client::ProfilesCommand),
+    /// The seccomp draft (Localhost profile JSON) of a workload's container.
+    Seccomp(client::SeccompArgs),
+    /// The NetworkPolicy draft of a workload.
+    Netpol(client::NetpolArgs),
+    /// Developer tools (benchmark helpers).
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Attach only an empty `sys_enter` program (the benchmark floor), print `attached`, and
+    /// hold it until SIGINT/SIGTERM.
+    EmptyHook,
+}
+
+pub async fn dispatch(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(args) => run::run(*args).await.context("sensor run"),
+        Command::Trace(args) => crate::trace::run(args.into_options()?)
+            .await
+            .context("sensor trace"),
+        Command::Profiles(cmd) => client::profiles(cmd).await,
+        Command::Seccomp(args) => client::seccomp(args).await,
+        Command::Netpol(args) => client::netpol(args).await,
+        Command::Debug(DebugCommand::EmptyHook) => {
+            let _hook = crate::collector::loader::attach_empty_sys_enter()?;
+            println!("attached");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            Ok(())
+        }
+    }
+}
