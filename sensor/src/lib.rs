@@ -1,11 +1,15 @@
 //! The sensor library: kernel capture (`collector`), attribution to pods (`attribution`), and
 //! the commands built on them. The `sensor` binary is a thin CLI over this crate.
 
+pub mod agent;
+pub mod api;
 pub mod attribution;
+pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod collector;
 pub mod dns;
+pub mod drafts;
 pub mod event;
 pub mod kernel;
 pub mod pipeline;

@@ -22,7 +22,14 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            // Bad configuration is a usage error, like a bad flag: exit code 2.
+            if e.chain()
+                .any(|c| c.is::<sensor::agent::config::ConfigError>())
+            {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -239,6 +239,11 @@ impl Pipeline {
         )
     }
 
+    /// Names the container of `cgroup_id` resolved `ip` to (from the DNS answers it received).
+    pub fn remote_names_of(&self, cgroup_id: u64, ip: &IpAddr) -> Vec<String> {
+        self.remote_names(cgroup_id, ip)
+    }
+
     fn remote_names(&self, cgroup_id: u64, ip: &IpAddr) -> Vec<String> {
         self.names
             .get(&cgroup_id)

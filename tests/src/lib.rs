@@ -4,12 +4,14 @@
 //! ([`runc`]) on a shared busybox rootfs ([`rootfs`]) in kubelet-shaped cgroups ([`pod`],
 //! [`cgroup`]), kubelet's on-node name metadata ([`kubelet`]), network peers in their own
 //! network namespaces with TCP and DNS services ([`netns`], [`dns_client`]), and a handle on the
-//! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]).
+//! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]), and the agent
+//! (`sensor run`) with its gRPC clients ([`agent`]).
 //!
 //! Everything must run as root on a real kernel. Every resource is unique per test so tests run
 //! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
 //! install. See `/work/shared/design/TESTBED.md` for what works on the build machines.
 
+pub mod agent;
 pub mod cgroup;
 pub mod dns_client;
 pub mod expect;
@@ -21,6 +23,7 @@ pub mod runc;
 pub mod sensor;
 pub mod util;
 
+pub use agent::{Agent, AgentConfig, CmdOutput};
 pub use expect::Expect;
 pub use kubelet::Kubelet;
 pub use netns::{DnsZone, Peer};

@@ -888,7 +888,9 @@ fn dns_over_tcp_answer() {
         "printf '{}' | /bin/nc {server} 53 | /bin/od -An -tx1 -v",
         dns_client::printf_escaped(&query)
     );
-    let out = runc_tcp_dns(&pod, &script);
+    let run = Runc::new().run(&ContainerConfig::sh(&pod, "app", &script), RUN);
+    run.assert_success();
+    let out = run.stdout;
     // The container really got the answer over TCP (checked before blaming the sensor).
     let stream = dns_client::parse_od_hex(&out).unwrap_or_else(|e| panic!("od output: {e}"));
     let msgs = dns_client::split_tcp_stream(&stream).unwrap_or_else(|e| panic!("{e}: {out}"));
@@ -913,13 +915,6 @@ fn dns_over_tcp_answer() {
             ),
         EV,
     );
-}
-
-/// Runs `script` in container `app` of `pod` and returns its stdout (must succeed).
-fn runc_tcp_dns(pod: &Pod, script: &str) -> String {
-    let out = Runc::new().run(&ContainerConfig::sh(pod, "app", script), RUN);
-    out.assert_success();
-    out.stdout
 }
 
 // ---------------------------------------------------------------------------------------------

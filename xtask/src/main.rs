@@ -90,11 +90,13 @@ fn main() -> Result<()> {
             require_root("test")?;
             setup::ensure_ebpf_toolchain()?;
             setup::ensure_packages(setup::TEST_PACKAGES)?;
+            let kubernetes_validate = setup::ensure_python_tools(&root)?;
             let bin = build(&root, false)?;
             let mut cmd = cargo(&root);
             cmd.args(["test", "--workspace"])
                 .args(&args)
-                .env("SENSOR_BIN", &bin);
+                .env("SENSOR_BIN", &bin)
+                .env("KUBERNETES_VALIDATE", &kubernetes_validate);
             run(&mut cmd)?;
         }
         Cmd::Bench {

@@ -227,3 +227,51 @@ pub fn ensure_tracefs() -> Result<()> {
     eprintln!("xtask: mounting tracefs at /sys/kernel/tracing");
     run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
 }
+
+/// `kubernetes-validate` release the NetworkPolicy draft tests run (sensor/tests/netpol_validate.rs):
+/// its wheel ships the OpenAPI schemas of Kubernetes 1.25 to 1.34, so validation against 1.29
+/// and 1.34 works offline.
+const KUBERNETES_VALIDATE_VERSION: &str = "1.34.1";
+
+/// Installs the Python tools the tests use into a venv at `<root>/target/pytools` (idempotent:
+/// nothing happens when the pinned version already runs) and returns the path of
+/// `kubernetes-validate`, which `cargo xtask test` passes to the tests as `KUBERNETES_VALIDATE`.
+pub fn ensure_python_tools(root: &Path) -> Result<PathBuf> {
+    let venv = root.join("target/pytools");
+    let bin = venv.join("bin/kubernetes-validate");
+    let installed = || {
+        Command::new(&bin).arg("--version").output().is_ok_and(|o| {
+            o.status.success()
+                && String::from_utf8_lossy(&o.stdout).trim() == KUBERNETES_VALIDATE_VERSION
+        })
+    };
+    if installed() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION} into {}",
+        venv.display()
+    );
+    let make_venv = || {
+        let _ = fs::remove_dir_all(&venv);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+    };
+    if make_venv().is_err() {
+        // Debian's python3 needs python3-venv (ensurepip) for `-m venv`.
+        ensure_packages(&["python3-venv"])?;
+        make_venv()?;
+    }
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+    ]))?;
+    if !installed() {
+        bail!(
+            "kubernetes-validate {KUBERNETES_VALIDATE_VERSION} was installed but does not run ({})",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}

@@ -136,6 +136,14 @@ impl ProcessTable {
         }
     }
 
+    /// A live process in cgroup `cgroup_id`, if the table knows one.
+    pub fn pid_in_cgroup(&self, cgroup_id: u64) -> Option<u32> {
+        self.by_pid
+            .values()
+            .find(|p| p.cgroup_id == cgroup_id && !p.exited)
+            .map(|p| p.pid)
+    }
+
     /// The chain of ancestors, nearest first, up to `max` entries (stops at pid 1 or an unknown
     /// parent; guards against cycles from pid reuse).
     pub fn ancestry(&self, pid: u32, max: usize) -> Vec<&ProcessInfo> {

@@ -1,29 +1,849 @@
-//! Client subcommands: reach the agent over gRPC (`--server`), or work offline from a saved
-//! profile (`--profile FILE`). Placeholder until the gRPC API lands.
+//! Client subcommands: reach the agent over gRPC (`--server`), or work offline from saved
+//! profiles (`--profile FILE`, the persisted JSON) with the same generators the agent uses.
+//!
+//! Drafts go to stdout, notes to stderr (so `sensor seccomp ... > draft.json` keeps the notes
+//! on the terminal). A server error prints its status message and exits 1.
 
-use anyhow::{Result, bail};
-use clap::{Args, Subcommand};
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use tonic::{Code, Status};
+
+use crate::api::{self, ListenAddr, convert, proto, render};
+use crate::profile::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey};
 
 #[derive(Subcommand, Debug)]
 pub enum ProfilesCommand {
     /// One line per profile.
-    List,
+    List(ListArgs),
+    /// One profile in detail (`--json`: the persisted JSON).
+    Show(ShowArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServerArg {
+    /// The agent's gRPC address: `unix:/path` or `host:port`.
+    #[arg(long, value_name = "ADDR", default_value = api::DEFAULT_ADDR, env = "SENSOR_SERVER")]
+    pub server: ListenAddr,
 }
 
 #[derive(Args, Debug)]
-pub struct SeccompArgs {}
+pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Only this namespace.
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only this workload.
+    #[arg(long, short = 'w', value_name = "W")]
+    pub workload: Option<String>,
+    /// JSON (an array of summaries) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Which profile: from the agent by name, or a saved file.
+#[derive(Args, Debug)]
+pub struct ProfileArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Namespace of the workload.
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NS",
+        required_unless_present = "profile"
+    )]
+    pub namespace: Option<String>,
+    /// Workload name (Deployment, StatefulSet, DaemonSet, Job, CronJob or bare pod).
+    #[arg(
+        long,
+        short = 'w',
+        value_name = "W",
+        required_unless_present = "profile"
+    )]
+    pub workload: Option<String>,
+    /// Container name.
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "C",
+        required_unless_present = "profile"
+    )]
+    pub container: Option<String>,
+    /// Work offline from a saved profile (`<state>/profiles/<ns>/<workload>/<container>.json`);
+    /// no agent needed.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+}
 
 #[derive(Args, Debug)]
-pub struct NetpolArgs {}
-
-pub async fn profiles(_cmd: ProfilesCommand) -> Result<()> {
-    bail!("not implemented yet")
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub target: ProfileArgs,
+    /// The persisted JSON form instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub async fn seccomp(_args: SeccompArgs) -> Result<()> {
-    bail!("not implemented yet")
+#[derive(Args, Debug)]
+pub struct SeccompArgs {
+    #[command(flatten)]
+    pub target: ProfileArgs,
+    /// enforce: unobserved syscalls fail with EPERM; audit: they are logged, not blocked.
+    #[arg(long, value_enum, default_value_t = Mode::Enforce)]
+    pub mode: Mode,
+    /// json: the Localhost profile kubelet reads; spo: a security-profiles-operator
+    /// SeccompProfile (YAML).
+    #[arg(long, value_enum, default_value_t = SeccompFormat::Json)]
+    pub format: SeccompFormat,
 }
 
-pub async fn netpol(_args: NetpolArgs) -> Result<()> {
-    bail!("not implemented yet")
+#[derive(Args, Debug)]
+pub struct NetpolArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Namespace of the workload.
+    #[arg(
+        long,
+        short = 'n',
+        value_name = "NS",
+        required_unless_present = "profile"
+    )]
+    pub namespace: Option<String>,
+    /// Workload name; the policy covers all its containers.
+    #[arg(
+        long,
+        short = 'w',
+        value_name = "W",
+        required_unless_present = "profile"
+    )]
+    pub workload: Option<String>,
+    /// kubernetes: networking.k8s.io/v1 NetworkPolicy; cilium: CiliumNetworkPolicy (egress by
+    /// DNS name).
+    #[arg(long, value_enum, default_value_t = Flavor::Kubernetes)]
+    pub flavor: Flavor,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PolicyFormat::Yaml)]
+    pub format: PolicyFormat,
+    /// Work offline from saved profiles of the workload's containers (repeat for each
+    /// container); no agent needed.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Vec<PathBuf>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Enforce,
+    Audit,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompFormat {
+    Json,
+    Spo,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Kubernetes,
+    Cilium,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyFormat {
+    Yaml,
+    Json,
+}
+
+impl Mode {
+    fn proto(self) -> proto::SeccompMode {
+        match self {
+            Mode::Enforce => proto::SeccompMode::Enforce,
+            Mode::Audit => proto::SeccompMode::Audit,
+        }
+    }
+}
+
+impl SeccompFormat {
+    fn proto(self) -> proto::SeccompFormat {
+        match self {
+            SeccompFormat::Json => proto::SeccompFormat::OciJson,
+            SeccompFormat::Spo => proto::SeccompFormat::SpoYaml,
+        }
+    }
+}
+
+impl Flavor {
+    fn proto(self) -> proto::NetworkPolicyFlavor {
+        match self {
+            Flavor::Kubernetes => proto::NetworkPolicyFlavor::Kubernetes,
+            Flavor::Cilium => proto::NetworkPolicyFlavor::Cilium,
+        }
+    }
+}
+
+impl PolicyFormat {
+    fn proto(self) -> proto::PolicyFormat {
+        match self {
+            PolicyFormat::Yaml => proto::PolicyFormat::Yaml,
+            PolicyFormat::Json => proto::PolicyFormat::Json,
+        }
+    }
+}
+
+// ---- commands ----
+
+pub async fn profiles(cmd: ProfilesCommand) -> Result<()> {
+    match cmd {
+        ProfilesCommand::List(args) => list(args).await,
+        ProfilesCommand::Show(args) => show(args).await,
+    }
+}
+
+async fn list(args: ListArgs) -> Result<()> {
+    let addr = &args.server.server;
+    let mut client = api::client::connect(addr).await?;
+    let resp = client
+        .list_profiles(proto::ListProfilesRequest {
+            namespace: args.namespace.unwrap_or_default(),
+            workload: args.workload.unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| status_error(addr, s))?
+        .into_inner();
+    if args.json {
+        let rows: Vec<serde_json::Value> = resp.profiles.iter().map(summary_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", summary_table(&resp.profiles));
+    }
+    Ok(())
+}
+
+async fn show(args: ShowArgs) -> Result<()> {
+    let profile = match &args.target.profile {
+        Some(path) => {
+            let p = load_profile(path)?;
+            check_key(path, &p, &args.target)?;
+            convert::profile(&p)
+        }
+        None => {
+            let addr = &args.target.server.server;
+            let mut client = api::client::connect(addr).await?;
+            client
+                .get_profile(profile_ref(&args.target))
+                .await
+                .map_err(|s| status_error(addr, s))?
+                .into_inner()
+        }
+    };
+    if args.json {
+        print!("{}", profile.json);
+    } else {
+        print!("{}", profile_text(&profile));
+    }
+    Ok(())
+}
+
+pub async fn seccomp(args: SeccompArgs) -> Result<()> {
+    let (content, notes, localhost_profile) = match &args.target.profile {
+        Some(path) => {
+            let p = load_profile(path)?;
+            check_key(path, &p, &args.target)?;
+            let d = render::seccomp(&p, args.mode.proto(), args.format.proto())
+                .map_err(|e| anyhow!("{e}"))?;
+            (d.content, d.notes, d.localhost_profile)
+        }
+        None => {
+            let addr = &args.target.server.server;
+            let mut client = api::client::connect(addr).await?;
+            let r = client
+                .get_seccomp_profile(proto::SeccompRequest {
+                    r#ref: Some(profile_ref(&args.target)),
+                    mode: args.mode.proto().into(),
+                    format: args.format.proto().into(),
+                })
+                .await
+                .map_err(|s| status_error(addr, s))?
+                .into_inner();
+            (r.content, r.notes, r.localhost_profile)
+        }
+    };
+    print!("{content}");
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    if args.format == SeccompFormat::Json {
+        eprintln!(
+            "note: install under kubelet's seccomp dir (/var/lib/kubelet/seccomp/{localhost_profile}); \
+             pods reference it as localhostProfile: {localhost_profile}"
+        );
+    }
+    Ok(())
+}
+
+pub async fn netpol(args: NetpolArgs) -> Result<()> {
+    let (content, notes) = if args.profile.is_empty() {
+        let addr = &args.server.server;
+        let mut client = api::client::connect(addr).await?;
+        let r = client
+            .get_network_policy(proto::NetworkPolicyRequest {
+                namespace: args.namespace.clone().unwrap_or_default(),
+                workload: args.workload.clone().unwrap_or_default(),
+                flavor: args.flavor.proto().into(),
+                format: args.format.proto().into(),
+            })
+            .await
+            .map_err(|s| status_error(addr, s))?
+            .into_inner();
+        (r.content, r.notes)
+    } else {
+        let profiles = args
+            .profile
+            .iter()
+            .map(|path| {
+                let p = load_profile(path)?;
+                let (ns, w) = (&p.key.namespace, &p.key.workload);
+                if args.namespace.as_ref().is_some_and(|n| n != ns)
+                    || args.workload.as_ref().is_some_and(|x| x != w)
+                {
+                    bail!(
+                        "{}: is a profile of workload {ns}/{w}, not {}/{}",
+                        path.display(),
+                        args.namespace.as_deref().unwrap_or(ns),
+                        args.workload.as_deref().unwrap_or(w)
+                    );
+                }
+                Ok((path, p))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (first_path, first) = &profiles[0];
+        if let Some((path, other)) = profiles.iter().find(|(_, p)| {
+            (&p.key.namespace, &p.key.workload) != (&first.key.namespace, &first.key.workload)
+        }) {
+            bail!(
+                "--profile files of different workloads: {} is {}/{}, {} is {}/{} (a policy is per workload)",
+                first_path.display(),
+                first.key.namespace,
+                first.key.workload,
+                path.display(),
+                other.key.namespace,
+                other.key.workload
+            );
+        }
+        let refs: Vec<&ApplicationProfile> = profiles.iter().map(|(_, p)| p).collect();
+        let d = render::network_policy(&refs, args.flavor.proto(), args.format.proto())
+            .map_err(|e| anyhow!("{e}"))?;
+        (d.content, d.notes)
+    };
+    print!("{content}");
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    Ok(())
+}
+
+// ---- helpers ----
+
+fn profile_ref(t: &ProfileArgs) -> proto::ProfileRef {
+    proto::ProfileRef {
+        namespace: t.namespace.clone().unwrap_or_default(),
+        workload: t.workload.clone().unwrap_or_default(),
+        container: t.container.clone().unwrap_or_default(),
+    }
+}
+
+/// A server error as one line: the status message, with a hint where the code says more.
+fn status_error(addr: &ListenAddr, s: Status) -> anyhow::Error {
+    match s.code() {
+        Code::Unavailable => anyhow!(
+            "cannot reach the agent at {addr}: is `sensor run` running? ({})",
+            s.message()
+        ),
+        Code::DeadlineExceeded => anyhow!("the agent at {addr} did not answer in time"),
+        Code::Unimplemented => anyhow!(
+            "the agent at {addr} does not serve this call (an older version?): {}",
+            s.message()
+        ),
+        _ => anyhow!("{}", s.message()),
+    }
+}
+
+/// A saved profile; a file that does not parse gives one error with its line and column.
+pub fn load_profile(path: &Path) -> Result<ApplicationProfile> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    let profile: ApplicationProfile = serde_json::from_str(&text).map_err(|e| {
+        let full = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+        anyhow!(
+            "{}:{}:{}: not a valid profile: {msg}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if profile.version != PROFILE_VERSION {
+        bail!(
+            "{}: profile format version {}, this sensor reads version {PROFILE_VERSION}",
+            path.display(),
+            profile.version
+        );
+    }
+    Ok(profile)
+}
+
+/// With `--profile`, names given as flags must be those of the file.
+fn check_key(path: &Path, p: &ApplicationProfile, t: &ProfileArgs) -> Result<()> {
+    let want = ProfileKey {
+        namespace: t
+            .namespace
+            .clone()
+            .unwrap_or_else(|| p.key.namespace.clone()),
+        workload: t.workload.clone().unwrap_or_else(|| p.key.workload.clone()),
+        container: t
+            .container
+            .clone()
+            .unwrap_or_else(|| p.key.container.clone()),
+    };
+    if want != p.key {
+        bail!(
+            "{}: is the profile of {}, not {want}",
+            path.display(),
+            p.key
+        );
+    }
+    Ok(())
+}
+
+fn summary_json(s: &proto::ProfileSummary) -> serde_json::Value {
+    let o = s.overflow.unwrap_or_default();
+    serde_json::json!({
+        "namespace": s.namespace,
+        "workload": s.workload,
+        "container": s.container,
+        "workloadKind": convert::workload_kind_name(s.workload_kind),
+        "status": convert::status_name(s.status),
+        "completeness": convert::completeness_name(s.completeness),
+        "learningStarted": convert::rfc3339(s.learning_started.as_ref()),
+        "readyAt": s.ready_at.as_ref().map(|t| convert::rfc3339(Some(t))),
+        "updated": convert::rfc3339(s.updated.as_ref()),
+        "syscalls": s.syscalls,
+        "execs": s.execs,
+        "egress": s.egress,
+        "ingress": s.ingress,
+        "files": s.files,
+        "dnsNames": s.dns_names,
+        "overflow": {
+            "execs": o.execs, "egress": o.egress, "ingress": o.ingress,
+            "files": o.files, "dns": o.dns,
+        },
+    })
+}
+
+/// NAMESPACE WORKLOAD CONTAINER STATUS COMPLETENESS SYSCALLS EXECS EGRESS INGRESS FILES; a
+/// count whose list overflowed gets a `+`.
+pub fn summary_table(rows: &[proto::ProfileSummary]) -> String {
+    let header = [
+        "NAMESPACE",
+        "WORKLOAD",
+        "CONTAINER",
+        "STATUS",
+        "COMPLETENESS",
+        "SYSCALLS",
+        "EXECS",
+        "EGRESS",
+        "INGRESS",
+        "FILES",
+    ];
+    let capped = |n: u32, hit: bool| if hit { format!("{n}+") } else { n.to_string() };
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for s in rows {
+        let o = s.overflow.unwrap_or_default();
+        table.push(vec![
+            s.namespace.clone(),
+            s.workload.clone(),
+            s.container.clone(),
+            convert::status_name(s.status).to_string(),
+            convert::completeness_name(s.completeness).to_string(),
+            s.syscalls.to_string(),
+            capped(s.execs, o.execs),
+            capped(s.egress, o.egress),
+            capped(s.ingress, o.ingress),
+            capped(s.files, o.files),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// The readable form of `sensor profiles show`.
+pub fn profile_text(p: &proto::Profile) -> String {
+    let mut o = String::new();
+    let ts = |t: &Option<prost_types::Timestamp>| convert::rfc3339(t.as_ref());
+    let _ = writeln!(
+        o,
+        "{}/{}/{} ({})",
+        p.namespace,
+        p.workload,
+        p.container,
+        convert::workload_kind_name(p.workload_kind)
+    );
+    let period = p
+        .learning_period
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .map(|d| humantime::format_duration(d).to_string())
+        .unwrap_or_default();
+    let status = convert::status_name(p.status);
+    let _ = match &p.ready_at {
+        Some(_) => writeln!(
+            o,
+            "status:        {status} since {} (learning started {}, period {period})",
+            ts(&p.ready_at),
+            ts(&p.learning_started)
+        ),
+        None => writeln!(
+            o,
+            "status:        {status} (started {}, period {period})",
+            ts(&p.learning_started)
+        ),
+    };
+    let completeness = convert::completeness_name(p.completeness);
+    if p.partial_reasons.is_empty() {
+        let _ = writeln!(o, "completeness:  {completeness}");
+    } else {
+        let _ = writeln!(
+            o,
+            "completeness:  {completeness}: {}",
+            p.partial_reasons.join("; ")
+        );
+    }
+    let _ = writeln!(o, "updated:       {}", ts(&p.updated));
+    let _ = writeln!(o, "pods:          {}", list_or_none(&p.pods));
+    let _ = writeln!(o, "nodes:         {}", list_or_none(&p.nodes));
+    if !p.labels.is_empty() {
+        let mut labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        let _ = writeln!(o, "labels:        {}", labels.join(", "));
+    }
+    let overflow = convert::overflow_names(p.overflow.as_ref());
+    if overflow.is_empty() {
+        let _ = writeln!(o, "overflow:      none");
+    } else {
+        let _ = writeln!(
+            o,
+            "overflow:      {} (entries beyond the caps were not recorded)",
+            overflow.join(", ")
+        );
+    }
+
+    let sys = p.syscalls.clone().unwrap_or_default();
+    let _ = writeln!(
+        o,
+        "\nsyscalls ({} native, {} compat):",
+        sys.native.len(),
+        sys.compat.len()
+    );
+    wrap_words(&mut o, &sys.native, "  ");
+    if !sys.compat.is_empty() {
+        let _ = writeln!(o, "  compat:");
+        wrap_words(&mut o, &sys.compat, "    ");
+    }
+
+    let _ = writeln!(o, "\nexecs ({}):", p.execs.len());
+    for e in &p.execs {
+        let mut cmd = e.path.clone();
+        for a in &e.args {
+            cmd.push(' ');
+            cmd.push_str(a);
+        }
+        let _ = writeln!(o, "  {cmd}  ({})", plural(e.count, "run"));
+    }
+
+    let _ = writeln!(o, "\negress ({}):", p.egress.len());
+    for f in &p.egress {
+        let _ = writeln!(
+            o,
+            "  {}:{}/{}{}{}  {}",
+            host(&f.ip),
+            f.port,
+            convert::protocol_name(f.protocol),
+            names(&f.dns_names),
+            peer(f.peer.as_ref()),
+            flow_counts(f)
+        );
+    }
+    let _ = writeln!(o, "\ningress ({}):", p.ingress.len());
+    for f in &p.ingress {
+        let _ = writeln!(
+            o,
+            "  from {} to port {}/{}{}  {}",
+            f.ip,
+            f.port,
+            convert::protocol_name(f.protocol),
+            peer(f.peer.as_ref()),
+            flow_counts(f)
+        );
+    }
+
+    let _ = writeln!(o, "\ndns ({}):", p.dns.len());
+    for d in &p.dns {
+        let _ = writeln!(
+            o,
+            "  {} -> {}  ({})",
+            d.name,
+            list_or_none(&d.addresses),
+            plural(d.count, "answer")
+        );
+    }
+    if !p.resolvers.is_empty() {
+        let resolvers: Vec<String> = p
+            .resolvers
+            .iter()
+            .map(|r| {
+                if r.cluster_dns {
+                    format!("{} (cluster DNS)", r.ip)
+                } else {
+                    r.ip.clone()
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "  resolvers: {}", resolvers.join(", "));
+    }
+
+    let _ = writeln!(o, "\nfiles ({}):", p.files.len());
+    for f in &p.files {
+        let _ = writeln!(
+            o,
+            "  {}  (pattern {}, {})",
+            f.path,
+            f.pattern,
+            plural(f.count, "open")
+        );
+    }
+    o
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.join(", ")
+    }
+}
+
+/// IPv6 addresses in brackets before `:port`.
+fn host(ip: &str) -> String {
+    if ip.contains(':') {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    }
+}
+
+fn names(dns_names: &[String]) -> String {
+    if dns_names.is_empty() {
+        String::new()
+    } else {
+        format!("  {}", dns_names.join(", "))
+    }
+}
+
+fn peer(p: Option<&proto::Peer>) -> String {
+    let Some(p) = p else {
+        return String::new();
+    };
+    let mut s = format!("  peer {}", p.namespace);
+    if !p.workload.is_empty() {
+        s.push('/');
+        s.push_str(&p.workload);
+    }
+    if !p.pod.is_empty() {
+        let _ = write!(s, " (pod {})", p.pod);
+    }
+    s
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn flow_counts(f: &proto::Flow) -> String {
+    format!(
+        "{}, {} sent, {} received",
+        plural(f.connections, "conn"),
+        bytes(f.bytes_sent),
+        bytes(f.bytes_recv)
+    )
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Words on lines of at most ~100 columns.
+fn wrap_words(out: &mut String, words: &[String], indent: &str) {
+    if words.is_empty() {
+        let _ = writeln!(out, "{indent}-");
+        return;
+    }
+    let mut line = String::from(indent);
+    for w in words {
+        if line.len() > indent.len() && line.len() + 1 + w.len() > 100 {
+            let _ = writeln!(out, "{line}");
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(w);
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::api::testutil::sample_profile;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("sensor").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags() {
+        let cli = parse(&[
+            "seccomp", "-n", "ns", "-w", "w", "-c", "c", "--mode", "audit",
+        ])
+        .unwrap();
+        let Command::Seccomp(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.mode, Mode::Audit);
+        assert_eq!(a.format, SeccompFormat::Json);
+        assert_eq!(
+            a.target.server.server,
+            ListenAddr::Unix("/run/sensor/sensor.sock".into())
+        );
+        // Offline: the names are not needed.
+        assert!(parse(&["seccomp", "--profile", "p.json"]).is_ok());
+        assert!(parse(&["netpol", "--profile", "a.json", "--profile", "b.json"]).is_ok());
+        assert!(parse(&["profiles", "show", "--profile", "p.json", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for args in [
+            &["seccomp", "-n", "ns", "-w", "w"][..],
+            &[
+                "seccomp", "-n", "ns", "-w", "w", "-c", "c", "--mode", "strict",
+            ],
+            &["netpol", "-n", "ns"],
+            &["netpol", "-n", "ns", "-w", "w", "--flavor", "calico"],
+            &["profiles", "list", "--server", "http://x:1"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+        let e = parse(&["profiles", "list", "--server", "127.0.0.1"]).unwrap_err();
+        assert!(e.to_string().contains("missing port"), "{e}");
+    }
+
+    #[test]
+    fn table_and_text() {
+        let key = |c: &str| ProfileKey {
+            namespace: "shop".into(),
+            workload: "checkout".into(),
+            container: c.into(),
+        };
+        let mut p = sample_profile(key("app"));
+        p.overflow.egress = true;
+        let table = summary_table(&[convert::summary(&p)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("NAMESPACE  WORKLOAD  CONTAINER  STATUS"),
+            "{table}"
+        );
+        assert_eq!(
+            lines[1].split_whitespace().collect::<Vec<_>>(),
+            [
+                "shop", "checkout", "app", "ready", "full", "6", "1", "1+", "0", "0"
+            ]
+        );
+        let text = profile_text(&convert::profile(&p));
+        assert!(
+            text.starts_with("shop/checkout/app (deployment)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "203.0.113.7:443/tcp  api.stripe.com  12 conns, 4.0 KiB sent, 16.0 KiB received"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("overflow:      egress"), "{text}");
+        assert!(
+            text.contains(
+                "syscalls (6 native, 0 compat):\n  read write openat close connect exit_group\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn bad_profile_files_give_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(&path, "{\n  \"version\": 1,\n  \"namespace\": ,\n}\n").unwrap();
+        let e = load_profile(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("{}:3:", path.display())) && e.contains("not a valid profile"),
+            "{e}"
+        );
+        assert!(!e.contains(" at line "), "{e}");
+        let missing = dir.path().join("missing.json");
+        let e = load_profile(&missing).unwrap_err().to_string();
+        assert!(e.starts_with(&missing.display().to_string()), "{e}");
+    }
 }

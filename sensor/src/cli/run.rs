@@ -1,11 +1,91 @@
-//! `sensor run`: the agent. Placeholder until the agent lands.
+//! `sensor run` flags. Defaults and the config file are merged in `agent::config`.
 
-use anyhow::{Result, bail};
+use std::path::PathBuf;
+
+use anyhow::Result;
 use clap::Args;
 
-#[derive(Args, Debug)]
-pub struct RunArgs {}
+use crate::agent::{self, config};
 
-pub async fn run(_args: RunArgs) -> Result<()> {
-    bail!("not implemented yet")
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Config file (YAML); flags override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where profiles, drafts and the anomaly log live [default: /var/lib/sensor].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// gRPC listen address: `unix:/path` (mode 0600) [default: unix:/run/sensor/sensor.sock].
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
+    /// Serve gRPC over plain TCP (no TLS). Only for tests on a trusted host.
+    #[arg(long)]
+    pub grpc_insecure: bool,
+    /// How long a new profile learns before it is ready, e.g. 24h, 7d, 30s [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub learning_period: Option<String>,
+    /// How often changed profiles are written [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub flush_interval: Option<String>,
+    /// Rate-statistics window of flows [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub rate_window: Option<String>,
+    /// Node name in profiles and messages (default: the host name).
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
+    /// kubelet's pod log directory [default: /var/log/pods].
+    #[arg(long, value_name = "DIR")]
+    pub pod_logs_dir: Option<PathBuf>,
+    /// kubelet's container log symlinks [default: /var/log/containers].
+    #[arg(long, value_name = "DIR")]
+    pub container_logs_dir: Option<PathBuf>,
+    /// The host's /proc [default: /proc].
+    #[arg(long, value_name = "DIR")]
+    pub proc_root: Option<PathBuf>,
+    /// Kernel BTF [default: /sys/kernel/btf/vmlinux].
+    #[arg(long, value_name = "FILE")]
+    pub btf: Option<PathBuf>,
+    /// Report opens of this path pattern too; repeatable.
+    #[arg(long = "sensitive-path", value_name = "PATTERN")]
+    pub sensitive_paths: Vec<String>,
+    /// Do not watch the default sensitive paths.
+    #[arg(long)]
+    pub no_default_sensitive_paths: bool,
+    /// Install ready seccomp drafts under this kubelet seccomp directory (e.g.
+    /// /var/lib/kubelet/seccomp), so pods can reference them as `localhostProfile`.
+    #[arg(long, value_name = "DIR")]
+    pub install_seccomp_dir: Option<PathBuf>,
+}
+
+/// Settings from defaults, the config file and these flags.
+pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> {
+    let (file, origin) = match &args.config {
+        Some(path) => (
+            config::read_file(path)?,
+            format!("config file {}", path.display()),
+        ),
+        None => (config::ConfigFile::default(), "defaults".to_string()),
+    };
+    let flags = config::Overrides {
+        state_dir: args.state_dir,
+        grpc_listen: args.grpc_listen,
+        learning_period: args.learning_period,
+        flush_interval: args.flush_interval,
+        rate_window: args.rate_window,
+        node_name: args.node_name,
+        pod_logs_dir: args.pod_logs_dir,
+        container_logs_dir: args.container_logs_dir,
+        proc_root: args.proc_root,
+        btf: args.btf,
+        sensitive_paths: args.sensitive_paths,
+        no_default_sensitive_paths: args.no_default_sensitive_paths,
+        install_seccomp_dir: args.install_seccomp_dir,
+        insecure_tcp: args.grpc_insecure,
+    };
+    config::settings(file, &origin, flags, crate::cli::trace::host_name())
+}
+
+pub async fn run(args: RunArgs) -> Result<()> {
+    let settings = settings(args)?;
+    agent::run(settings).await
 }

@@ -1,3 +1,6 @@
 //! Application profiles: the per-workload behavioural baseline.
 
+pub mod builder;
 pub mod model;
+pub mod normalize;
+pub mod persist;

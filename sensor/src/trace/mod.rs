@@ -3,19 +3,17 @@
 
 mod format;
 
-use std::{io::Write, path::PathBuf, sync::Arc, time::Duration};
+use std::{io::Write, path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
-use tracing::info;
 
 use crate::{
-    attribution::{AttributionOptions, Attributor, kubelet::KubeletDirs},
-    collector::{Collector, CountersSnapshot, LoadOptions, patterns::SensitivePattern},
+    attribution::kubelet::KubeletDirs,
+    capture::{Capture, CaptureOptions},
+    collector::{CountersSnapshot, patterns::SensitivePattern},
     event::Event,
-    kernel::mounts,
-    pipeline::Pipeline,
 };
 
 /// Which events to print.
@@ -58,42 +56,20 @@ struct StatsLine<'a> {
 }
 
 pub async fn run(opts: TraceOptions) -> Result<()> {
-    let mountinfo = std::fs::read_to_string(opts.proc_root.join("self/mountinfo"))
-        .with_context(|| format!("reading {}/self/mountinfo", opts.proc_root.display()))?;
-    let cgroup2 = mounts::find_mount(&mountinfo, "cgroup2").context(
-        "cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo): mount it, e.g. `mount -t cgroup2 none /sys/fs/cgroup/unified`",
-    )?;
-
-    // Probes first, state second: whatever happens while the state is being read is queued
-    // in the ring buffer, not missed.
-    let mut collector = Collector::start(&LoadOptions {
-        btf_path: opts.btf_path.clone(),
-        cgroup2_root: cgroup2.mount_point.clone(),
-        ring_buffer_bytes: opts.ring_buffer_bytes,
-        file_patterns: opts.patterns.clone(),
-    })?;
-    let mut events = collector.spawn_reader(64 * 1024);
-    let attributor = Attributor::new(AttributionOptions {
-        cgroup2_mount: cgroup2.mount_point.clone(),
-        cgroup2_root: cgroup2.root.clone(),
+    let Capture {
+        mut collector,
+        mut events,
+        mut pipeline,
+        ..
+    } = Capture::start(&CaptureOptions {
         kubelet: opts.kubelet.clone(),
         proc_root: opts.proc_root.clone(),
-        process_table_size: 65536,
-    });
-    let existing =
-        crate::collector::listeners::existing(&opts.proc_root, |p| attributor.cgroup_id_of(p));
-    let seeded = crate::collector::listeners::seed(&mut collector.listeners, &existing);
-    tracing::debug!(
-        listeners = seeded,
-        "listening sockets that predate the sensor"
-    );
-    let node: Arc<str> = Arc::from(opts.node_name.as_str());
-    let mut pipeline = Pipeline::new(attributor, node.clone(), opts.patterns.clone());
-    info!(
-        probes = collector.probes.status.len(),
-        cgroup2 = %cgroup2.mount_point.display(),
-        "capture started"
-    );
+        btf_path: opts.btf_path.clone(),
+        ring_buffer_bytes: opts.ring_buffer_bytes,
+        patterns: opts.patterns.clone(),
+        node_name: opts.node_name.clone(),
+    })?;
+    let node = opts.node_name.clone();
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;

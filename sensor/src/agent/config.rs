@@ -1,0 +1,360 @@
+//! The agent's settings: defaults, then the config file (`--config`, YAML), then flags. Every
+//! value is validated here; a bad one is one precise error naming the file, the key and why.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+use crate::{
+    api::ListenAddr,
+    attribution::kubelet::KubeletDirs,
+    collector::patterns::{SensitivePattern, default_patterns},
+};
+
+/// The config file. Every key is optional; unknown keys are errors (a typo must not be ignored).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    pub state_dir: Option<PathBuf>,
+    pub grpc_listen: Option<String>,
+    pub learning_period: Option<String>,
+    pub flush_interval: Option<String>,
+    pub rate_window: Option<String>,
+    pub node_name: Option<String>,
+    pub pod_logs_dir: Option<PathBuf>,
+    pub container_logs_dir: Option<PathBuf>,
+    pub proc_root: Option<PathBuf>,
+    pub btf: Option<PathBuf>,
+    pub sensitive_paths: Option<Vec<String>>,
+    pub default_sensitive_paths: Option<bool>,
+    pub ring_buffer_bytes: Option<u32>,
+    pub install_seccomp_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{key}`: {message}")]
+    Invalid {
+        origin: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// Validated settings of `sensor run`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub grpc_listen: ListenAddr,
+    pub learning_period: Duration,
+    pub flush_interval: Duration,
+    pub rate_window: Duration,
+    pub node_name: String,
+    pub kubelet: KubeletDirs,
+    pub proc_root: PathBuf,
+    pub btf: PathBuf,
+    pub patterns: Vec<SensitivePattern>,
+    pub ring_buffer_bytes: u32,
+    /// Where to install ready seccomp drafts for kubelet (`localhostProfile`), if at all.
+    pub install_seccomp_dir: Option<PathBuf>,
+    pub insecure_tcp: bool,
+}
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/sensor";
+pub const DEFAULT_GRPC_LISTEN: &str = "unix:/run/sensor/sensor.sock";
+pub const DEFAULT_LEARNING_PERIOD: &str = "24h";
+pub const DEFAULT_FLUSH_INTERVAL: &str = "5s";
+pub const DEFAULT_RATE_WINDOW: &str = "60s";
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Reads and parses a config file (YAML).
+pub fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text).map_err(|message| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// Parses config text; the message says where and what (line and column from the parser).
+pub fn parse(text: &str) -> Result<ConfigFile, String> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
+        Some(at) if !e.to_string().contains(" line ") => {
+            format!("line {} column {}: {e}", at.line(), at.column())
+        }
+        _ => e.to_string(),
+    })
+}
+
+pub fn duration(
+    origin: &str,
+    key: &'static str,
+    value: &str,
+    min: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(value).map_err(|e| ConfigError::Invalid {
+        origin: origin.to_string(),
+        key,
+        message: format!("`{value}` is not a duration ({e}); use e.g. 30s, 15m, 24h, 7d"),
+    })?;
+    if d < min {
+        return Err(ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message: format!(
+                "`{value}` is shorter than the minimum {}",
+                humantime::format_duration(min)
+            ),
+        });
+    }
+    Ok(d)
+}
+
+/// Values given on the command line (they win over the file).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub grpc_listen: Option<String>,
+    pub learning_period: Option<String>,
+    pub flush_interval: Option<String>,
+    pub rate_window: Option<String>,
+    pub node_name: Option<String>,
+    pub pod_logs_dir: Option<PathBuf>,
+    pub container_logs_dir: Option<PathBuf>,
+    pub proc_root: Option<PathBuf>,
+    pub btf: Option<PathBuf>,
+    pub sensitive_paths: Vec<String>,
+    pub no_default_sensitive_paths: bool,
+    pub install_seccomp_dir: Option<PathBuf>,
+    pub insecure_tcp: bool,
+}
+
+/// Merges defaults, the file and the flags; validates everything.
+pub fn settings(
+    file: ConfigFile,
+    file_origin: &str,
+    flags: Overrides,
+    host_name: String,
+) -> Result<Settings, ConfigError> {
+    // The origin named in an error: the flag when the flag set it, else the file.
+    let origin = |flag_set: bool| {
+        if flag_set {
+            "command line".to_string()
+        } else {
+            file_origin.to_string()
+        }
+    };
+    let pick = |flag: Option<String>, file: Option<String>, default: &str| -> (String, bool) {
+        match (flag, file) {
+            (Some(v), _) => (v, true),
+            (None, Some(v)) => (v, false),
+            (None, None) => (default.to_string(), false),
+        }
+    };
+
+    let (learning, from_flag) = pick(
+        flags.learning_period,
+        file.learning_period,
+        DEFAULT_LEARNING_PERIOD,
+    );
+    let learning_period = duration(
+        &origin(from_flag),
+        "learningPeriod",
+        &learning,
+        Duration::from_secs(1),
+    )?;
+    let (flush, from_flag) = pick(
+        flags.flush_interval,
+        file.flush_interval,
+        DEFAULT_FLUSH_INTERVAL,
+    );
+    let flush_interval = duration(
+        &origin(from_flag),
+        "flushInterval",
+        &flush,
+        Duration::from_millis(100),
+    )?;
+    let (window, from_flag) = pick(flags.rate_window, file.rate_window, DEFAULT_RATE_WINDOW);
+    let rate_window = duration(
+        &origin(from_flag),
+        "rateWindow",
+        &window,
+        Duration::from_secs(1),
+    )?;
+    let (listen, from_flag) = pick(flags.grpc_listen, file.grpc_listen, DEFAULT_GRPC_LISTEN);
+    let grpc_listen: ListenAddr =
+        listen
+            .parse()
+            .map_err(|e: crate::api::ListenAddrError| ConfigError::Invalid {
+                origin: origin(from_flag),
+                key: "grpcListen",
+                message: e.to_string(),
+            })?;
+
+    let defaults =
+        !flags.no_default_sensitive_paths && file.default_sensitive_paths.unwrap_or(true);
+    let mut patterns = if defaults {
+        default_patterns()
+    } else {
+        Vec::new()
+    };
+    let from_flags = !flags.sensitive_paths.is_empty();
+    for text in file
+        .sensitive_paths
+        .unwrap_or_default()
+        .iter()
+        .chain(flags.sensitive_paths.iter())
+    {
+        let p = SensitivePattern::parse(text).map_err(|e| ConfigError::Invalid {
+            origin: origin(from_flags),
+            key: "sensitivePaths",
+            message: e.to_string(),
+        })?;
+        patterns.push(p);
+    }
+    let max = sensor_common::limits::MAX_FILE_PATTERNS as usize;
+    if patterns.len() > max {
+        return Err(ConfigError::Invalid {
+            origin: origin(from_flags),
+            key: "sensitivePaths",
+            message: format!(
+                "{} patterns, at most {max} (defaults included)",
+                patterns.len()
+            ),
+        });
+    }
+
+    let ring = file.ring_buffer_bytes.unwrap_or(DEFAULT_RING_BUFFER_BYTES);
+    if ring < 4096 || !ring.is_power_of_two() {
+        return Err(ConfigError::Invalid {
+            origin: file_origin.to_string(),
+            key: "ringBufferBytes",
+            message: format!("{ring} must be a power of two of at least 4096"),
+        });
+    }
+
+    let node_name = flags.node_name.or(file.node_name).unwrap_or(host_name);
+    if node_name.is_empty() {
+        return Err(ConfigError::Invalid {
+            origin: file_origin.to_string(),
+            key: "nodeName",
+            message: "empty".into(),
+        });
+    }
+
+    Ok(Settings {
+        state_dir: flags
+            .state_dir
+            .or(file.state_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+        grpc_listen,
+        learning_period,
+        flush_interval,
+        rate_window,
+        node_name,
+        kubelet: KubeletDirs {
+            pod_logs: flags
+                .pod_logs_dir
+                .or(file.pod_logs_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/log/pods")),
+            container_logs: flags
+                .container_logs_dir
+                .or(file.container_logs_dir)
+                .unwrap_or_else(|| PathBuf::from("/var/log/containers")),
+        },
+        proc_root: flags
+            .proc_root
+            .or(file.proc_root)
+            .unwrap_or_else(|| PathBuf::from("/proc")),
+        btf: flags
+            .btf
+            .or(file.btf)
+            .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux")),
+        patterns,
+        ring_buffer_bytes: ring,
+        install_seccomp_dir: flags.install_seccomp_dir.or(file.install_seccomp_dir),
+        insecure_tcp: flags.insecure_tcp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from_text(text: &str, flags: Overrides) -> Result<Settings, String> {
+        let file = parse(text)?;
+        settings(file, "config file c.yaml", flags, "node-1".into()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_apply_and_flags_win_over_the_file() {
+        let s = from_text("", Overrides::default()).unwrap();
+        assert_eq!(s.state_dir, PathBuf::from("/var/lib/sensor"));
+        assert_eq!(s.learning_period, Duration::from_secs(24 * 3600));
+        assert_eq!(s.node_name, "node-1");
+        let s = from_text(
+            "learningPeriod: 7d\nstateDir: /data\n",
+            Overrides {
+                learning_period: Some("30s".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.learning_period, Duration::from_secs(30));
+        assert_eq!(s.state_dir, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_origin() {
+        let e = from_text("learningPeriod: 2 fortnights\n", Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("config file c.yaml")
+                && e.contains("learningPeriod")
+                && e.contains("2 fortnights"),
+            "{e}"
+        );
+        let e = from_text(
+            "",
+            Overrides {
+                learning_period: Some("x".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.starts_with("command line: `learningPeriod`"), "{e}");
+        let e = from_text("learnigPeriod: 1h\n", Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("unknown field `learnigPeriod`") && e.contains("line 1"),
+            "{e}"
+        );
+        let e = from_text("sensitivePaths: [relative/path]\n", Overrides::default()).unwrap_err();
+        assert!(
+            e.contains("sensitivePaths") && e.contains("must start with"),
+            "{e}"
+        );
+        let e = from_text("ringBufferBytes: 5000\n", Overrides::default()).unwrap_err();
+        assert!(e.contains("ringBufferBytes"), "{e}");
+        let e = from_text("flushInterval: 1ms\n", Overrides::default()).unwrap_err();
+        assert!(e.contains("shorter than the minimum"), "{e}");
+        let e = from_text("grpcListen: ftp://x\n", Overrides::default()).unwrap_err();
+        assert!(e.contains("grpcListen"), "{e}");
+        let e = from_text("stateDir: [1, 2]\n", Overrides::default()).unwrap_err();
+        assert!(e.contains("stateDir") || e.contains("line 1"), "{e}");
+    }
+}

@@ -1,0 +1,319 @@
+//! Request validation and profile lookup, with the precise gRPC code of every failure:
+//! INVALID_ARGUMENT for a missing or invalid field, NOT_FOUND (naming what is unknown) for a
+//! namespace, workload or container the agent has no profile of, INTERNAL for a generator bug.
+
+use tonic::{Code, Status};
+
+use super::source::ProfileSource;
+use crate::profile::model::{ApplicationProfile, ProfileKey};
+
+/// How many known names a NOT_FOUND message lists.
+const KNOWN_IN_MESSAGE: usize = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} {value:?} is invalid: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{field}: unknown enum value {value}")]
+    BadEnum { field: &'static str, value: i32 },
+    #[error("no profiles in namespace {namespace:?}")]
+    NoNamespace { namespace: String },
+    #[error("no workload {workload:?} in namespace {namespace:?}{}", known_list(.known))]
+    NoWorkload {
+        namespace: String,
+        workload: String,
+        known: Vec<String>,
+    },
+    #[error("workload {namespace}/{workload} has no container {container:?}{}", known_list(.known))]
+    NoContainer {
+        namespace: String,
+        workload: String,
+        container: String,
+        known: Vec<String>,
+    },
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = known
+        .iter()
+        .take(KNOWN_IN_MESSAGE)
+        .map(String::as_str)
+        .collect();
+    let more = known.len().saturating_sub(KNOWN_IN_MESSAGE);
+    if more > 0 {
+        format!(" (known: {}, and {more} more)", shown.join(", "))
+    } else {
+        format!(" (known: {})", shown.join(", "))
+    }
+}
+
+impl RequestError {
+    pub fn code(&self) -> Code {
+        match self {
+            RequestError::Missing { .. }
+            | RequestError::Invalid { .. }
+            | RequestError::BadEnum { .. } => Code::InvalidArgument,
+            RequestError::NoNamespace { .. }
+            | RequestError::NoWorkload { .. }
+            | RequestError::NoContainer { .. } => Code::NotFound,
+            RequestError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<RequestError> for Status {
+    fn from(e: RequestError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+/// A Kubernetes name from a request: required, at most 253 bytes, no `/` or control
+/// characters (names are path elements in the state dir).
+pub fn name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, RequestError> {
+    if value.is_empty() {
+        return Err(RequestError::Missing { field });
+    }
+    optional_name(field, value)
+}
+
+/// Like [`name`], but empty is allowed (a filter that is not set).
+pub fn optional_name<'a>(field: &'static str, value: &'a str) -> Result<&'a str, RequestError> {
+    let invalid = |reason| RequestError::Invalid {
+        field,
+        value: value.to_string(),
+        reason,
+    };
+    if value.len() > 253 {
+        return Err(invalid("longer than 253 bytes"));
+    }
+    if value.contains('/') {
+        return Err(invalid("contains `/`"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(invalid("contains control characters"));
+    }
+    if value.trim() != value {
+        return Err(invalid("has leading or trailing spaces"));
+    }
+    Ok(value)
+}
+
+/// An enum field: `T::try_from(i32)` or INVALID_ARGUMENT.
+pub fn enum_value<T: TryFrom<i32>>(field: &'static str, value: i32) -> Result<T, RequestError> {
+    T::try_from(value).map_err(|_| RequestError::BadEnum { field, value })
+}
+
+/// The profile of `key`, or NOT_FOUND naming the first unknown part (namespace, workload,
+/// container) and what is known there.
+pub fn profile(
+    source: &dyn ProfileSource,
+    key: &ProfileKey,
+) -> Result<ApplicationProfile, RequestError> {
+    if let Some(p) = source.profile(key) {
+        return Ok(p);
+    }
+    let all = source.profiles();
+    let in_workload = workload_of(&all, &key.namespace, &key.workload)?;
+    Err(RequestError::NoContainer {
+        namespace: key.namespace.clone(),
+        workload: key.workload.clone(),
+        container: key.container.clone(),
+        known: sorted_unique(in_workload.iter().map(|p| p.key.container.clone())),
+    })
+}
+
+/// All profiles (containers) of one workload, sorted by container; NOT_FOUND when there are
+/// none.
+pub fn workload(
+    source: &dyn ProfileSource,
+    namespace: &str,
+    workload: &str,
+) -> Result<Vec<ApplicationProfile>, RequestError> {
+    let all = source.profiles();
+    let mut found: Vec<ApplicationProfile> = workload_of(&all, namespace, workload)?
+        .into_iter()
+        .cloned()
+        .collect();
+    found.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(found)
+}
+
+fn workload_of<'a>(
+    all: &'a [ApplicationProfile],
+    namespace: &str,
+    workload: &str,
+) -> Result<Vec<&'a ApplicationProfile>, RequestError> {
+    let in_ns: Vec<&ApplicationProfile> = all
+        .iter()
+        .filter(|p| p.key.namespace == namespace)
+        .collect();
+    if in_ns.is_empty() {
+        return Err(RequestError::NoNamespace {
+            namespace: namespace.to_string(),
+        });
+    }
+    let in_workload: Vec<&ApplicationProfile> = in_ns
+        .iter()
+        .copied()
+        .filter(|p| p.key.workload == workload)
+        .collect();
+    if in_workload.is_empty() {
+        return Err(RequestError::NoWorkload {
+            namespace: namespace.to_string(),
+            workload: workload.to_string(),
+            known: sorted_unique(in_ns.iter().map(|p| p.key.workload.clone())),
+        });
+    }
+    Ok(in_workload)
+}
+
+fn sorted_unique(names: impl Iterator<Item = String>) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = names.collect();
+    set.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::proto;
+    use crate::api::source::MemorySource;
+    use crate::api::testutil::sample_profile;
+
+    fn key(ns: &str, w: &str, c: &str) -> ProfileKey {
+        ProfileKey {
+            namespace: ns.into(),
+            workload: w.into(),
+            container: c.into(),
+        }
+    }
+
+    fn source() -> MemorySource {
+        let src = MemorySource::new("node-1");
+        src.upsert(sample_profile(key("shop", "checkout", "app")));
+        src.upsert(sample_profile(key("shop", "checkout", "envoy")));
+        src.upsert(sample_profile(key("shop", "cart", "app")));
+        src
+    }
+
+    #[test]
+    fn found() {
+        let p = profile(&source(), &key("shop", "checkout", "envoy")).unwrap();
+        assert_eq!(p.key.container, "envoy");
+        let w = workload(&source(), "shop", "checkout").unwrap();
+        let containers: Vec<&str> = w.iter().map(|p| p.key.container.as_str()).collect();
+        assert_eq!(containers, ["app", "envoy"]);
+    }
+
+    #[test]
+    fn not_found_names_what_is_unknown() {
+        let src = source();
+        let e = profile(&src, &key("bank", "checkout", "app")).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(e.to_string(), r#"no profiles in namespace "bank""#);
+
+        let e = profile(&src, &key("shop", "payments", "app")).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(
+            e.to_string(),
+            r#"no workload "payments" in namespace "shop" (known: cart, checkout)"#
+        );
+
+        let e = profile(&src, &key("shop", "checkout", "db")).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(
+            e.to_string(),
+            r#"workload shop/checkout has no container "db" (known: app, envoy)"#
+        );
+
+        let e = workload(&src, "shop", "payments").unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+    }
+
+    #[test]
+    fn status_codes() {
+        let cases: [(RequestError, Code); 5] = [
+            (
+                RequestError::Missing { field: "namespace" },
+                Code::InvalidArgument,
+            ),
+            (
+                RequestError::BadEnum {
+                    field: "mode",
+                    value: 9,
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                RequestError::NoNamespace {
+                    namespace: "x".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                RequestError::NoContainer {
+                    namespace: "a".into(),
+                    workload: "b".into(),
+                    container: "c".into(),
+                    known: vec![],
+                },
+                Code::NotFound,
+            ),
+            (RequestError::Internal("bug".into()), Code::Internal),
+        ];
+        for (err, code) in cases {
+            let message = err.to_string();
+            let status = Status::from(err);
+            assert_eq!(status.code(), code, "{message}");
+            assert_eq!(status.message(), message);
+        }
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(name("namespace", "shop"), Ok("shop"));
+        assert_eq!(
+            name("namespace", ""),
+            Err(RequestError::Missing { field: "namespace" })
+        );
+        assert_eq!(
+            name("namespace", "").unwrap_err().to_string(),
+            "namespace is required"
+        );
+        assert_eq!(optional_name("workload", ""), Ok(""));
+        for bad in ["a/b", "a\nb", " a", &"x".repeat(254)] {
+            let e = name("workload", bad).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn enums_are_validated() {
+        let mode: proto::SeccompMode = enum_value("mode", 2).unwrap();
+        assert_eq!(mode, proto::SeccompMode::Audit);
+        let e = enum_value::<proto::SeccompMode>("mode", 7).unwrap_err();
+        assert_eq!(e.to_string(), "mode: unknown enum value 7");
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn long_known_lists_are_cut() {
+        let known: Vec<String> = (0..12).map(|i| format!("w{i:02}")).collect();
+        let e = RequestError::NoWorkload {
+            namespace: "ns".into(),
+            workload: "x".into(),
+            known,
+        };
+        assert!(e.to_string().ends_with("w09, and 2 more)"), "{e}");
+    }
+}
