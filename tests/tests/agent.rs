@@ -99,7 +99,10 @@ fn learn_then_enforce_seccomp() {
     let profile = agent.wait_profile(key, "ready", LEARN, |p| p["status"] == "ready");
     let native = strs(&profile["syscalls"]["native"]);
     for s in ["execve", "write"] {
-        assert!(native.contains(&s.to_string()), "{s} missing from the learned syscalls {native:?}");
+        assert!(
+            native.contains(&s.to_string()),
+            "{s} missing from the learned syscalls {native:?}"
+        );
     }
     // The rare call the test makes later must really be new to the profile.
     assert!(
@@ -107,7 +110,10 @@ fn learn_then_enforce_seccomp() {
         "the learning runs never call ioprio_get, yet the profile has it: {native:?}"
     );
     assert_eq!(profile["completeness"], "full", "{profile}");
-    assert!(profile["readyAt"].is_string(), "a ready profile says since when: {profile}");
+    assert!(
+        profile["readyAt"].is_string(),
+        "a ready profile says since when: {profile}"
+    );
 
     // The drafts on disk, and the same bytes through the API.
     let enforce_path = agent.seccomp_path(key.0, key.1, key.2, false);
@@ -117,8 +123,15 @@ fn learn_then_enforce_seccomp() {
         let same = util::poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
             let file = std::fs::read_to_string(path).unwrap_or_default();
             let out = agent.client(&[
-                "seccomp", "--namespace", key.0, "--workload", key.1, "--container", key.2,
-                "--mode", mode,
+                "seccomp",
+                "--namespace",
+                key.0,
+                "--workload",
+                key.1,
+                "--container",
+                key.2,
+                "--mode",
+                mode,
             ]);
             out.ok();
             last = (file.clone(), out.stdout.clone());
@@ -164,10 +177,16 @@ fn learn_then_enforce_seccomp() {
         enforced.stderr
     );
 
-    eprintln!("learned run: {:?}\nenforced run: {:?}", learned.stdout, enforced.stdout);
+    eprintln!(
+        "learned run: {:?}\nenforced run: {:?}",
+        learned.stdout, enforced.stdout
+    );
     // A syscall never made (ionice -p 1: ioprio_get) fails with EPERM; the rest still works.
     let rare = "echo start; cat /etc/hostname; ls /; ionice -p 1; echo ionice=$?; exit 0";
-    let refused = runc.run(&ContainerConfig::sh(&pod, "app", rare).seccomp(enforce.clone()), RUN);
+    let refused = runc.run(
+        &ContainerConfig::sh(&pod, "app", rare).seccomp(enforce.clone()),
+        RUN,
+    );
     assert!(
         refused.code == Some(0)
             && refused.stdout.starts_with(&learned.stdout)
@@ -182,7 +201,10 @@ fn learn_then_enforce_seccomp() {
 
     eprintln!("refused run: {:?} / {:?}", refused.stdout, refused.stderr);
     // The audit draft runs the pod, and the rare call succeeds.
-    let audited = runc.run(&ContainerConfig::sh(&pod, "app", rare).seccomp(audit.clone()), RUN);
+    let audited = runc.run(
+        &ContainerConfig::sh(&pod, "app", rare).seccomp(audit.clone()),
+        RUN,
+    );
     assert!(
         audited.code == Some(0)
             && audited.stdout.starts_with(&learned.stdout)
@@ -200,15 +222,21 @@ fn learn_then_enforce_seccomp() {
 
 /// `kubernetes-validate` from `KUBERNETES_VALIDATE` (set by `cargo xtask test`); never skipped.
 fn kubernetes_validate() -> PathBuf {
-    let p = std::env::var_os("KUBERNETES_VALIDATE").map(PathBuf::from).unwrap_or_else(|| {
-        panic!(
-            "KUBERNETES_VALIDATE is not set: this test validates the NetworkPolicy draft with \
+    let p = std::env::var_os("KUBERNETES_VALIDATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            panic!(
+                "KUBERNETES_VALIDATE is not set: this test validates the NetworkPolicy draft with \
              PyPI's kubernetes-validate; run it through `cargo xtask test` (which installs it \
              into target/pytools and sets KUBERNETES_VALIDATE), or set KUBERNETES_VALIDATE to \
              the tool's path"
-        )
-    });
-    assert!(p.is_file(), "KUBERNETES_VALIDATE={} does not exist", p.display());
+            )
+        });
+    assert!(
+        p.is_file(),
+        "KUBERNETES_VALIDATE={} does not exist",
+        p.display()
+    );
     p
 }
 
@@ -239,9 +267,9 @@ fn assert_validates(file: &Path, text: &str) {
 fn egress_allowed(policy: &Value) -> Vec<(String, i64, String)> {
     let mut out = Vec::new();
     for rule in policy["spec"]["egress"].as_array().into_iter().flatten() {
-        let ports = rule["ports"].as_array().unwrap_or_else(|| {
-            panic!("an egress rule without ports allows every port: {rule}")
-        });
+        let ports = rule["ports"]
+            .as_array()
+            .unwrap_or_else(|| panic!("an egress rule without ports allows every port: {rule}"));
         let peers = rule["to"]
             .as_array()
             .unwrap_or_else(|| panic!("an egress rule without peers allows everyone: {rule}"));
@@ -256,7 +284,9 @@ fn egress_allowed(policy: &Value) -> Vec<(String, i64, String)> {
             for p in ports {
                 out.push((
                     cidr.to_string(),
-                    p["port"].as_i64().unwrap_or_else(|| panic!("numeric port expected: {p}")),
+                    p["port"]
+                        .as_i64()
+                        .unwrap_or_else(|| panic!("numeric port expected: {p}")),
                     p["protocol"].as_str().unwrap_or("TCP").to_string(),
                 ));
             }
@@ -296,7 +326,9 @@ fn netpol_draft_matches_observed_egress() {
     let out = runc.run(&ContainerConfig::sh(&pod, "app", &script), RUN);
     out.assert_success();
     assert!(
-        out.stdout.contains(&ip) && out.stdout.contains("received 6") && out.stdout.ends_with("ping\n"),
+        out.stdout.contains(&ip)
+            && out.stdout.contains("received 6")
+            && out.stdout.ends_with("ping\n"),
         "the pod's traffic did not go as planned:\nstdout: {}\nstderr: {}",
         out.stdout,
         out.stderr
@@ -312,7 +344,9 @@ fn netpol_draft_matches_observed_egress() {
         has_flow(p, &ip, port, "tcp")
             && has_flow(p, &ip, 53, "udp")
             && has_flow(p, "127.0.0.1", lp, "tcp")
-            && p["resolvers"].as_array().is_some_and(|r| r.iter().any(|r| r["ip"] == ip.as_str()))
+            && p["resolvers"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r["ip"] == ip.as_str()))
     });
 
     // The draft through the API (JSON to parse, YAML to validate) and on disk.
@@ -365,14 +399,19 @@ fn netpol_draft_matches_observed_egress() {
     );
     // Nothing non-loopback came in, so no ingress rule at all.
     assert!(
-        policy["spec"]["ingress"].as_array().is_none_or(|a| a.is_empty()),
+        policy["spec"]["ingress"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
         "no non-loopback ingress was observed, yet: {}",
         policy["spec"]["ingress"]
     );
     // Loopback is nowhere, though the profile saw it.
     for text in [&json_out.stdout, &yaml_out.stdout, &last_file] {
         for local in ["127.0.0.", "::1/", "\"::1\"", " ::1"] {
-            assert!(!text.contains(local), "the draft mentions loopback ({local}):\n{text}");
+            assert!(
+                !text.contains(local),
+                "the draft mentions loopback ({local}):\n{text}"
+            );
         }
     }
     // The name resolved for the peer is kept for the reviewer.
@@ -406,7 +445,13 @@ fn replicas_share_one_profile() {
     let runc = Runc::new();
     let running: Vec<_> = pods
         .iter()
-        .map(|p| runc.spawn(&ContainerConfig::sh(p, "app", "echo serving; sleep 0.3; exit 0")))
+        .map(|p| {
+            runc.spawn(&ContainerConfig::sh(
+                p,
+                "app",
+                "echo serving; sleep 0.3; exit 0",
+            ))
+        })
         .collect();
     for c in running {
         c.wait(RUN).assert_success();
@@ -438,7 +483,11 @@ fn replicas_share_one_profile() {
         names.iter().all(|n| pods.contains(n))
     });
     let files: Vec<PathBuf> = files_under(&agent.state_dir().join("profiles").join(&ns));
-    assert_eq!(files, vec![path.clone()], "one profile file for the workload");
+    assert_eq!(
+        files,
+        vec![path.clone()],
+        "one profile file for the workload"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,8 +504,11 @@ fn kill9_mid_learning_then_restart_continues() {
     let mut first = Agent::start(config.clone());
     let key = (ns.as_str(), "durable", "app");
     let runc = Runc::new();
-    runc.run(&ContainerConfig::for_pod(&pod, "app", &["/bin/echo", "before-restart"]), RUN)
-        .assert_success();
+    runc.run(
+        &ContainerConfig::for_pod(&pod, "app", &["/bin/echo", "before-restart"]),
+        RUN,
+    )
+    .assert_success();
     let path = first.profile_path(key.0, key.1, key.2);
     wait_file_json(&first, &path, "recording the first exec", |p| {
         has_exec(p, "/bin/echo", &["/bin/echo", "before-restart"])
@@ -465,19 +517,29 @@ fn kill9_mid_learning_then_restart_continues() {
     let first_pid = first.pid().expect("the first agent runs");
     first.kill9();
     let text = std::fs::read_to_string(&path).expect("the profile file survives kill -9");
-    let before: Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("{} is corrupt after kill -9 ({e}):\n{text}", path.display())
-    });
-    assert!(text.ends_with("}\n"), "{} looks truncated:\n{text}", path.display());
+    let before: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is corrupt after kill -9 ({e}):\n{text}", path.display()));
+    assert!(
+        text.ends_with("}\n"),
+        "{} looks truncated:\n{text}",
+        path.display()
+    );
     assert_eq!(before["status"], "learning", "{before}");
-    assert!(has_exec(&before, "/bin/echo", &["/bin/echo", "before-restart"]), "{before}");
+    assert!(
+        has_exec(&before, "/bin/echo", &["/bin/echo", "before-restart"]),
+        "{before}"
+    );
     let started = before["learningStarted"].clone();
     assert!(started.is_string(), "{before}");
     // Every other state file is whole too (drafts are written atomically as well).
     for f in files_under(&config.state_dir) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         if name.ends_with(".json") {
-            assert!(read_json(&f).is_some(), "{} is torn after kill -9", f.display());
+            assert!(
+                read_json(&f).is_some(),
+                "{} is torn after kill -9",
+                f.display()
+            );
         }
     }
     // A kill -9 can land in the middle of any atomic write (profile or draft), leaving the
@@ -489,7 +551,9 @@ fn kill9_mid_learning_then_restart_continues() {
     for tmp in [
         state.join(format!("profiles/{ns}/durable/.app.json.{first_pid}.tmp")),
         state.join(format!("seccomp/{ns}/durable/.app.json.{first_pid}.tmp")),
-        state.join(format!("seccomp/{ns}/durable/.app.audit.json.{first_pid}.tmp")),
+        state.join(format!(
+            "seccomp/{ns}/durable/.app.audit.json.{first_pid}.tmp"
+        )),
         state.join(format!("netpol/{ns}/.durable.yaml.{first_pid}.tmp")),
     ] {
         std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
@@ -501,27 +565,50 @@ fn kill9_mid_learning_then_restart_continues() {
     let restored = second
         .show(key.0, key.1, key.2)
         .unwrap_or_else(|| panic!("the profile was not restored\n{}", second.diagnostics()));
-    assert_eq!(restored["learningStarted"], started, "learning must continue, not restart: {restored}");
+    assert_eq!(
+        restored["learningStarted"], started,
+        "learning must continue, not restart: {restored}"
+    );
     assert_eq!(restored["status"], "learning", "{restored}");
-    assert_eq!(restored["completeness"], before["completeness"], "{restored}");
+    assert_eq!(
+        restored["completeness"], before["completeness"],
+        "{restored}"
+    );
     assert!(
         has_exec(&restored, "/bin/echo", &["/bin/echo", "before-restart"]),
         "the restored profile lost what was learned: {restored}"
     );
 
-    runc.run(&ContainerConfig::for_pod(&pod, "app", &["/bin/echo", "after-restart"]), RUN)
-        .assert_success();
+    runc.run(
+        &ContainerConfig::for_pod(&pod, "app", &["/bin/echo", "after-restart"]),
+        RUN,
+    )
+    .assert_success();
     let both = |p: &Value| {
         has_exec(p, "/bin/echo", &["/bin/echo", "before-restart"])
             && has_exec(p, "/bin/echo", &["/bin/echo", "after-restart"])
     };
-    second.wait_profile(key, "recording the exec made after the restart", LEARN, both);
-    let after = wait_file_json(&second, &path, "recording the exec made after the restart", both);
+    second.wait_profile(
+        key,
+        "recording the exec made after the restart",
+        LEARN,
+        both,
+    );
+    let after = wait_file_json(
+        &second,
+        &path,
+        "recording the exec made after the restart",
+        both,
+    );
     assert_eq!(after["learningStarted"], started, "{after}");
     assert_eq!(after["status"], "learning", "{after}");
 
     let status = second.stop();
-    assert!(status.success(), "the agent exits 0 on SIGINT, got {status}\n{}", second.diagnostics());
+    assert!(
+        status.success(),
+        "the agent exits 0 on SIGINT, got {status}\n{}",
+        second.diagnostics()
+    );
     let final_profile = read_json(&path).expect("the profile parses after a clean stop");
     assert!(both(&final_profile), "{final_profile}");
     let leftovers: Vec<PathBuf> = files_under(second.state_dir())
@@ -594,10 +681,18 @@ fn corrupt_state_file_is_quarantined() {
         "only the valid profile is listed: {list:?}\n{}",
         agent.diagnostics()
     );
-    let shown = agent.show(&ns, "web", "sidecar").expect("the valid profile is served");
-    assert_eq!(shown["learningStarted"], valid["learningStarted"], "{shown}");
+    let shown = agent
+        .show(&ns, "web", "sidecar")
+        .expect("the valid profile is served");
+    assert_eq!(
+        shown["learningStarted"], valid["learningStarted"],
+        "{shown}"
+    );
     assert_eq!(shown["execs"], valid["execs"], "{shown}");
-    assert!(agent.show(&ns, "web", "app").is_none(), "the corrupt profile must not be served");
+    assert!(
+        agent.show(&ns, "web", "app").is_none(),
+        "the corrupt profile must not be served"
+    );
 
     let moved = bad.with_file_name("app.json.corrupt");
     assert_eq!(
@@ -655,9 +750,14 @@ fn bad_config_exits_2_with_one_message() {
     for (what, argv, names) in cases {
         let out = sensor_cmd(&argv, Duration::from_secs(30));
         let lines = out.stderr_lines();
-        eprintln!("{what}: {:?} in {:?}: {}", out.code, out.duration, out.stderr);
+        eprintln!(
+            "{what}: {:?} in {:?}: {}",
+            out.code, out.duration, out.stderr
+        );
         assert!(
-            out.code == Some(2) && lines.len() == 1 && names.iter().all(|n| lines[0].contains(n.as_str())),
+            out.code == Some(2)
+                && lines.len() == 1
+                && names.iter().all(|n| lines[0].contains(n.as_str())),
             "{what}: expected exit 2 and one stderr line naming {names:?}; got {:?} in {:?}\n\
              command: {}\nstderr:\n{}\nstdout:\n{}",
             out.code,

@@ -69,6 +69,9 @@ pub async fn run(settings: Settings) -> Result<()> {
     let state = StateDir::new(&settings.state_dir);
     state.create().context("preparing the state directory")?;
     let (restored, quarantined) = state.load_profiles();
+    if let Some(dir) = &settings.install_seccomp_dir {
+        crate::profile::persist::remove_stale_temp_files(&dir.join("sensor"));
+    }
     info!(
         state_dir = %settings.state_dir.display(),
         restored = restored.len(),

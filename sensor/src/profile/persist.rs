@@ -105,15 +105,14 @@ impl StateDir {
     pub fn load_profiles(&self) -> (Vec<ApplicationProfile>, Vec<Quarantined>) {
         let mut profiles = Vec::new();
         let mut quarantined = Vec::new();
+        for dir in ["profiles", "seccomp", "netpol"] {
+            remove_stale_temp_files(&self.root.join(dir));
+        }
         for path in files_under(&self.root.join("profiles")) {
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if name.ends_with(".tmp") {
-                let _ = fs::remove_file(&path);
-                continue;
-            }
             if !name.ends_with(".json") {
                 continue;
             }
@@ -178,6 +177,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(io_err)
+}
+
+/// Removes the temp files an interrupted [`write_atomic`] left (`.<name>.<pid>.tmp`) under `dir`.
+pub fn remove_stale_temp_files(dir: &Path) -> usize {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.') && n.ends_with(".tmp"))
+        })
+        .filter(|p| fs::remove_file(p).is_ok())
+        .count()
 }
 
 /// Moves a bad file aside as `<name>.corrupt` (or `<name>.corrupt.N` if taken).
@@ -259,6 +271,9 @@ mod tests {
         let dir = root.join("profiles/team-a/agent");
         fs::write(dir.join("torn.json"), "{\"version\": 1, \"names").unwrap();
         fs::write(dir.join(".x.json.1.tmp"), "partial").unwrap();
+        let drafts = root.join("netpol/team-a");
+        fs::create_dir_all(&drafts).unwrap();
+        fs::write(drafts.join(".agent.yaml.1.tmp"), "partial").unwrap();
         // A valid profile filed under the wrong name is not trusted either.
         let mut other = profile("elsewhere");
         other.key.container = "elsewhere".into();
@@ -273,6 +288,10 @@ mod tests {
         assert!(dir.join("torn.json.corrupt").is_file());
         assert!(dir.join("misfiled.json.corrupt").is_file());
         assert!(!dir.join(".x.json.1.tmp").exists());
+        assert!(
+            !drafts.join(".agent.yaml.1.tmp").exists(),
+            "draft temp files are cleaned too"
+        );
         // A second corruption of the same name does not overwrite the first quarantine.
         fs::write(dir.join("torn.json"), "again").unwrap();
         let (_, bad) = state.load_profiles();
