@@ -72,6 +72,7 @@ impl Capture {
             Arc::from(opts.node_name.as_str()),
             opts.patterns.clone(),
         );
+        release_freed_memory();
         tracing::info!(
             probes = collector.probes.status.len(),
             cgroup2 = %cgroup2.mount_point.display(),
@@ -84,5 +85,16 @@ impl Capture {
             cgroup2,
             preexisting,
         })
+    }
+}
+
+/// Loading parses the kernel's BTF twice (offsets, then aya's relocations): tens of MiB that are
+/// freed right after, but glibc keeps freed heap pages mapped. Give them back so the agent's
+/// resident size reflects what it holds.
+pub fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory at the top of heaps and free arenas.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -2,13 +2,17 @@
 //! precise message before anything is loaded.
 
 pub mod client;
+pub mod debug;
 pub mod run;
 pub mod trace;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-pub use self::trace::{HostPaths, TraceArgs};
+pub use self::{
+    debug::DebugCommand,
+    trace::{HostPaths, TraceArgs},
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,13 +43,6 @@ pub enum Command {
     Debug(DebugCommand),
 }
 
-#[derive(Subcommand, Debug)]
-pub enum DebugCommand {
-    /// Attach only an empty `sys_enter` program (the benchmark floor), print `attached`, and
-    /// hold it until SIGINT/SIGTERM.
-    EmptyHook,
-}
-
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run::run(*args).await.context("sensor run"),
@@ -55,6 +52,9 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Profiles(cmd) => client::profiles(cmd).await,
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
+        Command::Debug(
+            cmd @ (DebugCommand::SynthProfiles { .. } | DebugCommand::BenchDrafts { .. }),
+        ) => debug::run(cmd).map(|_| ()),
         Command::Debug(DebugCommand::EmptyHook) => {
             let _hook = crate::collector::loader::attach_empty_sys_enter()?;
             println!("attached");
