@@ -5,6 +5,14 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let cli = sensor::cli::Cli::parse();
+    if !matches!(cli.command, sensor::cli::Command::Run(_)) {
+        // Printing commands behave like Unix tools in a pipe (`sensor trace | head`): a closed
+        // stdout ends them quietly instead of a panic. The agent keeps ignoring SIGPIPE.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

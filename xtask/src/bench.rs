@@ -1,15 +1,19 @@
 //! `cargo xtask bench`: what the sensor costs and whether it loses anything, on this machine.
 //!
 //! 1. Per-syscall overhead (`overhead`): a pinned getppid loop in a pod-shaped cgroup, with no
-//!    probe, the empty-hook floor, the sensor and bpftrace, interleaved over rounds.
+//!    probe, the empty-hook floor, `sensor trace`, the agent (`sensor run` with learned
+//!    profiles) and bpftrace, interleaved over rounds.
 //! 2. Floods with accounting (`flood`): exec and connect floods from pod-shaped cgroups, every
 //!    event either processed or counted as dropped; agent CPU and peak RSS.
 //! 3. Idle RSS of the sensor.
+//! 4. The agent with learned profiles (`agent`): draft generation time per workload, and the
+//!    agent's memory with 500 profiles loaded against an empty state.
 //!
 //! Prints tables and writes docs/benchmarks.md (`report`). Every process the bench starts is
 //! stopped and every cgroup it creates is removed, also on errors and Ctrl-C (`tools`,
 //! `system`). The workloads run as the hidden `xtask bench-worker` subcommand (`workload`).
 
+mod agent;
 mod flood;
 mod overhead;
 mod report;
@@ -141,6 +145,7 @@ pub fn run(
         .extend(overhead.foreign_probes.iter().cloned());
     let exec = flood::exec_flood(&ctx)?;
     let connect = flood::connect_flood(&ctx)?;
+    let agent = agent::run(&ctx)?;
     ctx.look_around(&[]);
 
     let neighbours = ctx.neighbours.borrow().clone();
@@ -152,6 +157,7 @@ pub fn run(
         rounds,
         exec: &exec,
         connect: &connect,
+        agent: &agent,
         neighbours: &neighbours,
         foreign: &foreign,
         minutes: started.elapsed().as_secs_f64() / 60.0,

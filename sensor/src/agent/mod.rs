@@ -48,8 +48,8 @@ struct StoreSource {
 }
 
 impl ProfileSource for StoreSource {
-    fn profiles(&self) -> Vec<ApplicationProfile> {
-        self.store.read().expect("profile store lock").snapshot()
+    fn visit(&self, f: &mut dyn FnMut(&ApplicationProfile)) {
+        self.store.read().expect("profile store lock").visit(f);
     }
 
     fn profile(&self, key: &ProfileKey) -> Option<ApplicationProfile> {
@@ -139,7 +139,12 @@ pub async fn run(settings: Settings) -> Result<()> {
             _ = sweep.tick() => pipeline.sweep(&mut collector, &mut out),
             _ = poll.tick() => poll_kernel(&mut learner, &mut pipeline, &collector),
             _ = window.tick() => learner.close_window(settings.rate_window.as_secs(), &now_rfc3339()),
-            _ = flush.tick() => flush_state(&state, &store, &settings),
+            _ = flush.tick() => {
+                flush_state(&state, &store, &settings);
+                // Serialising profiles and serving requests allocate and free a lot; hand the
+                // freed pages back so the resident size tracks what is really held.
+                crate::capture::release_freed_memory();
+            }
             _ = orphans.tick() => pipeline.collect_orphans(&mut collector, &mut out),
             result = async { api_task.as_mut().expect("api task").await }, if api_task.is_some() => {
                 api_task = None;

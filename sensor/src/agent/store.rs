@@ -134,6 +134,12 @@ impl ProfileStore {
         self.profiles.get(key).map(|s| &s.profile)
     }
 
+    pub fn visit(&self, f: &mut dyn FnMut(&ApplicationProfile)) {
+        for slot in self.profiles.values() {
+            f(&slot.profile);
+        }
+    }
+
     pub fn snapshot(&self) -> Vec<ApplicationProfile> {
         self.profiles.values().map(|s| s.profile.clone()).collect()
     }

@@ -123,13 +123,13 @@ pub fn profile(
     if let Some(p) = source.profile(key) {
         return Ok(p);
     }
-    let all = source.profiles();
-    let in_workload = workload_of(&all, &key.namespace, &key.workload)?;
+    let keys = keys_of(source);
+    let in_workload = workload_of(&keys, &key.namespace, &key.workload)?;
     Err(RequestError::NoContainer {
         namespace: key.namespace.clone(),
         workload: key.workload.clone(),
         container: key.container.clone(),
-        known: sorted_unique(in_workload.iter().map(|p| p.key.container.clone())),
+        known: sorted_unique(in_workload.iter().map(|k| k.container.clone())),
     })
 }
 
@@ -140,39 +140,46 @@ pub fn workload(
     namespace: &str,
     workload: &str,
 ) -> Result<Vec<ApplicationProfile>, RequestError> {
-    let all = source.profiles();
-    let mut found: Vec<ApplicationProfile> = workload_of(&all, namespace, workload)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let keys = keys_of(source);
+    workload_of(&keys, namespace, workload)?;
+    let mut found = Vec::new();
+    source.visit(&mut |p| {
+        if p.key.namespace == namespace && p.key.workload == workload {
+            found.push(p.clone());
+        }
+    });
     found.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(found)
 }
 
+/// The keys of every profile (what NOT_FOUND messages list).
+fn keys_of(source: &dyn ProfileSource) -> Vec<ProfileKey> {
+    let mut keys = Vec::new();
+    source.visit(&mut |p| keys.push(p.key.clone()));
+    keys
+}
+
 fn workload_of<'a>(
-    all: &'a [ApplicationProfile],
+    all: &'a [ProfileKey],
     namespace: &str,
     workload: &str,
-) -> Result<Vec<&'a ApplicationProfile>, RequestError> {
-    let in_ns: Vec<&ApplicationProfile> = all
-        .iter()
-        .filter(|p| p.key.namespace == namespace)
-        .collect();
+) -> Result<Vec<&'a ProfileKey>, RequestError> {
+    let in_ns: Vec<&ProfileKey> = all.iter().filter(|k| k.namespace == namespace).collect();
     if in_ns.is_empty() {
         return Err(RequestError::NoNamespace {
             namespace: namespace.to_string(),
         });
     }
-    let in_workload: Vec<&ApplicationProfile> = in_ns
+    let in_workload: Vec<&ProfileKey> = in_ns
         .iter()
         .copied()
-        .filter(|p| p.key.workload == workload)
+        .filter(|k| k.workload == workload)
         .collect();
     if in_workload.is_empty() {
         return Err(RequestError::NoWorkload {
             namespace: namespace.to_string(),
             workload: workload.to_string(),
-            known: sorted_unique(in_ns.iter().map(|p| p.key.workload.clone())),
+            known: sorted_unique(in_ns.iter().map(|k| k.workload.clone())),
         });
     }
     Ok(in_workload)

@@ -79,14 +79,23 @@ impl Sensor for SensorService {
         let req = request.into_inner();
         let namespace = lookup::optional_name("namespace", &req.namespace)?;
         let workload = lookup::optional_name("workload", &req.workload)?;
-        let mut profiles = self.source.profiles();
-        profiles.retain(|p| {
-            (namespace.is_empty() || p.key.namespace == namespace)
+        let mut summaries = Vec::new();
+        self.source.visit(&mut |p| {
+            if (namespace.is_empty() || p.key.namespace == namespace)
                 && (workload.is_empty() || p.key.workload == workload)
+            {
+                summaries.push(convert::summary(p));
+            }
         });
-        profiles.sort_by(|a, b| a.key.cmp(&b.key));
+        summaries.sort_by(|a, b| {
+            (&a.namespace, &a.workload, &a.container).cmp(&(
+                &b.namespace,
+                &b.workload,
+                &b.container,
+            ))
+        });
         Ok(Response::new(ListProfilesResponse {
-            profiles: profiles.iter().map(convert::summary).collect(),
+            profiles: summaries,
             node_name: self.source.node_name(),
             time: convert::now(),
         }))

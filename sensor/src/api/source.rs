@@ -11,8 +11,15 @@ use crate::profile::model::{ApplicationProfile, ProfileKey};
 /// What the API serves. Calls are synchronous and expected to be quick (an in-memory copy);
 /// the server calls them from its request handlers.
 pub trait ProfileSource: Send + Sync + 'static {
-    /// Every profile held, in any order (the server sorts).
-    fn profiles(&self) -> Vec<ApplicationProfile>;
+    /// Calls `f` on every profile held, in any order, without copying them (the agent holds
+    /// hundreds; a copy of all of them per request would cost tens of MiB).
+    fn visit(&self, f: &mut dyn FnMut(&ApplicationProfile));
+    /// Copies of every profile (tests and tools; request handlers use [`Self::visit`]).
+    fn profiles(&self) -> Vec<ApplicationProfile> {
+        let mut all = Vec::new();
+        self.visit(&mut |p| all.push(p.clone()));
+        all
+    }
     /// One profile; `None` when there is none for `key`.
     fn profile(&self, key: &ProfileKey) -> Option<ApplicationProfile>;
     /// The node this agent runs on (`node_name` of every response).
@@ -55,13 +62,15 @@ impl MemorySource {
 }
 
 impl ProfileSource for MemorySource {
-    fn profiles(&self) -> Vec<ApplicationProfile> {
-        self.profiles
+    fn visit(&self, f: &mut dyn FnMut(&ApplicationProfile)) {
+        for p in self
+            .profiles
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
-            .collect()
+        {
+            f(p);
+        }
     }
 
     fn profile(&self, key: &ProfileKey) -> Option<ApplicationProfile> {

@@ -1,5 +1,6 @@
-//! Per-syscall overhead: a pinned getppid loop inside a pod-shaped cgroup, under four
-//! configurations interleaved round by round (no probe, empty hook, the sensor, bpftrace).
+//! Per-syscall overhead: a pinned getppid loop inside a pod-shaped cgroup, under five
+//! configurations interleaved round by round (no probe, empty hook, `sensor trace`, the agent
+//! `sensor run` with learned profiles, bpftrace).
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
@@ -7,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 
 use super::{
     Ctx, READY_TIMEOUT, STOP_TIMEOUT,
+    agent::{LoopAgent, LoopProfile},
     system::{PodCgroup, busy_neighbours, foreign_probes},
     tools::{Spawned, Stream, nap},
     worker_result,
@@ -25,14 +27,21 @@ pub enum Config {
     NoProbe,
     EmptyHook,
     Sensor,
+    /// `sensor run` (the agent) with `agent::PROFILES` learned profiles loaded, learning the
+    /// loop pod's own profile.
+    Agent,
     Bpftrace,
 }
 
+/// Number of configurations (array sizes below).
+pub const CONFIGS: usize = 5;
+
 impl Config {
-    pub const ALL: [Config; 4] = [
+    pub const ALL: [Config; CONFIGS] = [
         Config::NoProbe,
         Config::EmptyHook,
         Config::Sensor,
+        Config::Agent,
         Config::Bpftrace,
     ];
 
@@ -41,6 +50,7 @@ impl Config {
             Config::NoProbe => "no probe",
             Config::EmptyHook => "empty hook (floor)",
             Config::Sensor => "sensor trace",
+            Config::Agent => "sensor run (agent, 500 profiles)",
             Config::Bpftrace => "bpftrace @[cgroup]=count()",
         }
     }
@@ -50,6 +60,7 @@ impl Config {
             Config::NoProbe => "none",
             Config::EmptyHook => "floor",
             Config::Sensor => "sensor",
+            Config::Agent => "agent",
             Config::Bpftrace => "bpftrace",
         }
     }
@@ -77,9 +88,11 @@ pub struct Overhead {
     pub calls: u64,
     pub cpu: usize,
     /// Per configuration (index as in `Config::ALL`), one sample per round.
-    pub samples: [Vec<Sample>; 4],
+    pub samples: [Vec<Sample>; CONFIGS],
     /// Order of the configurations in each round.
-    pub orders: Vec<[Config; 4]>,
+    pub orders: Vec<[Config; CONFIGS]>,
+    /// The loop pod's profile as the agent configuration learned it.
+    pub agent_learned: LoopProfile,
     /// Compilers, runtimes or other probes seen running during the measurements.
     pub neighbours: BTreeSet<String>,
     /// Other processes' tracing programs seen around the timed loops.
@@ -125,23 +138,26 @@ impl Overhead {
 
 pub fn run(ctx: &Ctx, calls: u64, rounds: usize) -> Result<Overhead> {
     let cpu = *ctx.cpus.last().context("no CPU available")?;
+    let agent = LoopAgent::prepare(ctx).context("preparing the agent's state dir")?;
     let mut result = Overhead {
         calls,
         cpu,
         samples: Default::default(),
         orders: Vec::new(),
+        agent_learned: LoopProfile::default(),
         neighbours: BTreeSet::new(),
         foreign_probes: BTreeSet::new(),
     };
     println!(
-        "per-syscall overhead: {rounds} rounds x 4 configurations, {calls} getppid calls each, loop pinned to CPU {cpu}"
+        "per-syscall overhead: {rounds} rounds x {CONFIGS} configurations, {calls} getppid calls each, loop pinned to CPU {cpu}"
     );
     for round in 0..rounds {
-        let order: [Config; 4] = std::array::from_fn(|i| Config::ALL[(i + round) % 4]);
+        let order: [Config; CONFIGS] = std::array::from_fn(|i| Config::ALL[(i + round) % CONFIGS]);
         let mut line = format!("  round {}/{rounds}:", round + 1);
         for cfg in order {
             let s = measure(
                 ctx,
+                &agent,
                 cfg,
                 calls,
                 cpu,
@@ -163,10 +179,11 @@ pub fn run(ctx: &Ctx, calls: u64, rounds: usize) -> Result<Overhead> {
         println!("{line} (ns/call)");
         result.orders.push(order);
     }
+    result.agent_learned = agent.learned();
     Ok(result)
 }
 
-fn start_tool(ctx: &Ctx, cfg: Config) -> Result<Option<Spawned>> {
+fn start_tool(ctx: &Ctx, agent: &LoopAgent, cfg: Config) -> Result<Option<Spawned>> {
     let dir = &ctx.work.path;
     Ok(match cfg {
         Config::NoProbe => None,
@@ -188,6 +205,7 @@ fn start_tool(ctx: &Ctx, cfg: Config) -> Result<Option<Spawned>> {
             t.wait_ready(Stream::Stderr, "capture started", READY_TIMEOUT)?;
             Some(t)
         }
+        Config::Agent => Some(agent.start(ctx)?),
         Config::Bpftrace => {
             let mut t = Spawned::spawn(
                 "bpftrace",
@@ -202,19 +220,24 @@ fn start_tool(ctx: &Ctx, cfg: Config) -> Result<Option<Spawned>> {
 
 fn measure(
     ctx: &Ctx,
+    agent: &LoopAgent,
     cfg: Config,
     calls: u64,
     cpu: usize,
     neighbours: &mut BTreeSet<String>,
     foreign: &mut BTreeSet<String>,
 ) -> Result<Sample> {
-    let mut tool = start_tool(ctx, cfg)?;
+    let mut tool = start_tool(ctx, agent, cfg)?;
     // Let the tool finish its start-up work (the sensor reads /proc and the cgroup tree).
     nap(Duration::from_millis(500))?;
     let ours: Vec<u32> = tool.iter().map(Spawned::pid).collect();
     neighbours.extend(busy_neighbours(&ours));
 
     let cgroup = PodCgroup::create(&ctx.cg2)?;
+    if cfg == Config::Agent {
+        // Named, so that the agent learns this pod's profile while the loop runs.
+        agent.name(&cgroup)?;
+    }
     // A loop timed while the machine was disturbed is repeated, with the tool still attached:
     // when someone else's probe was attached (it slows every syscall, in every configuration),
     // or when something kept the other CPU busy (on this VM that slows the pinned loop too).

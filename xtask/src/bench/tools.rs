@@ -97,6 +97,11 @@ impl Spawned {
         Ok(self.status)
     }
 
+    /// The exit status if the process has exited, without waiting.
+    pub fn exited(&mut self) -> Result<Option<ExitStatus>> {
+        self.poll()
+    }
+
     /// The last lines of stderr, for error messages.
     pub fn stderr_tail(&self) -> String {
         let text = fs::read_to_string(&self.stderr).unwrap_or_default();
