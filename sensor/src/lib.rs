@@ -8,6 +8,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod collector;
+pub mod detect;
 pub mod dns;
 pub mod drafts;
 pub mod event;

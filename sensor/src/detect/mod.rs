@@ -1,0 +1,4 @@
+//! Detection: rules over (event, profile) that turn deviations of ready workloads into
+//! anomalies, the anomaly log, and aggregation of repeats.
+
+pub mod model;

@@ -1,0 +1,195 @@
+//! Anomalies: deviations of a `ready` workload from its profile, with the whole story (which
+//! pod, which process and its ancestry, what the baseline says, what happened). This is the
+//! format of `<state>/anomalies.jsonl` (one JSON object per line) and of the gRPC stream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attribution::workload::WorkloadKind;
+
+/// Stable rule identifiers (the strings are the public ids; never rename one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    /// A program (path + normalised args) not in the baseline.
+    UnexpectedExec,
+    /// A syscall not in the baseline.
+    UnexpectedSyscall,
+    /// An egress peer (ip, port, protocol) not in the baseline.
+    UnexpectedEgress,
+    /// A DNS name not in the baseline.
+    UnexpectedDns,
+    /// A Kubernetes service-account token (or EKS IRSA / Pod Identity token) read outside the
+    /// baseline.
+    ServiceAccountTokenRead,
+    /// A connection to the cloud instance metadata service (169.254.169.254, fd00:ec2::254).
+    CloudMetadataAccess,
+    /// A shell or interpreter spawned by a workload whose baseline has none.
+    ShellSpawned,
+    /// Connections or bytes per window to a known peer far above the baseline's maximum.
+    EgressVolumeSpike,
+    /// Bytes sent on one flow in a window far above the baseline.
+    LargePayload,
+    /// Another sensitive file read outside the baseline.
+    SensitiveFileRead,
+}
+
+impl RuleId {
+    pub const ALL: [RuleId; 10] = [
+        RuleId::UnexpectedExec,
+        RuleId::UnexpectedSyscall,
+        RuleId::UnexpectedEgress,
+        RuleId::UnexpectedDns,
+        RuleId::ServiceAccountTokenRead,
+        RuleId::CloudMetadataAccess,
+        RuleId::ShellSpawned,
+        RuleId::EgressVolumeSpike,
+        RuleId::LargePayload,
+        RuleId::SensitiveFileRead,
+    ];
+
+    /// The public id, e.g. `unexpected-exec`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::UnexpectedExec => "unexpected-exec",
+            RuleId::UnexpectedSyscall => "unexpected-syscall",
+            RuleId::UnexpectedEgress => "unexpected-egress",
+            RuleId::UnexpectedDns => "unexpected-dns",
+            RuleId::ServiceAccountTokenRead => "service-account-token-read",
+            RuleId::CloudMetadataAccess => "cloud-metadata-access",
+            RuleId::ShellSpawned => "shell-spawned",
+            RuleId::EgressVolumeSpike => "egress-volume-spike",
+            RuleId::LargePayload => "large-payload",
+            RuleId::SensitiveFileRead => "sensitive-file-read",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RuleId> {
+        RuleId::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// A MITRE ATT&CK technique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mitre {
+    /// e.g. `T1059`, `T1552.005`.
+    pub technique: String,
+    pub name: String,
+    pub tactic: String,
+}
+
+/// What a rule found: the pure part of an anomaly (no pod, process or sequence number yet).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    pub rule: RuleId,
+    /// The matching Kubescape runtime rule id where one exists (e.g. `R0001`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubescape_rule: Option<String>,
+    pub severity: Severity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitre: Option<Mitre>,
+    /// One sentence for people.
+    pub message: String,
+    /// What makes two findings "the same" for aggregation, e.g. the exec path + args, the
+    /// syscall name, the peer `ip:port/proto`.
+    pub subject: String,
+    pub evidence: Evidence,
+}
+
+/// Baseline vs observed, as short readable values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// What the profile says (e.g. "3 programs: /app/server, ...", "max 12 connections/60s").
+    pub baseline: BTreeMap<String, String>,
+    /// What happened.
+    pub observed: BTreeMap<String, String>,
+}
+
+/// A process in an anomaly, with its ancestry (nearest parent first).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessRef {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppid: Option<u32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<Ancestor>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ancestor {
+    pub pid: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comm: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+/// One anomaly as logged and streamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Anomaly {
+    /// Per-node monotonic sequence number (never reused, survives restarts).
+    pub seq: u64,
+    /// RFC 3339: when this anomaly (or this batch of repeats) was first seen.
+    pub time: String,
+    pub node: String,
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod_uid: String,
+    pub container: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub container_id: String,
+    pub workload: String,
+    pub workload_kind: WorkloadKind,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub finding: Finding,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessRef>,
+    /// How many occurrences this record stands for (1 for a first occurrence; a repeat record
+    /// summarises the occurrences of one aggregation window).
+    pub count: u64,
+    /// For a repeat record: the sequence number of the first occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<u64>,
+    /// RFC 3339: last occurrence covered by this record.
+    pub last_seen: String,
+}
