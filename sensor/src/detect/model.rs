@@ -2,11 +2,11 @@
 //! pod, which process and its ancestry, what the baseline says, what happened). This is the
 //! format of `<state>/anomalies.jsonl` (one JSON object per line) and of the gRPC stream.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::attribution::workload::WorkloadKind;
+use crate::{attribution::workload::WorkloadKind, profile::model::Protocol};
 
 /// Stable rule identifiers (the strings are the public ids; never rename one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -192,4 +192,47 @@ pub struct Anomaly {
     pub repeat_of: Option<u64>,
     /// RFC 3339: last occurrence covered by this record.
     pub last_seen: String,
+    /// What accepting this anomaly adds to the baseline (`sensor profiles accept <seq>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<Fold>,
+}
+
+/// The behaviour an anomaly observed, in the form the profile stores it: accepting the anomaly
+/// adds exactly this to the baseline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Fold {
+    Exec {
+        path: String,
+        args: Vec<String>,
+    },
+    Syscall {
+        name: String,
+        compat: bool,
+    },
+    Egress {
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        names: Vec<String>,
+    },
+    Dns {
+        name: String,
+        addresses: Vec<IpAddr>,
+    },
+    File {
+        path: String,
+        pattern: String,
+    },
+    /// A flow's window above the baseline: accepting raises the baseline's maxima.
+    Rate {
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+        ingress: bool,
+        connections: u64,
+        bytes_sent: u64,
+        bytes_recv: u64,
+        window_seconds: u64,
+    },
 }

@@ -1,0 +1,350 @@
+//! The anomaly log: `<state>/anomalies.jsonl`, append-only, one JSON object per line, with a
+//! per-node sequence number that keeps increasing across restarts.
+//!
+//! Retention is bounded: when the file passes `max_bytes` it is rotated to
+//! `anomalies.1.jsonl` (the previous generation is dropped), and a rotated generation older than
+//! `max_age` is dropped. The next sequence number is also kept in `anomalies.seq`, so it
+//! continues even when retention removed every record. A line cut by a crash mid-write is
+//! ignored (and cut off) on open.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, BufRead, BufReader, Write},
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use super::model::Anomaly;
+use crate::profile::persist::write_atomic;
+
+pub const LOG_FILE: &str = "anomalies.jsonl";
+pub const ROTATED_FILE: &str = "anomalies.1.jsonl";
+pub const SEQ_FILE: &str = "anomalies.seq";
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub max_bytes: u64,
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("anomaly log {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub struct AnomalyLog {
+    dir: PathBuf,
+    file: File,
+    bytes: u64,
+    next_seq: u64,
+    retention: Retention,
+    dirty: bool,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl AnomalyLog {
+    /// Opens (or creates) the log in the state directory `dir`.
+    pub fn open(dir: &Path, retention: Retention) -> Result<Self, LogError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let path = dir.join(LOG_FILE);
+        let (last_in_log, good_len) = scan(&path).map_err(io_err(&path))?;
+        let rotated = dir.join(ROTATED_FILE);
+        drop_if_older(&rotated, retention.max_age);
+        let (last_rotated, _) = scan(&rotated).map_err(io_err(&rotated))?;
+        let saved = fs::read_to_string(dir.join(SEQ_FILE))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(1);
+        let next_seq = saved.max(last_in_log + 1).max(last_rotated + 1);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        // Cut a torn last line so new records start on a line of their own.
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        if good_len < len {
+            file.set_len(good_len).map_err(io_err(&path))?;
+            tracing::warn!(file = %path.display(), "cut a partial last line (interrupted write)");
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            file,
+            bytes: good_len,
+            next_seq,
+            retention,
+            dirty: false,
+        })
+    }
+
+    /// The sequence number the next record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The last sequence number given out (0 when none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Appends `anomaly` with the next sequence number (its `seq` is overwritten) and returns it.
+    /// The line reaches the page cache at once (it survives the process being killed); `sync`
+    /// makes it durable against power loss.
+    pub fn append(&mut self, mut anomaly: Anomaly) -> Result<Anomaly, LogError> {
+        anomaly.seq = self.next_seq;
+        let mut line = serde_json::to_vec(&anomaly).expect("anomalies serialise");
+        line.push(b'\n');
+        if self.bytes + line.len() as u64 > self.retention.max_bytes && self.bytes > 0 {
+            self.rotate()?;
+        }
+        let path = self.dir.join(LOG_FILE);
+        self.file.write_all(&line).map_err(io_err(&path))?;
+        self.bytes += line.len() as u64;
+        self.next_seq += 1;
+        self.dirty = true;
+        Ok(anomaly)
+    }
+
+    /// fsync of the log and the saved sequence number (called on the flush tick and at exit).
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let path = self.dir.join(LOG_FILE);
+        self.file.sync_data().map_err(io_err(&path))?;
+        self.save_seq()?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn save_seq(&self) -> Result<(), LogError> {
+        let seq_path = self.dir.join(SEQ_FILE);
+        write_atomic(&seq_path, format!("{}\n", self.next_seq).as_bytes()).map_err(|e| {
+            LogError::Io {
+                path: seq_path,
+                source: io::Error::other(e.to_string()),
+            }
+        })
+    }
+
+    fn rotate(&mut self) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_FILE);
+        let rotated = self.dir.join(ROTATED_FILE);
+        self.file.sync_data().map_err(io_err(&path))?;
+        self.save_seq()?;
+        fs::rename(&path, &rotated).map_err(io_err(&rotated))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        self.bytes = 0;
+        tracing::info!(file = %rotated.display(), "anomaly log rotated");
+        Ok(())
+    }
+
+    /// Records with `seq > after`, oldest first, at most `limit` of them (rotated generation
+    /// first, then the current file).
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Anomaly>, LogError> {
+        let mut out = Vec::new();
+        for name in [ROTATED_FILE, LOG_FILE] {
+            let path = self.dir.join(name);
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(LogError::Io { path, source: e }),
+            };
+            for line in BufReader::new(file).lines() {
+                let line = line.map_err(io_err(&path))?;
+                let Ok(a) = serde_json::from_str::<Anomaly>(&line) else {
+                    continue;
+                };
+                if a.seq > after {
+                    out.push(a);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One record by sequence number.
+    pub fn get(&self, seq: u64) -> Result<Option<Anomaly>, LogError> {
+        Ok(self
+            .read_after(seq.saturating_sub(1), usize::MAX)?
+            .into_iter()
+            .find(|a| a.seq == seq))
+    }
+}
+
+/// (last sequence number in the file, length of its valid prefix). Missing file: (0, 0).
+fn scan(path: &Path) -> io::Result<(u64, u64)> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let mut reader = BufReader::new(file);
+    let mut last = 0;
+    let mut good = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            break; // torn last line
+        }
+        if let Ok(a) = serde_json::from_slice::<Anomaly>(&line) {
+            last = last.max(a.seq);
+        }
+        good += n as u64;
+    }
+    Ok((last, good))
+}
+
+fn drop_if_older(path: &Path, max_age: Duration) {
+    let old = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > max_age);
+    if old && fs::remove_file(path).is_ok() {
+        tracing::info!(file = %path.display(), "dropped an anomaly log generation past its retention age");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        attribution::workload::WorkloadKind,
+        detect::model::{Evidence, Finding, RuleId, Severity},
+    };
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sensor-anomalies-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn anomaly(subject: &str) -> Anomaly {
+        Anomaly {
+            seq: 0,
+            time: "2026-11-26T00:00:00Z".into(),
+            node: "n1".into(),
+            namespace: "ns".into(),
+            pod: "web-1".into(),
+            pod_uid: String::new(),
+            container: "app".into(),
+            container_id: String::new(),
+            workload: "web".into(),
+            workload_kind: WorkloadKind::Deployment,
+            labels: Default::default(),
+            finding: Finding {
+                rule: RuleId::UnexpectedExec,
+                kubescape_rule: Some("R0001".into()),
+                severity: Severity::Medium,
+                mitre: None,
+                message: "m".into(),
+                subject: subject.into(),
+                evidence: Evidence::default(),
+            },
+            process: None,
+            count: 1,
+            repeat_of: None,
+            last_seen: "2026-11-26T00:00:00Z".into(),
+            fold: None,
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_continue_across_reopen() {
+        let d = dir("reopen");
+        let mut log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        assert_eq!(log.append(anomaly("a")).unwrap().seq, 1);
+        assert_eq!(log.append(anomaly("b")).unwrap().seq, 2);
+        drop(log);
+        let mut log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        assert_eq!(log.append(anomaly("c")).unwrap().seq, 3);
+        let after1: Vec<u64> = log
+            .read_after(1, 100)
+            .unwrap()
+            .iter()
+            .map(|a| a.seq)
+            .collect();
+        assert_eq!(after1, vec![2, 3]);
+        assert_eq!(log.get(2).unwrap().unwrap().finding.subject, "b");
+        assert_eq!(log.read_after(3, 100).unwrap().len(), 0);
+        assert_eq!(log.read_after(0, 2).unwrap().len(), 2, "limit");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_and_numbering_continues() {
+        let d = dir("torn");
+        let mut log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        log.append(anomaly("a")).unwrap();
+        drop(log);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.join(LOG_FILE))
+            .unwrap();
+        f.write_all(br#"{"seq":2,"time":"2026"#).unwrap();
+        drop(f);
+        let mut log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        assert_eq!(log.append(anomaly("b")).unwrap().seq, 2);
+        let all = log.read_after(0, 100).unwrap();
+        assert_eq!(all.iter().map(|a| a.seq).collect::<Vec<_>>(), vec![1, 2]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn rotation_bounds_the_size_and_keeps_numbering_and_replay() {
+        let d = dir("rotate");
+        let retention = Retention {
+            max_bytes: 2000,
+            max_age: Duration::from_secs(3600),
+        };
+        let mut log = AnomalyLog::open(&d, retention).unwrap();
+        for i in 0..40 {
+            log.append(anomaly(&format!("s{i}"))).unwrap();
+        }
+        assert!(fs::metadata(d.join(LOG_FILE)).unwrap().len() <= 2000);
+        assert!(d.join(ROTATED_FILE).exists());
+        // Replay from a seq that lives in the rotated generation, in order.
+        let replay = log.read_after(30, 100).unwrap();
+        assert_eq!(replay.first().map(|a| a.seq), Some(31));
+        assert_eq!(replay.last().map(|a| a.seq), Some(40));
+        log.sync().unwrap();
+        drop(log);
+        // Even with every record gone, numbering continues from the saved counter.
+        fs::remove_file(d.join(LOG_FILE)).unwrap();
+        fs::remove_file(d.join(ROTATED_FILE)).unwrap();
+        let mut log = AnomalyLog::open(&d, retention).unwrap();
+        assert_eq!(log.append(anomaly("x")).unwrap().seq, 41);
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
