@@ -292,6 +292,8 @@ async fn list_profiles_with_filters() {
 
     let app = &all.profiles[0];
     assert_eq!(app.workload_kind(), proto::WorkloadKind::Deployment);
+    let graduation = app.graduation.as_ref().expect("graduation is always set");
+    assert!(!graduation.evaluated && !graduation.ready_to_enforce);
     assert_eq!(app.status(), proto::ProfileStatus::Ready);
     assert_eq!(app.completeness(), proto::Completeness::Full);
     assert_eq!(
@@ -767,7 +769,11 @@ async fn socket_mode_health_and_reflection() {
             "ListProfiles",
             "GetProfile",
             "GetSeccompProfile",
-            "GetNetworkPolicy"
+            "GetNetworkPolicy",
+            "StreamAnomalies",
+            "StreamEvents",
+            "AcceptAnomaly",
+            "Relearn",
         ]
     );
 
@@ -930,6 +936,8 @@ async fn cli_reaches_the_agent() {
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["workload"], "mcp-fetch");
     assert_eq!(rows[0]["overflow"]["egress"], true);
+    // This source does not evaluate graduation.
+    assert_eq!(rows[0]["graduation"]["evaluated"], false);
 
     let out = sensor(&[
         "profiles", "show", "--server", &server, "-n", "shop", "-w", "checkout", "-c", "app",

@@ -32,6 +32,13 @@ pub struct ConfigFile {
     pub default_sensitive_paths: Option<bool>,
     pub ring_buffer_bytes: Option<u32>,
     pub install_seccomp_dir: Option<PathBuf>,
+    pub graduation_window: Option<String>,
+    pub anomaly_window: Option<String>,
+    pub anomaly_log_max_bytes: Option<u64>,
+    pub anomaly_log_max_age: Option<String>,
+    pub grpc_tls_cert: Option<PathBuf>,
+    pub grpc_tls_key: Option<PathBuf>,
+    pub grpc_tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +75,13 @@ pub struct Settings {
     /// Where to install ready seccomp drafts for kubelet (`localhostProfile`), if at all.
     pub install_seccomp_dir: Option<PathBuf>,
     pub insecure_tcp: bool,
+    /// Mutual TLS for a TCP listener.
+    pub tls: Option<crate::api::TlsFiles>,
+    /// A workload graduates when no unexpected syscall/egress anomaly fired within this.
+    pub graduation_window: Duration,
+    /// Repeats of an anomaly are summarised once per window.
+    pub anomaly_window: Duration,
+    pub anomaly_retention: crate::detect::log::Retention,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sensor";
@@ -143,6 +157,11 @@ pub struct Overrides {
     pub no_default_sensitive_paths: bool,
     pub install_seccomp_dir: Option<PathBuf>,
     pub insecure_tcp: bool,
+    pub graduation_window: Option<String>,
+    pub anomaly_window: Option<String>,
+    pub grpc_tls_cert: Option<PathBuf>,
+    pub grpc_tls_key: Option<PathBuf>,
+    pub grpc_tls_client_ca: Option<PathBuf>,
 }
 
 /// Merges defaults, the file and the flags; validates everything.
@@ -240,6 +259,56 @@ pub fn settings(
         });
     }
 
+    let (graduation, from_flag) = pick(flags.graduation_window, file.graduation_window, "24h");
+    let graduation_window = duration(
+        &origin(from_flag),
+        "graduationWindow",
+        &graduation,
+        Duration::from_secs(1),
+    )?;
+    let (anomaly, from_flag) = pick(flags.anomaly_window, file.anomaly_window, "60s");
+    let anomaly_window = duration(
+        &origin(from_flag),
+        "anomalyWindow",
+        &anomaly,
+        Duration::from_secs(1),
+    )?;
+    let max_age = match &file.anomaly_log_max_age {
+        Some(v) => duration(file_origin, "anomalyLogMaxAge", v, Duration::from_secs(60))?,
+        None => crate::detect::log::Retention::default().max_age,
+    };
+    let max_bytes = file
+        .anomaly_log_max_bytes
+        .unwrap_or(crate::detect::log::Retention::default().max_bytes);
+    if max_bytes < 64 * 1024 {
+        return Err(ConfigError::Invalid {
+            origin: file_origin.to_string(),
+            key: "anomalyLogMaxBytes",
+            message: format!("{max_bytes} is below the minimum 65536"),
+        });
+    }
+    let tls_parts = (
+        flags.grpc_tls_cert.or(file.grpc_tls_cert),
+        flags.grpc_tls_key.or(file.grpc_tls_key),
+        flags.grpc_tls_client_ca.or(file.grpc_tls_client_ca),
+    );
+    let tls = match tls_parts {
+        (Some(cert), Some(key), Some(client_ca)) => Some(crate::api::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                origin: origin(true),
+                key: "grpcTls",
+                message: "TLS needs all three: the server certificate, its key and the client CA"
+                    .into(),
+            });
+        }
+    };
+
     let ring = file.ring_buffer_bytes.unwrap_or(DEFAULT_RING_BUFFER_BYTES);
     if ring < 4096 || !ring.is_power_of_two() {
         return Err(ConfigError::Invalid {
@@ -290,6 +359,10 @@ pub fn settings(
         ring_buffer_bytes: ring,
         install_seccomp_dir: flags.install_seccomp_dir.or(file.install_seccomp_dir),
         insecure_tcp: flags.insecure_tcp,
+        tls,
+        graduation_window,
+        anomaly_window,
+        anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
     })
 }
 

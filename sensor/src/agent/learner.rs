@@ -278,12 +278,20 @@ impl Learner {
         }
     }
 
-    /// Closes the current rate window.
-    pub fn close_window(&mut self, window_seconds: u64, now: &str) {
+    /// Closes the current rate window; returns what each profile flow did in it (for the
+    /// volume rules).
+    pub fn close_window(
+        &mut self,
+        window_seconds: u64,
+        now: &str,
+    ) -> Vec<(ProfileKey, FlowId, FlowDelta)> {
         let mut store = self.store.write().expect("profile store lock");
+        let mut totals = Vec::with_capacity(self.window.len());
         for ((key, id), total) in self.window.drain() {
             store.update_existing(&key, |p| p.record_window(id, total, window_seconds, now));
+            totals.push((key, id, total));
         }
+        totals
     }
 
     /// A cgroup is gone: forget its per-cgroup caches.

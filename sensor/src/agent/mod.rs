@@ -5,12 +5,16 @@
 pub mod config;
 pub mod drafts_out;
 pub mod learner;
+pub mod services;
 pub mod store;
 
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
@@ -24,13 +28,19 @@ use self::{
     store::ProfileStore,
 };
 use crate::{
-    api::{self, ProfileSource},
+    api::{self, Hub, Services, Transport},
+    attribution::Attribution,
     capture::{Capture, CaptureOptions},
-    pipeline::Pipeline,
-    profile::{
-        model::{ApplicationProfile, ProfileKey},
-        persist::StateDir,
+    collector::syscall_sets::numbers,
+    detect::{
+        engine::{Engine, Story},
+        log::AnomalyLog,
+        model::Anomaly,
     },
+    event::Event,
+    pipeline::Pipeline,
+    profile::persist::StateDir,
+    syscall_names::{Abi, name},
 };
 
 /// How often syscall bitmaps and flow counters are read into the profiles.
@@ -41,30 +51,6 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// The gRPC API's view of the store.
-struct StoreSource {
-    store: Arc<RwLock<ProfileStore>>,
-    node: String,
-}
-
-impl ProfileSource for StoreSource {
-    fn visit(&self, f: &mut dyn FnMut(&ApplicationProfile)) {
-        self.store.read().expect("profile store lock").visit(f);
-    }
-
-    fn profile(&self, key: &ProfileKey) -> Option<ApplicationProfile> {
-        self.store
-            .read()
-            .expect("profile store lock")
-            .get(key)
-            .cloned()
-    }
-
-    fn node_name(&self) -> String {
-        self.node.clone()
-    }
-}
-
 pub async fn run(settings: Settings) -> Result<()> {
     let state = StateDir::new(&settings.state_dir);
     state.create().context("preparing the state directory")?;
@@ -72,10 +58,13 @@ pub async fn run(settings: Settings) -> Result<()> {
     if let Some(dir) = &settings.install_seccomp_dir {
         crate::profile::persist::remove_stale_temp_files(&dir.join("sensor"));
     }
+    let log = AnomalyLog::open(&settings.state_dir, settings.anomaly_retention)
+        .context("opening the anomaly log")?;
     info!(
         state_dir = %settings.state_dir.display(),
         restored = restored.len(),
         quarantined = quarantined.len(),
+        next_anomaly = log.next_seq(),
         "state loaded"
     );
     let store = Arc::new(RwLock::new(ProfileStore::new(
@@ -97,30 +86,68 @@ pub async fn run(settings: Settings) -> Result<()> {
         patterns: settings.patterns.clone(),
         node_name: settings.node_name.clone(),
     })?;
-    let mut learner = Learner::new(store.clone(), preexisting, settings.node_name.clone());
+    let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone());
+    // Quiet for an hour: the next occurrence is a new anomaly again.
+    let engine = Engine::new(
+        log,
+        settings.node_name.clone(),
+        settings.anomaly_window,
+        Duration::from_secs(3600),
+    );
+    engine.seed_last_fired(settings.graduation_window);
+    let last_seq = Arc::new(AtomicU64::new(engine.log.last_seq()));
+    let anomaly_hub = Arc::new(Hub::new(HUB_QUEUE));
+    let event_hub = Arc::new(Hub::new(HUB_QUEUE));
 
-    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let source: Arc<dyn ProfileSource> = Arc::new(StoreSource {
+    let services = Services::new(Arc::new(services::Profiles {
         store: store.clone(),
         node: settings.node_name.clone(),
-    });
+        last_fired: engine.last_fired.clone(),
+        graduation_window: settings.graduation_window,
+    }))
+    .with_anomalies(Arc::new(services::Anomalies {
+        state_dir: settings.state_dir.clone(),
+        last_seq: last_seq.clone(),
+        hub: anomaly_hub.clone(),
+    }))
+    .with_events(Arc::new(services::Events {
+        hub: event_hub.clone(),
+    }))
+    .with_control(Arc::new(services::Controls {
+        store: store.clone(),
+        state_dir: settings.state_dir.clone(),
+    }));
+    let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(api::serve(
         settings.grpc_listen.clone(),
-        settings.insecure_tcp,
-        source,
+        Transport {
+            tls: settings.tls.clone(),
+            insecure_tcp: settings.insecure_tcp,
+        },
+        services,
         async move {
             let _ = api_stopped.await;
         },
     ));
-    info!(listen = %settings.grpc_listen, "agent running");
+    let mut agent = Agent {
+        settings,
+        state,
+        store,
+        learner,
+        engine,
+        anomaly_hub,
+        event_hub,
+        last_seq,
+    };
+    info!(listen = %agent.settings.grpc_listen, "agent running");
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sweep = tokio::time::interval(Duration::from_millis(100));
     let mut poll = tokio::time::interval(POLL_INTERVAL);
-    let mut window = tokio::time::interval(settings.rate_window);
+    let mut window = tokio::time::interval(agent.settings.rate_window);
     window.tick().await; // the first tick is immediate: skip it, a window is a full period
-    let mut flush = tokio::time::interval(settings.flush_interval);
+    let mut flush = tokio::time::interval(agent.settings.flush_interval);
     let mut orphans = tokio::time::interval(Duration::from_secs(60));
     let mut out = Vec::new();
     let mut api_task = Some(api_task);
@@ -137,10 +164,10 @@ pub async fn run(settings: Settings) -> Result<()> {
                 }
             }
             _ = sweep.tick() => pipeline.sweep(&mut collector, &mut out),
-            _ = poll.tick() => poll_kernel(&mut learner, &mut pipeline, &collector),
-            _ = window.tick() => learner.close_window(settings.rate_window.as_secs(), &now_rfc3339()),
+            _ = poll.tick() => agent.poll_kernel(&mut pipeline, &collector),
+            _ = window.tick() => agent.close_window(&mut pipeline),
             _ = flush.tick() => {
-                flush_state(&state, &store, &settings);
+                agent.flush();
                 // Serialising profiles and serving requests allocate and free a lot; hand the
                 // freed pages back so the resident size tracks what is really held.
                 crate::capture::release_freed_memory();
@@ -157,7 +184,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        feed(&mut learner, &pipeline, &settings.proc_root, &mut out);
+        agent.feed(&pipeline, &mut out);
     }
 
     info!("shutting down: flushing state");
@@ -165,9 +192,10 @@ pub async fn run(settings: Settings) -> Result<()> {
     while let Ok(ev) = events.try_recv() {
         pipeline.handle(ev, &mut collector, &mut out);
     }
-    feed(&mut learner, &pipeline, &settings.proc_root, &mut out);
-    poll_kernel(&mut learner, &mut pipeline, &collector);
-    flush_state(&state, &store, &settings);
+    agent.feed(&pipeline, &mut out);
+    agent.poll_kernel(&mut pipeline, &collector);
+    agent.tick_anomalies(true);
+    agent.flush();
     let _ = stop_api.send(());
     if let Some(task) = api_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -177,15 +205,156 @@ pub async fn run(settings: Settings) -> Result<()> {
     Ok(())
 }
 
-/// Attributed events to the learner.
-fn feed(
-    learner: &mut Learner,
-    pipeline: &Pipeline,
-    proc_root: &Path,
-    out: &mut Vec<crate::event::Event>,
-) {
-    for ev in out.drain(..) {
-        learner.on_event(&ev, |cgroup_id| resolv_conf(pipeline, proc_root, cgroup_id));
+/// Per-subscriber queue of the anomaly and event streams (a slow client gets a gap notice).
+const HUB_QUEUE: usize = 4096;
+
+struct Agent {
+    settings: Settings,
+    state: StateDir,
+    store: Arc<RwLock<ProfileStore>>,
+    learner: Learner,
+    engine: Engine,
+    anomaly_hub: Arc<Hub<Anomaly>>,
+    event_hub: Arc<Hub<Event>>,
+    /// Last anomaly sequence number published (the stream's replay stops there).
+    last_seq: Arc<AtomicU64>,
+}
+
+/// Logged first, then published: a stream that replays the log up to `last_seq` and then
+/// follows the hub sees every record once.
+fn publisher<'a>(hub: &'a Hub<Anomaly>, last_seq: &'a AtomicU64) -> impl FnMut(&Anomaly) + 'a {
+    move |a: &Anomaly| {
+        last_seq.store(a.seq, Ordering::Release);
+        hub.publish(a.clone());
+    }
+}
+
+impl Agent {
+    /// Attributed events: to the event stream, the learner, and the rules of ready profiles.
+    fn feed(&mut self, pipeline: &Pipeline, out: &mut Vec<Event>) {
+        let proc_root = self.settings.proc_root.clone();
+        for ev in out.drain(..) {
+            self.event_hub.publish(ev.clone());
+            self.learner.on_event(&ev, |cgroup_id| {
+                resolv_conf(pipeline, &proc_root, cgroup_id)
+            });
+            let Some((key, _)) = learner::profile_key(&ev.who) else {
+                continue;
+            };
+            let store = self.store.read().expect("profile store lock");
+            let Some(profile) = store.get(&key) else {
+                continue;
+            };
+            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+            if let Err(e) =
+                self.engine
+                    .on_event(&ev, profile, &pipeline.attributor.processes, &mut publish)
+            {
+                warn!("anomaly log: {e}");
+            }
+        }
+    }
+
+    /// Syscall bitmaps and flow counters into the profiles; new syscalls of ready ones to the
+    /// rules.
+    fn poll_kernel(&mut self, pipeline: &mut Pipeline, collector: &crate::collector::Collector) {
+        let now = now_rfc3339();
+        let sets = collector.syscall_sets.read_all();
+        let flows = collector.flows.read_all();
+        let names: std::collections::HashMap<(u64, IpAddr), Vec<String>> = flows
+            .iter()
+            .map(|(k, _)| {
+                let ip = crate::event::ip_from_mapped(k.remote_addr);
+                (
+                    (k.cgroup_id, ip),
+                    pipeline.remote_names_of(k.cgroup_id, &ip),
+                )
+            })
+            .collect();
+        {
+            let mut attribute = |cgroup_id: u64| pipeline.attributor.attribute(cgroup_id, 0);
+            self.learner.on_syscall_sets(&sets, &mut attribute, &now);
+            self.learner.on_flows(
+                &flows,
+                &mut attribute,
+                &|cgroup_id, ip| names.get(&(cgroup_id, *ip)).cloned().unwrap_or_default(),
+                &now,
+            );
+        }
+        for (cgroup_id, set) in &sets {
+            let who = pipeline.attributor.attribute(*cgroup_id, 0);
+            let Some((key, _)) = learner::profile_key(&who) else {
+                continue;
+            };
+            let store = self.store.read().expect("profile store lock");
+            let Some(profile) = store.get(&key) else {
+                continue;
+            };
+            let native: Vec<String> = numbers(&set.native)
+                .into_iter()
+                .map(|n| name(Abi::Native, n))
+                .collect();
+            let compat: Vec<String> = numbers(&set.compat)
+                .into_iter()
+                .map(|n| name(Abi::Compat, n))
+                .collect();
+            let story = Story {
+                who: &who,
+                time: &now,
+                pid: None,
+                processes: &pipeline.attributor.processes,
+            };
+            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+            if let Err(e) = self
+                .engine
+                .on_syscalls(&native, &compat, profile, &story, &mut publish)
+            {
+                warn!("anomaly log: {e}");
+            }
+        }
+    }
+
+    /// A rate window ends: statistics for learning profiles, volume rules for ready ones.
+    fn close_window(&mut self, pipeline: &mut Pipeline) {
+        let now = now_rfc3339();
+        let seconds = self.settings.rate_window.as_secs();
+        let totals = self.learner.close_window(seconds, &now);
+        for (key, id, total) in totals {
+            let store = self.store.read().expect("profile store lock");
+            let Some(profile) = store.get(&key) else {
+                continue;
+            };
+            let who = Attribution::for_profile(&key, profile.workload_kind);
+            let story = Story {
+                who: &who,
+                time: &now,
+                pid: None,
+                processes: &pipeline.attributor.processes,
+            };
+            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+            if let Err(e) =
+                self.engine
+                    .on_flow_window(id, total, seconds, profile, &story, &mut publish)
+            {
+                warn!("anomaly log: {e}");
+            }
+        }
+    }
+
+    fn tick_anomalies(&mut self, force: bool) {
+        let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+        if let Err(e) = self.engine.tick(force, &mut publish) {
+            warn!("anomaly log: {e}");
+        }
+    }
+
+    /// Lifecycle, repeat summaries, then profiles, drafts and the log to disk.
+    fn flush(&mut self) {
+        self.tick_anomalies(false);
+        if let Err(e) = self.engine.log.sync() {
+            warn!("anomaly log: {e}");
+        }
+        flush_state(&self.state, &self.store, &self.settings);
     }
 }
 
@@ -196,34 +365,6 @@ fn resolv_conf(pipeline: &Pipeline, proc_root: &Path, cgroup_id: u64) -> Option<
     std::fs::read_to_string(path)
         .ok()
         .map(|t| parse_resolv_conf(&t))
-}
-
-/// Reads the syscall bitmaps and flow counters into the profiles.
-fn poll_kernel(
-    learner: &mut Learner,
-    pipeline: &mut Pipeline,
-    collector: &crate::collector::Collector,
-) {
-    let now = now_rfc3339();
-    let sets = collector.syscall_sets.read_all();
-    let flows = collector.flows.read_all();
-    let names_of = |cgroup_id: u64, ip: &IpAddr| pipeline.remote_names_of(cgroup_id, ip);
-    // Attribution needs &mut (it caches); names need & - take the names first.
-    let names: std::collections::HashMap<(u64, IpAddr), Vec<String>> = flows
-        .iter()
-        .map(|(k, _)| {
-            let ip = crate::event::ip_from_mapped(k.remote_addr);
-            ((k.cgroup_id, ip), names_of(k.cgroup_id, &ip))
-        })
-        .collect();
-    let mut attribute = |cgroup_id: u64| pipeline.attributor.attribute(cgroup_id, 0);
-    learner.on_syscall_sets(&sets, &mut attribute, &now);
-    learner.on_flows(
-        &flows,
-        &mut attribute,
-        &|cgroup_id, ip| names.get(&(cgroup_id, *ip)).cloned().unwrap_or_default(),
-        &now,
-    );
 }
 
 /// Lifecycle transitions, then every changed profile and its drafts to disk.

@@ -144,6 +144,32 @@ impl ProfileStore {
         self.profiles.values().map(|s| s.profile.clone()).collect()
     }
 
+    /// Restarts learning for every container of a workload; returns the profiles restarted.
+    pub fn relearn(&mut self, namespace: &str, workload: &str, now: &str) -> Vec<ProfileKey> {
+        let mut keys = Vec::new();
+        for (key, slot) in &mut self.profiles {
+            if key.namespace == namespace && key.workload == workload {
+                slot.profile.relearn(now);
+                slot.dirty = true;
+                keys.push(key.clone());
+            }
+        }
+        keys
+    }
+
+    /// Runs `f` on one profile and marks it dirty when it returns true; `None` when there is no
+    /// profile for `key`.
+    pub fn with_profile<R>(
+        &mut self,
+        key: &ProfileKey,
+        f: impl FnOnce(&mut ApplicationProfile) -> (bool, R),
+    ) -> Option<R> {
+        let slot = self.profiles.get_mut(key)?;
+        let (changed, r) = f(&mut slot.profile);
+        slot.dirty |= changed;
+        Some(r)
+    }
+
     /// All profiles of one workload (its containers).
     pub fn workload(&self, namespace: &str, workload: &str) -> Vec<ApplicationProfile> {
         self.profiles

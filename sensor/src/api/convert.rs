@@ -91,6 +91,8 @@ pub fn summary(p: &ApplicationProfile) -> proto::ProfileSummary {
         files: count(p.files.len()),
         dns_names: count(p.dns.len()),
         overflow: Some(overflow(&p.overflow)),
+        // The agent's judgement, added by the server.
+        graduation: None,
     }
 }
 
@@ -153,6 +155,8 @@ pub fn profile(p: &ApplicationProfile) -> proto::Profile {
             .collect(),
         overflow: Some(overflow(&p.overflow)),
         json: persisted_json(p),
+        // The agent's judgement, added by the server (offline there is none).
+        graduation: None,
         node_name: String::new(),
         time: None,
     }

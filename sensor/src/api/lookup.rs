@@ -22,6 +22,13 @@ pub enum RequestError {
     },
     #[error("{field}: unknown enum value {value}")]
     BadEnum { field: &'static str, value: i32 },
+    /// A stream filter field, named with its path (`filter.pod_regex[1]`).
+    #[error("{field} {value:?} is invalid: {reason}")]
+    Filter {
+        field: String,
+        value: String,
+        reason: String,
+    },
     #[error("no profiles in namespace {namespace:?}")]
     NoNamespace { namespace: String },
     #[error("no workload {workload:?} in namespace {namespace:?}{}", known_list(.known))]
@@ -63,7 +70,8 @@ impl RequestError {
         match self {
             RequestError::Missing { .. }
             | RequestError::Invalid { .. }
-            | RequestError::BadEnum { .. } => Code::InvalidArgument,
+            | RequestError::BadEnum { .. }
+            | RequestError::Filter { .. } => Code::InvalidArgument,
             RequestError::NoNamespace { .. }
             | RequestError::NoWorkload { .. }
             | RequestError::NoContainer { .. } => Code::NotFound,

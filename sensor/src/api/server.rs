@@ -1,6 +1,6 @@
-//! The gRPC server: `sensor.v1.Sensor` over a [`ProfileSource`], with `grpc.health.v1.Health`
-//! and server reflection (v1 and v1alpha), on a Unix socket (mode 0600) or, only when asked
-//! explicitly, plaintext TCP.
+//! The gRPC server: `sensor.v1.Sensor` over the agent's [`Services`], with
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha), on a Unix socket (mode 0600)
+//! or TCP with mutual TLS (plaintext TCP only when asked explicitly, for tests).
 
 use std::{
     fs,
@@ -9,31 +9,49 @@ use std::{
     os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
     sync::Arc,
+    time::Duration,
 };
 
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status, transport::Server};
 
+use super::control::{self, Control};
+use super::filter::{AnomalyFilter, EventFilter};
 use super::proto::{
-    self, ListProfilesRequest, ListProfilesResponse, NetworkPolicyRequest, NetworkPolicyResponse,
-    ProfileRef, SeccompRequest, SeccompResponse,
+    self, AcceptAnomalyRequest, AcceptAnomalyResponse, ListProfilesRequest, ListProfilesResponse,
+    NetworkPolicyRequest, NetworkPolicyResponse, ProfileRef, RelearnRequest, RelearnResponse,
+    SeccompRequest, SeccompResponse, StreamAnomaliesRequest, StreamEventsRequest,
     sensor_server::{Sensor, SensorServer},
 };
+use super::source::{AnomalySource, EventSource, Graduation};
 pub use super::source::{MemorySource, ProfileSource};
+use super::stream::{self, AnomalyStream, EventStream};
+use super::tls::{TlsError, TlsFiles};
 use super::{FILE_DESCRIPTOR_SET, ListenAddr, convert, lookup, render};
 use crate::profile::model::ProfileKey;
 
 /// The fully qualified service name (health checks, reflection).
 pub const SERVICE_NAME: &str = "sensor.v1.Sensor";
 
+/// How long in-flight calls get to finish after the shutdown signal (streams are told to end at
+/// once; this bounds a client that does not read its last message).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on idle connections: a client that vanished (node reboot, cable) is noticed and
+/// its streams freed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(
-        "refusing to serve gRPC on plaintext TCP ({0}): TCP requires TLS with client certificates, \
-         which comes with the anomaly stream; use a unix: address (or, for tests only, insecure TCP)"
+        "refusing to serve gRPC on plaintext TCP ({0}): TCP requires TLS with client certificates \
+         (a server certificate, its key and the CA that signs client certificates); use a unix: \
+         address, or for tests only, insecure TCP"
     )]
     TcpNeedsTls(std::net::SocketAddr),
+    #[error("TLS for {addr}: {source}")]
+    Tls { addr: String, source: TlsError },
     #[error("creating the socket directory {path}: {source}")]
     SocketDir { path: PathBuf, source: io::Error },
     #[error("{0} exists and is not a socket; refusing to replace it")]
@@ -50,14 +68,122 @@ pub enum ApiError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Everything the server serves. Only `profiles` is required: a call whose part is missing
+/// answers UNIMPLEMENTED, naming what this agent does not run.
+#[derive(Clone)]
+pub struct Services {
+    pub profiles: Arc<dyn ProfileSource>,
+    /// `StreamAnomalies`.
+    pub anomalies: Option<Arc<dyn AnomalySource>>,
+    /// `StreamEvents`.
+    pub events: Option<Arc<dyn EventSource>>,
+    /// `AcceptAnomaly`, `Relearn`.
+    pub control: Option<Arc<dyn Control>>,
+}
+
+impl Services {
+    pub fn new(profiles: Arc<dyn ProfileSource>) -> Self {
+        Self {
+            profiles,
+            anomalies: None,
+            events: None,
+            control: None,
+        }
+    }
+
+    pub fn with_anomalies(mut self, anomalies: Arc<dyn AnomalySource>) -> Self {
+        self.anomalies = Some(anomalies);
+        self
+    }
+
+    pub fn with_events(mut self, events: Arc<dyn EventSource>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    pub fn with_control(mut self, control: Arc<dyn Control>) -> Self {
+        self.control = Some(control);
+        self
+    }
+}
+
+/// Profiles only (the API before anomalies).
+impl From<Arc<dyn ProfileSource>> for Services {
+    fn from(profiles: Arc<dyn ProfileSource>) -> Self {
+        Services::new(profiles)
+    }
+}
+
+impl<T: ProfileSource> From<Arc<T>> for Services {
+    fn from(profiles: Arc<T>) -> Self {
+        Services::new(profiles)
+    }
+}
+
+/// How a TCP address is secured. A Unix socket is protected by its mode (0600) and ignores
+/// this.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// Mutual TLS: required for TCP unless `insecure_tcp`.
+    pub tls: Option<TlsFiles>,
+    /// Plaintext TCP without authentication (`--grpc-insecure`): tests on a trusted network
+    /// only. Ignored when `tls` is set.
+    pub insecure_tcp: bool,
+}
+
+impl Transport {
+    pub fn tls(files: TlsFiles) -> Self {
+        Self {
+            tls: Some(files),
+            insecure_tcp: false,
+        }
+    }
+
+    pub fn insecure() -> Self {
+        Self {
+            tls: None,
+            insecure_tcp: true,
+        }
+    }
+}
+
+/// The `insecure_tcp` flag alone (no TLS files): `serve(addr, settings.insecure_tcp, ...)`.
+impl From<bool> for Transport {
+    fn from(insecure_tcp: bool) -> Self {
+        Self {
+            tls: None,
+            insecure_tcp,
+        }
+    }
+}
+
+impl From<TlsFiles> for Transport {
+    fn from(files: TlsFiles) -> Self {
+        Transport::tls(files)
+    }
+}
+
 /// The `sensor.v1.Sensor` implementation.
 pub struct SensorService {
-    source: Arc<dyn ProfileSource>,
+    services: Services,
+    /// Becomes true when the server stops: streams end with UNAVAILABLE.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl SensorService {
-    pub fn new(source: Arc<dyn ProfileSource>) -> Self {
-        Self { source }
+    pub fn new(services: impl Into<Services>, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            services: services.into(),
+            shutdown,
+        }
+    }
+
+    fn source(&self) -> &dyn ProfileSource {
+        self.services.profiles.as_ref()
+    }
+
+    fn node_name(&self) -> String {
+        self.services.profiles.node_name()
     }
 
     fn profile_key(r: Option<&ProfileRef>) -> Result<ProfileKey, lookup::RequestError> {
@@ -68,6 +194,39 @@ impl SensorService {
             container: lookup::name("container", &r.container)?.to_string(),
         })
     }
+
+    fn control(&self) -> Result<Arc<dyn Control>, Status> {
+        self.services.control.clone().ok_or_else(|| {
+            Status::unimplemented("this agent does not take drift commands (no control service)")
+        })
+    }
+}
+
+fn graduation(g: Graduation) -> proto::Graduation {
+    proto::Graduation {
+        evaluated: g.evaluated,
+        ready_to_enforce: g.ready_to_enforce,
+        reasons: if g.evaluated {
+            g.reasons
+        } else {
+            vec!["not evaluated by this agent".into()]
+        },
+    }
+}
+
+fn profile_ref(k: &ProfileKey) -> ProfileRef {
+    ProfileRef {
+        namespace: k.namespace.clone(),
+        workload: k.workload.clone(),
+        container: k.container.clone(),
+    }
+}
+
+/// Runs a synchronous agent call off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("the agent's handler panicked: {e}")))
 }
 
 #[tonic::async_trait]
@@ -80,7 +239,7 @@ impl Sensor for SensorService {
         let namespace = lookup::optional_name("namespace", &req.namespace)?;
         let workload = lookup::optional_name("workload", &req.workload)?;
         let mut summaries = Vec::new();
-        self.source.visit(&mut |p| {
+        self.source().visit(&mut |p| {
             if (namespace.is_empty() || p.key.namespace == namespace)
                 && (workload.is_empty() || p.key.workload == workload)
             {
@@ -94,9 +253,18 @@ impl Sensor for SensorService {
                 &b.container,
             ))
         });
+        // Outside `visit`: the agent may take its own locks to evaluate graduation.
+        for s in &mut summaries {
+            let key = ProfileKey {
+                namespace: s.namespace.clone(),
+                workload: s.workload.clone(),
+                container: s.container.clone(),
+            };
+            s.graduation = Some(graduation(self.source().graduation(&key)));
+        }
         Ok(Response::new(ListProfilesResponse {
             profiles: summaries,
-            node_name: self.source.node_name(),
+            node_name: self.node_name(),
             time: convert::now(),
         }))
     }
@@ -106,9 +274,10 @@ impl Sensor for SensorService {
         request: Request<ProfileRef>,
     ) -> Result<Response<proto::Profile>, Status> {
         let key = Self::profile_key(Some(request.get_ref()))?;
-        let profile = lookup::profile(self.source.as_ref(), &key)?;
+        let profile = lookup::profile(self.source(), &key)?;
         let mut out = convert::profile(&profile);
-        out.node_name = self.source.node_name();
+        out.graduation = Some(graduation(self.source().graduation(&key)));
+        out.node_name = self.node_name();
         out.time = convert::now();
         Ok(Response::new(out))
     }
@@ -121,7 +290,7 @@ impl Sensor for SensorService {
         let key = Self::profile_key(req.r#ref.as_ref())?;
         let mode = lookup::enum_value("mode", req.mode)?;
         let format = lookup::enum_value("format", req.format)?;
-        let profile = lookup::profile(self.source.as_ref(), &key)?;
+        let profile = lookup::profile(self.source(), &key)?;
         let draft = render::seccomp(&profile, mode, format)?;
         Ok(Response::new(SeccompResponse {
             content: draft.content,
@@ -129,7 +298,7 @@ impl Sensor for SensorService {
             completeness: convert::completeness(profile.completeness).into(),
             status: convert::status(profile.status).into(),
             localhost_profile: draft.localhost_profile,
-            node_name: self.source.node_name(),
+            node_name: self.node_name(),
             time: convert::now(),
         }))
     }
@@ -143,36 +312,140 @@ impl Sensor for SensorService {
         let workload = lookup::name("workload", &req.workload)?;
         let flavor = lookup::enum_value("flavor", req.flavor)?;
         let format = lookup::enum_value("format", req.format)?;
-        let profiles = lookup::workload(self.source.as_ref(), namespace, workload)?;
+        let profiles = lookup::workload(self.source(), namespace, workload)?;
         let refs: Vec<_> = profiles.iter().collect();
         let draft = render::network_policy(&refs, flavor, format)?;
         Ok(Response::new(NetworkPolicyResponse {
             content: draft.content,
             notes: draft.notes,
             containers: draft.containers,
-            node_name: self.source.node_name(),
+            node_name: self.node_name(),
+            time: convert::now(),
+        }))
+    }
+
+    type StreamAnomaliesStream = AnomalyStream;
+
+    async fn stream_anomalies(
+        &self,
+        request: Request<StreamAnomaliesRequest>,
+    ) -> Result<Response<AnomalyStream>, Status> {
+        let req = request.into_inner();
+        let filter = AnomalyFilter::compile(req.filter.as_ref(), &req.deny_list)?;
+        let source = self.services.anomalies.clone().ok_or_else(|| {
+            Status::unimplemented("this agent does not detect anomalies (no anomaly source)")
+        })?;
+        let stream = stream::anomalies(
+            source,
+            self.node_name(),
+            filter,
+            req.since_seq,
+            self.shutdown.clone(),
+        )?;
+        Ok(Response::new(stream))
+    }
+
+    type StreamEventsStream = EventStream;
+
+    async fn stream_events(
+        &self,
+        request: Request<StreamEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let req = request.into_inner();
+        let filter = EventFilter::compile(req.filter.as_ref(), &req.deny_list)?;
+        let source = self.services.events.clone().ok_or_else(|| {
+            Status::unimplemented("this agent does not stream events (no event source)")
+        })?;
+        Ok(Response::new(stream::events(
+            source,
+            self.node_name(),
+            filter,
+            self.shutdown.clone(),
+        )))
+    }
+
+    async fn accept_anomaly(
+        &self,
+        request: Request<AcceptAnomalyRequest>,
+    ) -> Result<Response<AcceptAnomalyResponse>, Status> {
+        let seq = request.into_inner().seq;
+        if seq == 0 {
+            return Err(lookup::RequestError::Missing { field: "seq" }.into());
+        }
+        let control = self.control()?;
+        let outcome = blocking(move || control.accept(seq)).await??;
+        Ok(Response::new(AcceptAnomalyResponse {
+            profile: Some(profile_ref(&outcome.profile)),
+            added: Some(super::message::fold(&outcome.fold)),
+            description: control::describe(&outcome.fold),
+            changed: outcome.changed,
+            node_name: self.node_name(),
+            time: convert::now(),
+        }))
+    }
+
+    async fn relearn(
+        &self,
+        request: Request<RelearnRequest>,
+    ) -> Result<Response<RelearnResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = lookup::name("namespace", &req.namespace)?.to_string();
+        let workload = lookup::name("workload", &req.workload)?.to_string();
+        let control = self.control()?;
+        let keys = blocking(move || control.relearn(&namespace, &workload)).await??;
+        Ok(Response::new(RelearnResponse {
+            profiles: keys.iter().map(profile_ref).collect(),
+            node_name: self.node_name(),
             time: convert::now(),
         }))
     }
 }
 
-/// Serves the API on `addr` until `shutdown` completes, then drains in-flight calls and returns.
+/// Serves the API on `addr` until `shutdown` completes, then ends the streams, drains in-flight
+/// calls (at most a few seconds) and returns.
 ///
 /// - `unix:` - creates the parent directory, replaces a stale socket (only a socket nobody
 ///   answers on), and makes the socket appear at `path` already listening with mode 0600 (bound
 ///   under a temporary name, chmod, renamed into place). The socket file is removed on return.
-/// - TCP - refused ([`ApiError::TcpNeedsTls`]) unless `insecure_tcp`, then plaintext with a
-///   warning.
+///   `transport` is ignored (with a warning if TLS files were given).
+/// - TCP - mutual TLS with `transport.tls` (files checked before binding, errors name the file);
+///   without it, refused ([`ApiError::TcpNeedsTls`]) unless `transport.insecure_tcp`, then
+///   plaintext with a warning.
+///
+/// `transport` takes a [`Transport`], a [`TlsFiles`], or the `insecure_tcp` flag as a `bool`;
+/// `services` takes [`Services`] or just a profile source. To listen on a socket and TCP at
+/// once, call it twice with clones of the same [`Services`].
 pub async fn serve(
     addr: ListenAddr,
-    insecure_tcp: bool,
-    source: Arc<dyn ProfileSource>,
+    transport: impl Into<Transport>,
+    services: impl Into<Services>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
-    if let ListenAddr::Tcp(sa) = addr
-        && !insecure_tcp
-    {
-        return Err(ApiError::TcpNeedsTls(sa));
+    let transport = transport.into();
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)));
+    let mut tls = false;
+    match (&addr, &transport.tls) {
+        (ListenAddr::Tcp(_), Some(files)) => {
+            let config = files.load().map_err(|source| ApiError::Tls {
+                addr: addr.to_string(),
+                source,
+            })?;
+            builder = builder.tls_config(config).map_err(|e| ApiError::Tls {
+                addr: addr.to_string(),
+                source: TlsError::Rejected(super::tls::chain(&e)),
+            })?;
+            tls = true;
+        }
+        (ListenAddr::Tcp(sa), None) if !transport.insecure_tcp => {
+            return Err(ApiError::TcpNeedsTls(*sa));
+        }
+        (ListenAddr::Unix(path), Some(_)) => tracing::warn!(
+            socket = %path.display(),
+            "TLS files ignored: a Unix socket is protected by its mode (0600), not TLS"
+        ),
+        _ => {}
     }
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<SensorServer<SensorService>>().await;
@@ -184,26 +457,41 @@ pub async fn serve(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let router = Server::builder()
+    let (stop_streams, streams_stopped) = watch::channel(false);
+    let router = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(SensorServer::new(SensorService::new(source)));
+        .add_service(SensorServer::new(SensorService::new(
+            services,
+            streams_stopped,
+        )));
+    let (stopping_tx, mut stopping) = watch::channel(false);
     let shutdown = async move {
         shutdown.await;
         health
             .set_not_serving::<SensorServer<SensorService>>()
             .await;
         tracing::info!("gRPC API shutting down");
+        let _ = stop_streams.send(true);
+        let _ = stopping_tx.send(true);
+    };
+    // Graceful shutdown waits for open calls; a client that stopped reading could hold it
+    // forever: give up after the grace period.
+    let deadline = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        tracing::warn!("gRPC API: calls still open after the shutdown grace period, closing");
     };
 
     match addr {
         ListenAddr::Unix(path) => {
             let (listener, socket) = bind_unix(&path)?;
             tracing::info!(socket = %path.display(), "gRPC API listening (mode 0600)");
-            let served = router
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                .await;
+            let served = tokio::select! {
+                r = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown) => r,
+                () = deadline => Ok(()),
+            };
             socket.remove();
             served?;
         }
@@ -214,14 +502,20 @@ pub async fn serve(
                     addr: addr.to_string(),
                     source,
                 })?;
-            tracing::warn!(
-                addr = %sa,
-                "gRPC API listening on PLAINTEXT TCP without authentication: anyone who can \
-                 reach this port can read every profile. Use only on a trusted test network."
-            );
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-                .await?;
+            if tls {
+                tracing::info!(addr = %sa, "gRPC API listening on TCP with mutual TLS");
+            } else {
+                tracing::warn!(
+                    addr = %sa,
+                    "gRPC API listening on PLAINTEXT TCP without authentication: anyone who can \
+                     reach this port can read every profile and anomaly, and accept anomalies \
+                     into baselines. Use only on a trusted test network."
+                );
+            }
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown) => r?,
+                () = deadline => {}
+            }
         }
     }
     Ok(())

@@ -82,6 +82,17 @@ impl Attribution {
         }
     }
 
+    /// The attribution of a profile as a whole (no particular pod), for findings about the
+    /// workload's aggregate behaviour (rate windows).
+    pub fn for_profile(key: &crate::profile::model::ProfileKey, kind: WorkloadKind) -> Self {
+        let mut a = Self::bare(Scope::Container, 0, None);
+        a.namespace = Some(key.namespace.clone());
+        a.workload = Some(key.workload.clone());
+        a.workload_kind = Some(kind);
+        a.container = Some(key.container.clone());
+        a
+    }
+
     /// Everything that can be known is known (no reason to look again).
     pub fn is_complete(&self) -> bool {
         match self.scope {

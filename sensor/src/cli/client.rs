@@ -1,5 +1,6 @@
-//! Client subcommands: reach the agent over gRPC (`--server`), or work offline from saved
-//! profiles (`--profile FILE`, the persisted JSON) with the same generators the agent uses.
+//! Client subcommands: reach the agent over gRPC (`--server`, with `--tls-*` for an agent on
+//! TCP), or work offline from saved profiles (`--profile FILE`, the persisted JSON) with the
+//! same generators the agent uses. `profiles accept|relearn` change baselines (drift).
 //!
 //! Drafts go to stdout, notes to stderr (so `sensor seccomp ... > draft.json` keeps the notes
 //! on the terminal). A server error prints its status message and exits 1.
@@ -13,7 +14,7 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::{Code, Status};
 
-use crate::api::{self, ListenAddr, convert, proto, render};
+use crate::api::{self, ClientTls, ListenAddr, client::ConnectOptions, convert, proto, render};
 use crate::profile::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey};
 
 #[derive(Subcommand, Debug)]
@@ -22,13 +23,77 @@ pub enum ProfilesCommand {
     List(ListArgs),
     /// One profile in detail (`--json`: the persisted JSON).
     Show(ShowArgs),
+    /// Accept an anomaly: fold the behaviour it observed into its workload's baseline.
+    Accept(AcceptArgs),
+    /// Restart learning for every container of a workload (its baseline starts over).
+    Relearn(RelearnArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerArg {
-    /// The agent's gRPC address: `unix:/path` or `host:port`.
+    /// The agent's gRPC address: `unix:/path` or `host:port` / `tcp://host:port`.
     #[arg(long, value_name = "ADDR", default_value = api::DEFAULT_ADDR, env = "SENSOR_SERVER")]
     pub server: ListenAddr,
+    /// TCP with TLS: the CA certificate (PEM) that signed the agent's certificate.
+    #[arg(long, value_name = "FILE", env = "SENSOR_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// TCP with TLS: this client's certificate (PEM), signed by the agent's client CA.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "tls_key"], env = "SENSOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TCP with TLS: this client's private key (PEM).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "SENSOR_TLS_KEY"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// TCP with TLS: the name the agent's certificate must carry (default: the address's IP).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
+}
+
+impl ServerArg {
+    pub fn options(&self, streaming: bool) -> ConnectOptions {
+        ConnectOptions {
+            tls: self.tls_ca.as_ref().map(|ca| ClientTls {
+                ca: ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+                server_name: self.tls_server_name.clone(),
+            }),
+            streaming,
+        }
+    }
+
+    /// A client for one-shot calls.
+    pub async fn connect(
+        &self,
+    ) -> Result<proto::sensor_client::SensorClient<tonic::transport::Channel>> {
+        ignore_sigpipe();
+        Ok(api::client::connect_with(&self.server, &self.options(false)).await?)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AcceptArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// The anomaly's sequence number (`#N` in `sensor watch`, `seq` in its JSON).
+    #[arg(value_name = "SEQ", value_parser = clap::value_parser!(u64).range(1..))]
+    pub seq: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct RelearnArgs {
+    #[command(flatten)]
+    pub server: ServerArg,
+    /// Namespace of the workload.
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: String,
+    /// Workload name.
+    #[arg(long, short = 'w', value_name = "W")]
+    pub workload: String,
 }
 
 #[derive(Args, Debug)]
@@ -202,12 +267,60 @@ pub async fn profiles(cmd: ProfilesCommand) -> Result<()> {
     match cmd {
         ProfilesCommand::List(args) => list(args).await,
         ProfilesCommand::Show(args) => show(args).await,
+        ProfilesCommand::Accept(args) => accept(args).await,
+        ProfilesCommand::Relearn(args) => relearn(args).await,
     }
+}
+
+async fn accept(args: AcceptArgs) -> Result<()> {
+    let addr = &args.server.server;
+    let mut client = args.server.connect().await?;
+    let r = client
+        .accept_anomaly(proto::AcceptAnomalyRequest { seq: args.seq })
+        .await
+        .map_err(|s| status_error(addr, s))?
+        .into_inner();
+    let p = r.profile.unwrap_or_default();
+    let key = format!("{}/{}/{}", p.namespace, p.workload, p.container);
+    if r.changed {
+        out(&format!(
+            "accepted #{} into the baseline of {key}: {}\n",
+            args.seq, r.description
+        ))
+    } else {
+        out(&format!(
+            "#{} was already in the baseline of {key}: {}\n",
+            args.seq, r.description
+        ))
+    }
+}
+
+async fn relearn(args: RelearnArgs) -> Result<()> {
+    let addr = &args.server.server;
+    let mut client = args.server.connect().await?;
+    let r = client
+        .relearn(proto::RelearnRequest {
+            namespace: args.namespace.clone(),
+            workload: args.workload.clone(),
+        })
+        .await
+        .map_err(|s| status_error(addr, s))?
+        .into_inner();
+    let keys: Vec<String> = r
+        .profiles
+        .iter()
+        .map(|p| format!("{}/{}/{}", p.namespace, p.workload, p.container))
+        .collect();
+    out(&format!(
+        "learning restarted for {}: {}\n",
+        plural(keys.len() as u64, "profile"),
+        keys.join(", ")
+    ))
 }
 
 async fn list(args: ListArgs) -> Result<()> {
     let addr = &args.server.server;
-    let mut client = api::client::connect(addr).await?;
+    let mut client = args.server.connect().await?;
     let resp = client
         .list_profiles(proto::ListProfilesRequest {
             namespace: args.namespace.unwrap_or_default(),
@@ -218,11 +331,10 @@ async fn list(args: ListArgs) -> Result<()> {
         .into_inner();
     if args.json {
         let rows: Vec<serde_json::Value> = resp.profiles.iter().map(summary_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&rows)?))
     } else {
-        print!("{}", summary_table(&resp.profiles));
+        out(&summary_table(&resp.profiles))
     }
-    Ok(())
 }
 
 async fn show(args: ShowArgs) -> Result<()> {
@@ -234,7 +346,7 @@ async fn show(args: ShowArgs) -> Result<()> {
         }
         None => {
             let addr = &args.target.server.server;
-            let mut client = api::client::connect(addr).await?;
+            let mut client = args.target.server.connect().await?;
             client
                 .get_profile(profile_ref(&args.target))
                 .await
@@ -243,11 +355,10 @@ async fn show(args: ShowArgs) -> Result<()> {
         }
     };
     if args.json {
-        print!("{}", profile.json);
+        out(&profile.json)
     } else {
-        print!("{}", profile_text(&profile));
+        out(&profile_text(&profile))
     }
-    Ok(())
 }
 
 pub async fn seccomp(args: SeccompArgs) -> Result<()> {
@@ -261,7 +372,7 @@ pub async fn seccomp(args: SeccompArgs) -> Result<()> {
         }
         None => {
             let addr = &args.target.server.server;
-            let mut client = api::client::connect(addr).await?;
+            let mut client = args.target.server.connect().await?;
             let r = client
                 .get_seccomp_profile(proto::SeccompRequest {
                     r#ref: Some(profile_ref(&args.target)),
@@ -274,7 +385,7 @@ pub async fn seccomp(args: SeccompArgs) -> Result<()> {
             (r.content, r.notes, r.localhost_profile)
         }
     };
-    print!("{content}");
+    out(&content)?;
     for note in notes {
         eprintln!("note: {note}");
     }
@@ -290,7 +401,7 @@ pub async fn seccomp(args: SeccompArgs) -> Result<()> {
 pub async fn netpol(args: NetpolArgs) -> Result<()> {
     let (content, notes) = if args.profile.is_empty() {
         let addr = &args.server.server;
-        let mut client = api::client::connect(addr).await?;
+        let mut client = args.server.connect().await?;
         let r = client
             .get_network_policy(proto::NetworkPolicyRequest {
                 namespace: args.namespace.clone().unwrap_or_default(),
@@ -341,7 +452,7 @@ pub async fn netpol(args: NetpolArgs) -> Result<()> {
             .map_err(|e| anyhow!("{e}"))?;
         (d.content, d.notes)
     };
-    print!("{content}");
+    out(&content)?;
     for note in notes {
         eprintln!("note: {note}");
     }
@@ -349,6 +460,32 @@ pub async fn netpol(args: NetpolArgs) -> Result<()> {
 }
 
 // ---- helpers ----
+
+/// Before talking to the agent: a socket it closes (a restart, a refused TLS handshake) must
+/// give an error to report, not a SIGPIPE that ends the process without a word (`main` restores
+/// the default SIGPIPE for printing commands). Output then goes through [`out`], which ends
+/// quietly on a closed stdout as SIGPIPE would.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: only changes the process's SIGPIPE disposition (no handler runs).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Writes to stdout; a closed stdout (`| head`) is not an error.
+pub(crate) fn out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow!("writing to stdout: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
 
 fn profile_ref(t: &ProfileArgs) -> proto::ProfileRef {
     proto::ProfileRef {
@@ -359,7 +496,24 @@ fn profile_ref(t: &ProfileArgs) -> proto::ProfileRef {
 }
 
 /// A server error as one line: the status message, with a hint where the code says more.
-fn status_error(addr: &ListenAddr, s: Status) -> anyhow::Error {
+pub(crate) fn status_error(addr: &ListenAddr, s: Status) -> anyhow::Error {
+    // A failed connection (not an answer of the agent) carries its cause as the source.
+    if let Some(source) = std::error::Error::source(&s) {
+        let mut cause = source.to_string();
+        let mut next = source.source();
+        while let Some(e) = next {
+            cause = e.to_string();
+            next = e.source();
+        }
+        let hint = match addr {
+            ListenAddr::Tcp(_) => {
+                " (an agent on TCP requires mutual TLS: --tls-ca with the CA of its certificate, \
+                 --tls-cert and --tls-key with a client certificate signed by its client CA)"
+            }
+            ListenAddr::Unix(_) => "",
+        };
+        return anyhow!("the connection to the agent at {addr} failed: {cause}{hint}");
+    }
     match s.code() {
         Code::Unavailable => anyhow!(
             "cannot reach the agent at {addr}: is `sensor run` running? ({})",
@@ -443,6 +597,11 @@ fn summary_json(s: &proto::ProfileSummary) -> serde_json::Value {
             "execs": o.execs, "egress": o.egress, "ingress": o.ingress,
             "files": o.files, "dns": o.dns,
         },
+        "graduation": s.graduation.as_ref().map(|g| serde_json::json!({
+            "evaluated": g.evaluated,
+            "readyToEnforce": g.ready_to_enforce,
+            "reasons": g.reasons,
+        })),
     })
 }
 
@@ -540,6 +699,9 @@ pub fn profile_text(p: &proto::Profile) -> String {
             "completeness:  {completeness}: {}",
             p.partial_reasons.join("; ")
         );
+    }
+    if let Some(g) = &p.graduation {
+        let _ = writeln!(o, "enforce:       {}", graduation_text(g));
     }
     let _ = writeln!(o, "updated:       {}", ts(&p.updated));
     let _ = writeln!(o, "pods:          {}", list_or_none(&p.pods));
@@ -645,6 +807,21 @@ pub fn profile_text(p: &proto::Profile) -> String {
         );
     }
     o
+}
+
+/// `ready`, `not ready: <reasons>`, or `unknown (...)`.
+pub fn graduation_text(g: &proto::Graduation) -> String {
+    if !g.evaluated {
+        return "unknown (the agent does not evaluate graduation)".to_string();
+    }
+    if g.ready_to_enforce {
+        return "ready (drafts can be enforced)".to_string();
+    }
+    if g.reasons.is_empty() {
+        "not ready".to_string()
+    } else {
+        format!("not ready: {}", g.reasons.join("; "))
+    }
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -770,6 +947,100 @@ mod tests {
         assert!(parse(&["seccomp", "--profile", "p.json"]).is_ok());
         assert!(parse(&["netpol", "--profile", "a.json", "--profile", "b.json"]).is_ok());
         assert!(parse(&["profiles", "show", "--profile", "p.json", "--json"]).is_ok());
+    }
+
+    #[test]
+    fn drift_and_tls_flags() {
+        let cli = parse(&["profiles", "accept", "17"]).unwrap();
+        let Command::Profiles(ProfilesCommand::Accept(a)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(a.seq, 17);
+        let cli = parse(&["profiles", "relearn", "-n", "shop", "-w", "checkout"]).unwrap();
+        let Command::Profiles(ProfilesCommand::Relearn(r)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            (r.namespace.as_str(), r.workload.as_str()),
+            ("shop", "checkout")
+        );
+        let cli = parse(&[
+            "profiles",
+            "list",
+            "--server",
+            "tcp://127.0.0.1:50051",
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+            "--tls-server-name",
+            "agent.example",
+        ])
+        .unwrap();
+        let Command::Profiles(ProfilesCommand::List(l)) = cli.command else {
+            panic!()
+        };
+        let tls = l.server.options(false).tls.unwrap();
+        assert_eq!(tls.ca, PathBuf::from("ca.pem"));
+        assert_eq!(tls.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(tls.server_name.as_deref(), Some("agent.example"));
+        for args in [
+            &["profiles", "accept"][..],
+            &["profiles", "accept", "0"],
+            &["profiles", "accept", "x"],
+            &["profiles", "relearn", "-n", "shop"],
+            &[
+                "profiles",
+                "list",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+            &[
+                "profiles",
+                "list",
+                "--tls-ca",
+                "ca.pem",
+                "--tls-cert",
+                "c.pem",
+            ],
+            &["profiles", "list", "--tls-key", "k.pem"],
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn graduation_for_people() {
+        let g = |evaluated, ready, reasons: &[&str]| proto::Graduation {
+            evaluated,
+            ready_to_enforce: ready,
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+        };
+        assert_eq!(
+            graduation_text(&g(true, true, &[])),
+            "ready (drafts can be enforced)"
+        );
+        assert_eq!(
+            graduation_text(&g(true, false, &["still learning", "partial profile"])),
+            "not ready: still learning; partial profile"
+        );
+        assert!(graduation_text(&g(false, false, &[])).starts_with("unknown"));
+        let mut p = convert::profile(&sample_profile(ProfileKey {
+            namespace: "shop".into(),
+            workload: "checkout".into(),
+            container: "app".into(),
+        }));
+        assert!(
+            !profile_text(&p).contains("enforce:"),
+            "offline: no judgement"
+        );
+        p.graduation = Some(g(true, false, &["still learning"]));
+        assert!(profile_text(&p).contains("\nenforce:       not ready: still learning\n"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod client;
 pub mod debug;
 pub mod run;
 pub mod trace;
+pub mod watch;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ pub enum Command {
     Seccomp(client::SeccompArgs),
     /// The NetworkPolicy draft of a workload.
     Netpol(client::NetpolArgs),
+    /// Anomalies as they happen (after replaying the log with --since), from the agent.
+    Watch(Box<watch::WatchArgs>),
     /// Developer tools (benchmark helpers).
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -52,6 +55,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Profiles(cmd) => client::profiles(cmd).await,
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
+        Command::Watch(args) => watch::run(*args).await,
         Command::Debug(
             cmd @ (DebugCommand::SynthProfiles { .. } | DebugCommand::BenchDrafts { .. }),
         ) => debug::run(cmd).map(|_| ()),

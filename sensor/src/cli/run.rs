@@ -55,6 +55,22 @@ pub struct RunArgs {
     /// /var/lib/kubelet/seccomp), so pods can reference them as `localhostProfile`.
     #[arg(long, value_name = "DIR")]
     pub install_seccomp_dir: Option<PathBuf>,
+    /// A workload is ready to enforce when no unexpected syscall or egress anomaly fired within
+    /// this window [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    pub graduation_window: Option<String>,
+    /// Repeats of the same anomaly are reported once per window, with a count [default: 60s].
+    #[arg(long, value_name = "DURATION")]
+    pub anomaly_window: Option<String>,
+    /// TLS for a TCP gRPC listener: server certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// TLS: the server certificate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// TLS: CA that client certificates must be signed by (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    pub grpc_tls_client_ca: Option<PathBuf>,
 }
 
 /// Settings from defaults, the config file and these flags.
@@ -81,6 +97,11 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         no_default_sensitive_paths: args.no_default_sensitive_paths,
         install_seccomp_dir: args.install_seccomp_dir,
         insecure_tcp: args.grpc_insecure,
+        graduation_window: args.graduation_window,
+        anomaly_window: args.anomaly_window,
+        grpc_tls_cert: args.grpc_tls_cert,
+        grpc_tls_key: args.grpc_tls_key,
+        grpc_tls_client_ca: args.grpc_tls_client_ca,
     };
     config::settings(file, &origin, flags, crate::cli::trace::host_name())
 }

@@ -161,40 +161,50 @@ impl AnomalyLog {
         Ok(())
     }
 
-    /// Records with `seq > after`, oldest first, at most `limit` of them (rotated generation
-    /// first, then the current file).
+    /// Records with `seq > after`, oldest first, at most `limit` of them.
     pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Anomaly>, LogError> {
-        let mut out = Vec::new();
-        for name in [ROTATED_FILE, LOG_FILE] {
-            let path = self.dir.join(name);
-            let file = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(LogError::Io { path, source: e }),
-            };
-            for line in BufReader::new(file).lines() {
-                let line = line.map_err(io_err(&path))?;
-                let Ok(a) = serde_json::from_str::<Anomaly>(&line) else {
-                    continue;
-                };
-                if a.seq > after {
-                    out.push(a);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        read_after(&self.dir, after, limit)
     }
 
     /// One record by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<Anomaly>, LogError> {
-        Ok(self
-            .read_after(seq.saturating_sub(1), usize::MAX)?
-            .into_iter()
-            .find(|a| a.seq == seq))
+        get(&self.dir, seq)
     }
+}
+
+/// Records with `seq > after` in the log of state dir `dir`, oldest first (rotated generation
+/// first, then the current file), at most `limit` of them. Reads the files only, so it runs
+/// beside the writer (replays for gRPC clients).
+pub fn read_after(dir: &Path, after: u64, limit: usize) -> Result<Vec<Anomaly>, LogError> {
+    let mut out = Vec::new();
+    for name in [ROTATED_FILE, LOG_FILE] {
+        let path = dir.join(name);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(LogError::Io { path, source: e }),
+        };
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(io_err(&path))?;
+            let Ok(a) = serde_json::from_str::<Anomaly>(&line) else {
+                continue;
+            };
+            if a.seq > after {
+                out.push(a);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One record of the log of state dir `dir`, by sequence number.
+pub fn get(dir: &Path, seq: u64) -> Result<Option<Anomaly>, LogError> {
+    Ok(read_after(dir, seq.saturating_sub(1), 1)?
+        .into_iter()
+        .find(|a| a.seq == seq))
 }
 
 /// (last sequence number in the file, length of its valid prefix). Missing file: (0, 0).

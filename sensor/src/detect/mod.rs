@@ -2,5 +2,7 @@
 //! anomalies, the anomaly log, and aggregation of repeats.
 
 pub mod aggregate;
+pub mod engine;
 pub mod log;
 pub mod model;
+pub mod rules;
