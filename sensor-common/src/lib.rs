@@ -28,6 +28,9 @@ pub mod limits {
     pub const MAX_FLOWS: u32 = 65536;
     /// Listening sockets remembered (LRU: the oldest are forgotten first).
     pub const MAX_LISTENERS: u32 = 16384;
+    /// Sockets that sent to port 53, remembered so an answer (seen in softirq) names the
+    /// process that asked (LRU).
+    pub const MAX_DNS_CLIENTS: u32 = 8192;
     /// Sensitive path patterns configured at once.
     pub const MAX_FILE_PATTERNS: u32 = 32;
     /// Anchor names (one per pattern) in the kernel's anchor map.
@@ -184,6 +187,18 @@ pub struct ExecEvent {
     /// The path given to execve (`bprm->filename`).
     pub filename: [u8; MAX_PATH],
     pub args: [u8; MAX_ARGS],
+    /// Components in `exe` (0 when the executable's path could not be walked).
+    pub exe_depth: u32,
+    /// [`exe_flags`].
+    pub exe_flags: u32,
+    /// The executable actually run (`bprm->file`, symlinks resolved), leaf first, one
+    /// NUL-padded slot of [`limits::PATH_NAME_SLOT`] bytes per component.
+    pub exe: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+}
+
+pub mod exe_flags {
+    /// The path had more components than the walk copies: the top is cut.
+    pub const TRUNCATED: u32 = 1;
 }
 
 /// The last thread of a process exited.
@@ -491,8 +506,9 @@ pub struct KernelConfig {
     pub mm_arg_end: u32,
     /// `signal_struct.live` (atomic_t counter).
     pub signal_live: u32,
-    /// `linux_binprm.filename`.
+    /// `linux_binprm.filename`, `linux_binprm.file`.
     pub binprm_filename: u32,
+    pub binprm_file: u32,
     /// `cgroup.kn`, `kernfs_node.id`, `cgroup.root`, `cgroup_root.hierarchy_id`, `cgroup.level`.
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
@@ -545,7 +561,6 @@ pub struct KernelConfig {
     pub skc_family: u32,
     /// Whether any sensitive path anchor is configured (0 = skip the path walk entirely).
     pub file_anchors: u32,
-    pub _pad: u32,
 }
 
 impl KernelConfig {
@@ -574,7 +589,10 @@ const _: () = {
     assert!(size_of::<EventHeader>() == 32);
     assert!(size_of::<ForkEvent>() == 40);
     assert!(size_of::<ExitEvent>() == 40);
-    assert!(size_of::<ExecEvent>() == 32 + 24 + COMM_LEN + MAX_PATH + MAX_ARGS);
+    assert!(
+        size_of::<ExecEvent>()
+            == 32 + 24 + COMM_LEN + MAX_PATH + MAX_ARGS + 8 + MAX_PATH_DEPTH * PATH_NAME_SLOT
+    );
     assert!(size_of::<CgroupEvent>() == 32 + 24 + MAX_PATH);
     assert!(size_of::<FlowKey>() == 32);
     assert!(size_of::<ListenerKey>() == 16);

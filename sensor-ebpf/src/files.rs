@@ -13,26 +13,22 @@
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm,
-        generated::{bpf_get_current_task, bpf_probe_read_kernel_str, bpf_probe_read_user_str},
+        generated::{bpf_get_current_task, bpf_probe_read_user_str},
     },
     macros::map,
     maps::PerCpuArray,
 };
-use sensor_common::{
-    EventKind, FileEvent, Stat, file_flags,
-    limits::{MAX_ANCHOR_DEPTH, MAX_OPEN_PATH, MAX_PATH_DEPTH, PATH_NAME_SLOT},
-};
+use sensor_common::{EventKind, FileEvent, Stat, file_flags, limits::MAX_OPEN_PATH};
 
 use crate::{
     kernel::{current_file, read_ptr},
     maps::{EVENTS, FILE_ANCHORS, conf, count, header},
+    path::{FNV_BASIS, FNV_PRIME, walk},
 };
 
 const AT_FDCWD: i32 = -100;
 /// `O_CREAT | O_WRONLY | O_TRUNC`: what creat(2) means.
 const CREAT_FLAGS: u32 = 0o100 | 0o1 | 0o1000;
-const FNV_BASIS: u32 = 0x811c_9dc5;
-const FNV_PRIME: u32 = 0x0100_0193;
 
 /// The event is built here: too big for the 512-byte BPF stack.
 #[map]
@@ -96,16 +92,18 @@ unsafe fn check_open(regs: *const u8, nr: u32) -> Option<()> {
         (*ev).base_depth = 0;
         if *buf != b'/' {
             match base_dir(dirfd) {
-                Some((dentry, vfsmount)) => match walk(ev, dentry, vfsmount, !matched) {
-                    Some((depth, truncated, anchor)) => {
-                        matched |= anchor;
-                        (*ev).base_depth = depth;
-                        if truncated {
-                            fflags |= file_flags::BASE_TRUNCATED;
+                Some((dentry, vfsmount)) => {
+                    match walk((&raw mut (*ev).base).cast(), dentry, vfsmount, !matched) {
+                        Some((depth, truncated, anchor)) => {
+                            matched |= anchor;
+                            (*ev).base_depth = depth;
+                            if truncated {
+                                fflags |= file_flags::BASE_TRUNCATED;
+                            }
                         }
+                        None => fflags |= file_flags::BASE_UNRESOLVED,
                     }
-                    None => fflags |= file_flags::BASE_UNRESOLVED,
-                },
+                }
                 None => fflags |= file_flags::BASE_UNRESOLVED,
             }
         }
@@ -170,70 +168,4 @@ unsafe fn base_dir(dirfd: i32) -> Option<(*const u8, *const u8)> {
             None
         }
     }
-}
-
-/// Copies the directory's components (leaf first) into `ev.base`, crossing mounts up to the
-/// namespace root. With `want_anchor`, also reports whether one of the last
-/// [`MAX_ANCHOR_DEPTH`] components is an anchor. Returns (depth, truncated, anchor).
-///
-/// Shaped for the verifier: each iteration records exactly one component (the loop index is
-/// the depth), after crossing at most one mount boundary.
-#[inline(always)]
-unsafe fn walk(
-    ev: *mut FileEvent,
-    mut dentry: *const u8,
-    vfsmount: *const u8,
-    want_anchor: bool,
-) -> Option<(u32, bool, bool)> {
-    unsafe {
-        let names = (&raw mut (*ev).base) as *mut u8;
-        let mount_mnt = conf!(mount_mnt) as usize;
-        let mut mount = vfsmount.wrapping_sub(mount_mnt);
-        let mut mnt_root = read_ptr(vfsmount, conf!(vfsmount_mnt_root))?;
-        let mut anchor = false;
-        for i in 0..MAX_PATH_DEPTH {
-            if dentry == mnt_root {
-                // Step from the root of this mount to where it is mounted.
-                let parent = read_ptr(mount, conf!(mount_mnt_parent))?;
-                if parent == mount {
-                    return Some((i as u32, false, anchor)); // the namespace's root mount
-                }
-                dentry = read_ptr(mount, conf!(mount_mnt_mountpoint))?;
-                mount = parent;
-                mnt_root = read_ptr(parent.wrapping_add(mount_mnt), conf!(vfsmount_mnt_root))?;
-            }
-            let parent = read_ptr(dentry, conf!(dentry_d_parent))?;
-            if parent == dentry {
-                return Some((i as u32, false, anchor));
-            }
-            let slot = names.add(i * PATH_NAME_SLOT);
-            let name = read_ptr(dentry, conf!(dentry_d_name_name))?;
-            let n = bpf_probe_read_kernel_str(slot.cast(), PATH_NAME_SLOT as u32, name.cast());
-            if n <= 0 {
-                return None;
-            }
-            if want_anchor
-                && !anchor
-                && i < MAX_ANCHOR_DEPTH
-                && FILE_ANCHORS.get_ptr(fnv1a(slot, n as usize - 1)).is_some()
-            {
-                anchor = true;
-            }
-            dentry = parent;
-        }
-        Some((MAX_PATH_DEPTH as u32, true, anchor))
-    }
-}
-
-/// FNV-1a over `len` bytes of a slot: must equal `sensor_common::anchor_hash`.
-#[inline(always)]
-unsafe fn fnv1a(slot: *const u8, len: usize) -> u32 {
-    let mut h = FNV_BASIS;
-    for j in 0..PATH_NAME_SLOT {
-        if j >= len {
-            break;
-        }
-        h = (h ^ unsafe { *slot.add(j) } as u32).wrapping_mul(FNV_PRIME);
-    }
-    h
 }

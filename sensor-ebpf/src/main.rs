@@ -11,6 +11,7 @@ mod files;
 mod kernel;
 mod maps;
 mod network;
+mod path;
 mod process;
 mod syscalls;
 

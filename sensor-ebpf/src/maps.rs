@@ -8,7 +8,7 @@ use aya_ebpf::{
 use sensor_common::{
     EventHeader, EventKind, FlowKey, FlowStats, KernelConfig, ListenerKey, NUM_STATS, SlotCache,
     Stat, SyscallSet,
-    limits::{MAX_CGROUP_SLOTS, MAX_FILE_ANCHORS, MAX_FLOWS, MAX_LISTENERS},
+    limits::{MAX_CGROUP_SLOTS, MAX_DNS_CLIENTS, MAX_FILE_ANCHORS, MAX_FLOWS, MAX_LISTENERS},
 };
 
 /// Load-time constants (struct offsets from BTF, ...). Lives in .rodata, frozen before the
@@ -59,6 +59,10 @@ pub static FLOWS: HashMap<FlowKey, FlowStats> = HashMap::with_max_entries(MAX_FL
 /// Listening sockets -> the process that listens (see `ListenerKey`).
 #[map]
 pub static LISTENERS: LruHashMap<ListenerKey, u32> = LruHashMap::with_max_entries(MAX_LISTENERS, 0);
+
+/// Socket cookie of a DNS client socket -> the process that sent the query.
+#[map]
+pub static DNS_CLIENTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_DNS_CLIENTS, 0);
 
 /// Sensitive path anchors: FNV-1a hash of a path component -> how far from the leaf it may be.
 #[map]

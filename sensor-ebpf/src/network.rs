@@ -8,7 +8,8 @@
 //!   tracepoint (it would slow every syscall).
 //! - bytes and packets: cgroup_skb ingress/egress on the cgroup2 root, keyed by the socket's
 //!   cgroup; a packet only updates counters of a flow opened by one of the hooks above.
-//! - DNS: payloads of packets from port 53 delivered to a socket, copied to user space.
+//! - DNS: payloads of packets from port 53 delivered to a socket, copied to user space, with
+//!   the process that sent the query on that socket (socket cookie, remembered at send).
 //!
 //! A flow aggregate is (cgroup, peer address, service port, protocol, direction); its first
 //! sighting is one event, after that only counters move.
@@ -17,7 +18,7 @@ use aya_ebpf::{
     bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns,
-        generated::{bpf_skb_cgroup_id, bpf_skb_load_bytes},
+        generated::{bpf_get_socket_cookie, bpf_skb_cgroup_id, bpf_skb_load_bytes},
     },
     macros::{cgroup_skb, cgroup_sock_addr},
     programs::{SkBuffContext, SockAddrContext},
@@ -29,7 +30,7 @@ use sensor_common::{
 
 use crate::{
     kernel::{current_file, read_at, read_ptr},
-    maps::{FLOWS, LISTENERS, conf, count, header, reserve},
+    maps::{DNS_CLIENTS, FLOWS, LISTENERS, conf, count, header, reserve},
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -178,6 +179,11 @@ fn on_sock_addr(ctx: &SockAddrContext, v6: bool, origin: FlowOrigin) {
     let cgroup_id = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
     let key = egress_key(cgroup_id, addr, port, protocol);
     let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if port == DNS_PORT {
+        // The answer arrives in softirq: remember who asked, by socket.
+        let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
+        let _ = DNS_CLIENTS.insert(cookie, pid, 0);
+    }
     open_flow(&key, origin, [0; 16], origin == FlowOrigin::Connect, pid);
 }
 
@@ -382,8 +388,10 @@ fn dns_answer(skb: &SkBuffContext, pkt: &Packet, cgroup_id: u64) {
         let mut h = header(EventKind::Dns);
         // Softirq context: the current task is unrelated; the socket's cgroup is what counts.
         h.cgroup_id = cgroup_id;
-        h.pid = 0;
-        h.tid = 0;
+        let cookie = bpf_get_socket_cookie(skb.skb.skb.cast());
+        let pid = DNS_CLIENTS.get(cookie).copied().unwrap_or(0);
+        h.pid = pid;
+        h.tid = pid;
         (*ev).header = h;
         (*ev).flags = flags;
         (*ev).wire_len = wire_len;

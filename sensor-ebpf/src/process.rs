@@ -12,13 +12,14 @@ use aya_ebpf::{
     programs::RawTracePointContext,
 };
 use sensor_common::{
-    EventKind, ExecEvent, ExitEvent, ForkEvent, exec_flags,
+    EventKind, ExecEvent, ExitEvent, ForkEvent, exe_flags, exec_flags,
     limits::{MAX_ARGS, MAX_PATH},
 };
 
 use crate::{
     kernel::{read_at, read_ptr},
     maps::{conf, header, reserve},
+    path::walk,
 };
 
 /// `sched_process_fork(struct task_struct *parent, struct task_struct *child)`.
@@ -110,6 +111,22 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
             flags |= exec_flags::ARGS_UNREADABLE;
         }
         (*ev).flags = flags;
+
+        // The executable actually run (symlinks resolved: `ln -s /bin/sh x; ./x` is sh).
+        (*ev).exe_depth = 0;
+        (*ev).exe_flags = 0;
+        if let Some(file) = read_ptr(bprm, conf!(binprm_file)) {
+            let f_path = conf!(file_f_path);
+            if let (Some(dentry), Some(mnt)) = (
+                read_ptr(file, f_path + conf!(path_dentry)),
+                read_ptr(file, f_path + conf!(path_mnt)),
+            ) && let Some((depth, truncated, _)) =
+                walk((&raw mut (*ev).exe).cast(), dentry, mnt, false)
+            {
+                (*ev).exe_depth = depth;
+                (*ev).exe_flags = if truncated { exe_flags::TRUNCATED } else { 0 };
+            }
+        }
     }
     entry.submit(0);
     0

@@ -29,7 +29,11 @@ pub struct Event {
 #[serde(untagged)]
 pub enum Detail {
     Exec {
+        /// The path given to execve.
         path: String,
+        /// The executable actually run, symlinks resolved, when it differs from `path`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exe: Option<String>,
         args: Vec<String>,
         args_truncated: bool,
         #[serde(skip_serializing_if = "std::ops::Not::not")]

@@ -19,7 +19,7 @@ use crate::{
     clock::BootClock,
     collector::{
         Collector, KernelEvent,
-        decode::{c_str, file_path, requested_path, split_args},
+        decode::{c_str, exec_exe, file_path, requested_path, split_args},
         patterns::{SensitivePattern, match_path},
         syscall_sets::numbers,
     },
@@ -188,8 +188,10 @@ impl Pipeline {
             cgroup_id: h.cgroup_id,
             exited: false,
         });
+        let exe = exec_exe(e).filter(|x| *x != path);
         let detail = Detail::Exec {
             path,
+            exe,
             args,
             args_truncated: e.flags & (exec_flags::ARGS_TRUNCATED | exec_flags::ARGS_UNREADABLE)
                 != 0,
@@ -358,7 +360,7 @@ impl Pipeline {
                         transport: if tcp { "tcp" } else { "udp" },
                         answers,
                     };
-                    out.push(self.event(d.header.ts_ns, cgroup_id, 0, detail));
+                    out.push(self.event(d.header.ts_ns, cgroup_id, d.header.pid, detail));
                 }
                 Err(dns::DnsError::NotAResponse) => {}
                 Err(_) => {

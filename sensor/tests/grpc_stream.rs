@@ -126,6 +126,7 @@ fn event(kind: &str, ns: &str, pod: &str) -> Event {
             signal: None,
         },
         _ => Detail::Exec {
+            exe: None,
             path: "/usr/bin/curl".into(),
             args: vec!["curl".into()],
             args_truncated: false,

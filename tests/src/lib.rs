@@ -5,16 +5,21 @@
 //! [`cgroup`]), kubelet's on-node name metadata ([`kubelet`]), network peers in their own
 //! network namespaces with TCP and DNS services ([`netns`], [`dns_client`]), and a handle on the
 //! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]), and the agent
-//! (`sensor run`) with its gRPC clients ([`agent`]).
+//! (`sensor run`) with its gRPC clients ([`agent`]), its anomaly log and anomaly stream
+//! consumers (`sensor watch`, a Python grpcio client: [`anomaly`], [`jsonl`]), and a stand-in
+//! for the cloud metadata service inside a test network namespace ([`imds`]).
 //!
 //! Everything must run as root on a real kernel. Every resource is unique per test so tests run
 //! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
 //! install. See `/work/shared/design/TESTBED.md` for what works on the build machines.
 
 pub mod agent;
+pub mod anomaly;
 pub mod cgroup;
 pub mod dns_client;
 pub mod expect;
+pub mod imds;
+pub mod jsonl;
 pub mod kubelet;
 pub mod netns;
 pub mod pod;
@@ -25,6 +30,8 @@ pub mod util;
 
 pub use agent::{Agent, AgentConfig, CmdOutput};
 pub use expect::Expect;
+pub use imds::ImdsPeer;
+pub use jsonl::JsonLines;
 pub use kubelet::Kubelet;
 pub use netns::{DnsZone, Peer};
 pub use pod::{CgroupDriver, Pod, Qos, Runtime};

@@ -216,6 +216,28 @@ impl Peer {
         }
     }
 
+    /// Adds `ip` (/32, or /128 for IPv6) to the loopback interface inside the peer's netns: an
+    /// address only the peer has, reachable from processes in that netns (e.g. a container that
+    /// joins it with `Network::Join`). The host's routing table is not touched, so the host
+    /// itself still does not know the address.
+    pub fn add_local_address(&self, ip: IpAddr) {
+        let ip_tool = util::require_tool("ip", "iproute2");
+        let cidr = match ip {
+            IpAddr::V4(v4) => format!("{v4}/32"),
+            IpAddr::V6(v6) => format!("{v6}/128"),
+        };
+        util::run_ok(
+            Command::new(&ip_tool).args(["-n", &self.ns, "addr", "add", &cidr, "dev", "lo"]),
+        );
+    }
+
+    /// `ip -n <ns> route get <ip>`: how the peer's netns routes `ip` (`local ...` for its own
+    /// addresses).
+    pub fn route_get(&self, ip: IpAddr) -> String {
+        let ip_tool = util::require_tool("ip", "iproute2");
+        util::run_ok(Command::new(&ip_tool).args(["-n", &self.ns, "route", "get", &ip.to_string()]))
+    }
+
     /// The host-side veth interface name.
     pub fn host_interface(&self) -> &str {
         &self.host_if

@@ -53,7 +53,7 @@ fn ev(kind: &str, pod: &Pod, container: &str) -> Expect {
         .attributed(pod, container)
         .that("common fields", |v| common().matches(v));
     match kind {
-        "flow" | "syscalls" | "dns" => e,
+        "flow" | "syscalls" => e,
         _ => e.that("pid > 0, comm present", |v| process_fields().matches(v)),
     }
 }
@@ -412,6 +412,7 @@ fn dns_answers_attributed() {
     let (www_c, origin_c) = (www.clone(), origin.clone());
     sensor.expect(
         &with_question(ev("dns", &pod, "app"), &www)
+            .eq("comm", "nslookup")
             .eq("server_ip", server.as_str())
             .that("qtype A", |v| qtype(v, "A", 1))
             .that("rcode NOERROR", |v| rcode(v, "NOERROR", 0))
@@ -905,6 +906,7 @@ fn dns_over_tcp_answer() {
     let (alias_c, target_c) = (alias.clone(), target.clone());
     sensor.expect(
         &with_question(ev("dns", &pod, "app"), &alias)
+            .eq("comm", "nc")
             .eq("transport", "tcp")
             .eq("server_ip", server.as_str())
             .that("qtype A", |v| qtype(v, "A", 1))

@@ -8,12 +8,17 @@
 //! 3. Idle RSS of the sensor.
 //! 4. The agent with learned profiles (`agent`): draft generation time per workload, and the
 //!    agent's memory with 500 profiles loaded against an empty state.
+//! 5. Detection latency (`detect`): `sensor run` with a ready profile, distinct unexpected execs
+//!    from the pod's cgroup, timed from right before `execve` to the line of `sensor watch`.
+//! 6. Anomaly stream throughput (`detect`): `sensor debug bench-stream`, 10k anomalies/s through
+//!    the agent's log, hub and gRPC server to a fast and a slow client.
 //!
 //! Prints tables and writes docs/benchmarks.md (`report`). Every process the bench starts is
 //! stopped and every cgroup it creates is removed, also on errors and Ctrl-C (`tools`,
 //! `system`). The workloads run as the hidden `xtask bench-worker` subcommand (`workload`).
 
 mod agent;
+mod detect;
 mod flood;
 mod overhead;
 mod report;
@@ -146,6 +151,8 @@ pub fn run(
     let exec = flood::exec_flood(&ctx)?;
     let connect = flood::connect_flood(&ctx)?;
     let agent = agent::run(&ctx)?;
+    let detect = detect::latency(&ctx)?;
+    let stream = detect::stream(&ctx)?;
     ctx.look_around(&[]);
 
     let neighbours = ctx.neighbours.borrow().clone();
@@ -158,6 +165,8 @@ pub fn run(
         exec: &exec,
         connect: &connect,
         agent: &agent,
+        detect: &detect,
+        stream: &stream,
         neighbours: &neighbours,
         foreign: &foreign,
         minutes: started.elapsed().as_secs_f64() / 60.0,

@@ -90,13 +90,14 @@ fn main() -> Result<()> {
             require_root("test")?;
             setup::ensure_ebpf_toolchain()?;
             setup::ensure_packages(setup::TEST_PACKAGES)?;
-            let kubernetes_validate = setup::ensure_python_tools(&root)?;
+            let python_tools = setup::ensure_python_tools(&root)?;
             let bin = build(&root, false)?;
             let mut cmd = cargo(&root);
             cmd.args(["test", "--workspace"])
                 .args(&args)
                 .env("SENSOR_BIN", &bin)
-                .env("KUBERNETES_VALIDATE", &kubernetes_validate);
+                .env("KUBERNETES_VALIDATE", &python_tools.kubernetes_validate)
+                .env("SENSOR_TEST_PYTHON", &python_tools.python);
             run(&mut cmd)?;
         }
         Cmd::Bench {

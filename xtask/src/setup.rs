@@ -232,31 +232,69 @@ pub fn ensure_tracefs() -> Result<()> {
 /// its wheel ships the OpenAPI schemas of Kubernetes 1.25 to 1.34, so validation against 1.29
 /// and 1.34 works offline.
 const KUBERNETES_VALIDATE_VERSION: &str = "1.34.1";
+/// grpcio and grpcio-tools releases the Python gRPC consumer of the end-to-end tests uses
+/// (tests/python/consumer.py: stubs generated from proto/ with `grpc_tools.protoc`, then
+/// `StreamAnomalies` and `ListProfiles` over the agent's unix socket). Wheels for CPython 3.9+.
+const GRPCIO_VERSION: &str = "1.85.1";
+
+/// The Python tools of the tests, in the venv at `<root>/target/pytools`.
+pub struct PythonTools {
+    /// `kubernetes-validate`, passed to the tests as `KUBERNETES_VALIDATE`.
+    pub kubernetes_validate: PathBuf,
+    /// The venv's interpreter, with grpcio and grpcio-tools: `SENSOR_TEST_PYTHON`.
+    pub python: PathBuf,
+}
 
 /// Installs the Python tools the tests use into a venv at `<root>/target/pytools` (idempotent:
-/// nothing happens when the pinned version already runs) and returns the path of
-/// `kubernetes-validate`, which `cargo xtask test` passes to the tests as `KUBERNETES_VALIDATE`.
-pub fn ensure_python_tools(root: &Path) -> Result<PathBuf> {
+/// nothing happens when the pinned versions already run): `kubernetes-validate`, and grpcio +
+/// grpcio-tools for the Python gRPC consumer.
+pub fn ensure_python_tools(root: &Path) -> Result<PythonTools> {
     let venv = root.join("target/pytools");
     let bin = venv.join("bin/kubernetes-validate");
-    let installed = || {
+    let python = venv.join("bin/python");
+    let validate_installed = || {
         Command::new(&bin).arg("--version").output().is_ok_and(|o| {
             o.status.success()
                 && String::from_utf8_lossy(&o.stdout).trim() == KUBERNETES_VALIDATE_VERSION
         })
     };
-    if installed() {
-        return Ok(bin);
+    let grpc_installed = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import grpc, grpc_tools.protoc, importlib.metadata as m; \
+                 print(grpc.__version__, m.version('grpcio-tools'))",
+            ])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout).trim()
+                        == format!("{GRPCIO_VERSION} {GRPCIO_VERSION}")
+            })
+    };
+    let tools = PythonTools {
+        kubernetes_validate: bin.clone(),
+        python: python.clone(),
+    };
+    if validate_installed() && grpc_installed() {
+        return Ok(tools);
     }
     eprintln!(
-        "xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION} into {}",
+        "xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION}, grpcio and \
+         grpcio-tools {GRPCIO_VERSION} into {}",
         venv.display()
     );
     let make_venv = || {
         let _ = fs::remove_dir_all(&venv);
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
     };
-    if make_venv().is_err() {
+    // An existing, working venv is kept (only what is missing or at another version is
+    // installed); a broken one (e.g. its interpreter was removed) is made again.
+    let venv_works = Command::new(&python)
+        .args(["-m", "pip", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !venv_works && make_venv().is_err() {
         // Debian's python3 needs python3-venv (ensurepip) for `-m venv`.
         ensure_packages(&["python3-venv"])?;
         make_venv()?;
@@ -266,12 +304,20 @@ pub fn ensure_python_tools(root: &Path) -> Result<PathBuf> {
         "--quiet",
         "--disable-pip-version-check",
         &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
+        &format!("grpcio=={GRPCIO_VERSION}"),
+        &format!("grpcio-tools=={GRPCIO_VERSION}"),
     ]))?;
-    if !installed() {
+    if !validate_installed() {
         bail!(
             "kubernetes-validate {KUBERNETES_VALIDATE_VERSION} was installed but does not run ({})",
             bin.display()
         );
     }
-    Ok(bin)
+    if !grpc_installed() {
+        bail!(
+            "grpcio and grpcio-tools {GRPCIO_VERSION} were installed but do not import in {}",
+            python.display()
+        );
+    }
+    Ok(tools)
 }

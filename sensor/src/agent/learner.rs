@@ -18,6 +18,7 @@ use crate::{
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ProfileKey, Protocol, Resolver},
+        runtime,
     },
     syscall_names::{Abi, name},
 };
@@ -192,7 +193,12 @@ impl Learner {
         let mut store = self.store.write().expect("profile store lock");
         store.update(&key, kind, &now, preexisting, &pod, &node, |p| {
             match &ev.detail {
-                Detail::Exec { path, args, .. } => p.record_exec(path, args, &now),
+                Detail::Exec {
+                    path, exe, args, ..
+                } => {
+                    !runtime::is_runtime_reexec(path, exe.as_deref(), args)
+                        && p.record_exec(path, args, &now)
+                }
                 Detail::File { path, pattern, .. } => p.record_file(path, pattern, &now),
                 Detail::Syscalls { native, compat, .. } => p.record_syscalls(native, compat, &now),
                 Detail::Dns {

@@ -194,8 +194,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     }
     agent.feed(&pipeline, &mut out);
     agent.poll_kernel(&mut pipeline, &collector);
-    agent.tick_anomalies(true);
-    agent.flush();
+    agent.flush_now();
     let _ = stop_api.send(());
     if let Some(task) = api_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
@@ -235,23 +234,24 @@ impl Agent {
         let proc_root = self.settings.proc_root.clone();
         for ev in out.drain(..) {
             self.event_hub.publish(ev.clone());
+            // Rules first: a ready baseline must be judged as it was before this event.
+            if let Some((key, _)) = learner::profile_key(&ev.who) {
+                let store = self.store.read().expect("profile store lock");
+                if let Some(profile) = store.get(&key) {
+                    let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+                    if let Err(e) = self.engine.on_event(
+                        &ev,
+                        profile,
+                        &pipeline.attributor.processes,
+                        &mut publish,
+                    ) {
+                        warn!("anomaly log: {e}");
+                    }
+                }
+            }
             self.learner.on_event(&ev, |cgroup_id| {
                 resolv_conf(pipeline, &proc_root, cgroup_id)
             });
-            let Some((key, _)) = learner::profile_key(&ev.who) else {
-                continue;
-            };
-            let store = self.store.read().expect("profile store lock");
-            let Some(profile) = store.get(&key) else {
-                continue;
-            };
-            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
-            if let Err(e) =
-                self.engine
-                    .on_event(&ev, profile, &pipeline.attributor.processes, &mut publish)
-            {
-                warn!("anomaly log: {e}");
-            }
         }
     }
 
@@ -351,6 +351,20 @@ impl Agent {
     /// Lifecycle, repeat summaries, then profiles, drafts and the log to disk.
     fn flush(&mut self) {
         self.tick_anomalies(false);
+        // The fsync runs beside the event loop: tens of MB take tens of ms.
+        if let Some(job) = self.engine.log.sync_job() {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = job.run() {
+                    warn!("anomaly log: {e}");
+                }
+            });
+        }
+        flush_state(&self.state, &self.store, &self.settings);
+    }
+
+    /// At exit: everything durable before returning.
+    fn flush_now(&mut self) {
+        self.tick_anomalies(true);
         if let Err(e) = self.engine.log.sync() {
             warn!("anomaly log: {e}");
         }

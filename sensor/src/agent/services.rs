@@ -17,7 +17,7 @@ use crate::{
         ProfileSource, Subscription, control::fold_of,
     },
     detect::{
-        engine::{LastFired, fold_into},
+        engine::{LastFired, allowed_behaviour, fold_into},
         log,
         model::{Anomaly, RuleId},
     },
@@ -159,9 +159,9 @@ impl Control for Controls {
         let mut store = self.store.write().expect("profile store lock");
         let changed = store
             .with_profile(&key, |p| {
-                let before = p.clone();
+                let before = allowed_behaviour(p);
                 fold_into(p, &fold, &now);
-                let changed = *p != before;
+                let changed = allowed_behaviour(p) != before;
                 (changed, changed)
             })
             .ok_or_else(|| ControlError::NoProfile(key.clone()))?;

@@ -180,11 +180,13 @@ pub fn event(e: &Event) -> proto::Event {
     let detail = match &e.detail {
         Detail::Exec {
             path,
+            exe,
             args,
             args_truncated,
             path_truncated,
             uid,
         } => D::Exec(proto::ExecEvent {
+            exe: exe.clone().unwrap_or_default(),
             path: path.clone(),
             args: args.clone(),
             args_truncated: *args_truncated,

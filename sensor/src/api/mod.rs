@@ -210,6 +210,7 @@ pub(crate) mod testutil {
                 signal: None,
             },
             _ => Detail::Exec {
+                exe: None,
                 path: "/usr/bin/curl".into(),
                 args: vec!["curl".into(), "-s".into()],
                 args_truncated: false,

@@ -56,19 +56,6 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
         Command::Watch(args) => watch::run(*args).await,
-        Command::Debug(
-            cmd @ (DebugCommand::SynthProfiles { .. } | DebugCommand::BenchDrafts { .. }),
-        ) => debug::run(cmd).map(|_| ()),
-        Command::Debug(DebugCommand::EmptyHook) => {
-            let _hook = crate::collector::loader::attach_empty_sys_enter()?;
-            println!("attached");
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            Ok(())
-        }
+        Command::Debug(cmd) => debug::run(cmd).await,
     }
 }

@@ -101,7 +101,10 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         EventKind::Fork => KernelEvent::Fork(read(bytes)),
         EventKind::Exec => {
             let e: ExecEvent = read(bytes);
-            if e.filename_len as usize > e.filename.len() || e.args_len as usize > e.args.len() {
+            if e.filename_len as usize > e.filename.len()
+                || e.args_len as usize > e.args.len()
+                || e.exe_depth as usize > sensor_common::limits::MAX_PATH_DEPTH
+            {
                 return Err(DecodeError::BadField { kind });
             }
             KernelEvent::Exec(Box::new(e))
@@ -143,6 +146,23 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
 pub fn c_str(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `/`-joined path from kernel path components (leaf first, one slot each).
+fn join_components(slots: &[u8], depth: u32) -> String {
+    use sensor_common::limits::PATH_NAME_SLOT;
+    let mut parts: Vec<String> = slots
+        .chunks(PATH_NAME_SLOT)
+        .take(depth as usize)
+        .map(c_str)
+        .collect();
+    parts.reverse();
+    format!("/{}", parts.join("/"))
+}
+
+/// The executable an exec ran (symlinks resolved), when the kernel could walk its path.
+pub fn exec_exe(e: &ExecEvent) -> Option<String> {
+    (e.exe_depth > 0).then(|| join_components(&e.exe, e.exe_depth))
 }
 
 /// The path as passed to the open syscall.
@@ -222,7 +242,12 @@ mod tests {
             comm: [0; 16],
             filename: [0; sensor_common::limits::MAX_PATH],
             args: [0; sensor_common::limits::MAX_ARGS],
+            exe_depth: 2,
+            exe_flags: 0,
+            exe: [0; sensor_common::limits::MAX_PATH_DEPTH * sensor_common::limits::PATH_NAME_SLOT],
         };
+        e.exe[..4].copy_from_slice(b"dash");
+        e.exe[64..67].copy_from_slice(b"bin");
         e.filename[..7].copy_from_slice(b"/bin/sh");
         e.args[..14].copy_from_slice(b"sh\0-c\0echo hi\0");
         e
@@ -240,6 +265,7 @@ mod tests {
             split_args(&got.args[..got.args_len as usize]),
             ["sh", "-c", "echo hi"]
         );
+        assert_eq!(exec_exe(&got).as_deref(), Some("/bin/dash"));
 
         let f = FlowEvent {
             header: header(EventKind::Flow),

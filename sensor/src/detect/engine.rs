@@ -226,25 +226,33 @@ impl Engine {
     }
 }
 
-/// The process and its ancestry, from the process table.
+/// The process and its ancestry, from the process table. The chain stays inside the
+/// container (ancestors in the process's cgroup) plus the first ancestor outside it - the
+/// runtime that started it - whose arguments are not copied: host command lines do not belong
+/// in a container's anomaly.
 pub fn process_ref(processes: &ProcessTable, pid: u32) -> ProcessRef {
     let me = processes.get(pid);
+    let cgroup = me.map(|p| p.cgroup_id);
+    let mut ancestry = Vec::new();
+    for p in processes.ancestry(pid, ANCESTRY) {
+        let inside = cgroup.is_some_and(|c| c == p.cgroup_id);
+        ancestry.push(Ancestor {
+            pid: p.pid,
+            comm: p.comm.clone(),
+            path: p.path.clone(),
+            args: if inside { p.args.clone() } else { Vec::new() },
+        });
+        if !inside {
+            break;
+        }
+    }
     ProcessRef {
         pid,
         ppid: me.map(|p| p.ppid),
         comm: me.map(|p| p.comm.clone()).unwrap_or_default(),
         path: me.map(|p| p.path.clone()).unwrap_or_default(),
         args: me.map(|p| p.args.clone()).unwrap_or_default(),
-        ancestry: processes
-            .ancestry(pid, ANCESTRY)
-            .into_iter()
-            .map(|p| Ancestor {
-                pid: p.pid,
-                comm: p.comm.clone(),
-                path: p.path.clone(),
-                args: p.args.clone(),
-            })
-            .collect(),
+        ancestry,
     }
 }
 
@@ -390,4 +398,150 @@ pub fn fold_into(profile: &mut ApplicationProfile, fold: &Fold, now: &str) -> St
     profile.status = status;
     profile.updated = now.to_string();
     what
+}
+
+/// What a baseline allows, without the counters and timestamps that every fold bumps: two
+/// profiles with the same behaviour give equal values, so an accept that adds nothing new is
+/// reported as unchanged.
+pub fn allowed_behaviour(p: &ApplicationProfile) -> impl PartialEq + use<> {
+    let flows = |flows: &[crate::profile::model::Flow]| {
+        flows
+            .iter()
+            .map(|f| {
+                (
+                    f.ip,
+                    f.port,
+                    f.protocol,
+                    f.dns_names.clone(),
+                    f.rate.max_connections_per_window,
+                    f.rate.max_bytes_sent_per_window,
+                    f.rate.max_bytes_recv_per_window,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    (
+        p.syscalls.clone(),
+        p.execs
+            .iter()
+            .map(|e| (e.path.clone(), e.args.clone()))
+            .collect::<Vec<_>>(),
+        flows(&p.egress),
+        flows(&p.ingress),
+        p.dns
+            .iter()
+            .map(|d| (d.name.clone(), d.addresses.clone()))
+            .collect::<Vec<_>>(),
+        p.resolvers.clone(),
+        p.files
+            .iter()
+            .map(|f| (f.path.clone(), f.pattern.clone()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribution::processes::ProcessInfo;
+
+    fn proc(pid: u32, ppid: u32, comm: &str, cgroup_id: u64) -> ProcessInfo {
+        ProcessInfo {
+            pid,
+            ppid,
+            comm: comm.into(),
+            path: format!("/bin/{comm}"),
+            args: vec![comm.into(), "--secret-host-flag".into()],
+            cgroup_id,
+            exited: false,
+        }
+    }
+
+    #[test]
+    fn ancestry_stops_at_the_container_boundary_without_host_arguments() {
+        let mut t = ProcessTable::new(64);
+        t.exec(proc(1, 0, "systemd", 1));
+        t.exec(proc(10, 1, "containerd-shim", 1));
+        t.exec(proc(20, 10, "runc", 1));
+        t.exec(proc(30, 20, "sh", 77));
+        t.exec(proc(40, 30, "python3", 77));
+        t.exec(proc(50, 40, "curl", 77));
+        let r = process_ref(&t, 50);
+        let chain: Vec<(u32, usize)> = r.ancestry.iter().map(|a| (a.pid, a.args.len())).collect();
+        assert_eq!(
+            chain,
+            vec![(40, 2), (30, 2), (20, 0)],
+            "inside with args, then the runtime without"
+        );
+        assert_eq!(r.comm, "curl");
+        assert_eq!(process_ref(&t, 999).ancestry.len(), 0);
+    }
+
+    /// An empty profile past its 1 s learning period.
+    fn ready_profile() -> ApplicationProfile {
+        let key = ProfileKey {
+            namespace: "ns".into(),
+            workload: "w".into(),
+            container: "c".into(),
+        };
+        let mut p =
+            ApplicationProfile::new(key, WorkloadKind::Deployment, 1, "2026-11-26T00:00:00Z");
+        p.advance("2026-11-26T00:00:05Z");
+        p
+    }
+
+    #[test]
+    fn folding_an_exec_makes_it_part_of_a_ready_baseline() {
+        let mut p = ready_profile();
+        let fold = Fold::Exec {
+            path: "/usr/bin/curl".into(),
+            args: vec!["curl".into(), "*".into()],
+        };
+        let what = fold_into(&mut p, &fold, "2026-11-26T00:00:06Z");
+        assert!(what.contains("/usr/bin/curl"));
+        assert_eq!(p.status, Status::Ready, "still ready");
+        assert_eq!(p.execs.len(), 1);
+        assert!(
+            !p.record_exec(
+                "/usr/bin/curl",
+                &["curl".into(), "x".into()],
+                "2026-11-26T00:00:07Z"
+            ) || p.execs.len() == 1
+        );
+    }
+
+    #[test]
+    fn folding_the_same_behaviour_twice_changes_nothing_the_second_time() {
+        let mut p = ready_profile();
+        let folds = [
+            Fold::Exec {
+                path: "/usr/bin/curl".into(),
+                args: vec!["curl".into()],
+            },
+            Fold::Egress {
+                ip: "10.0.0.9".parse().unwrap(),
+                port: 443,
+                protocol: Protocol::Tcp,
+                names: vec!["api.example.com".into()],
+            },
+            Fold::Syscall {
+                name: "ptrace".into(),
+                compat: false,
+            },
+        ];
+        for fold in &folds {
+            let before = allowed_behaviour(&p);
+            fold_into(&mut p, fold, "2026-11-26T00:00:06Z");
+            assert!(
+                allowed_behaviour(&p) != before,
+                "first accept of {fold:?} adds it"
+            );
+            let before = allowed_behaviour(&p);
+            fold_into(&mut p, fold, "2026-11-26T00:00:07Z");
+            assert!(
+                allowed_behaviour(&p) == before,
+                "second accept of {fold:?} adds nothing"
+            );
+        }
+    }
 }

@@ -122,26 +122,31 @@ impl AnomalyLog {
         Ok(anomaly)
     }
 
-    /// fsync of the log and the saved sequence number (called on the flush tick and at exit).
+    /// fsync of the log and the saved sequence number, now (at exit, in tests).
     pub fn sync(&mut self) -> Result<(), LogError> {
-        if !self.dirty {
-            return Ok(());
+        match self.sync_job() {
+            Some(job) => job.run(),
+            None => Ok(()),
         }
-        let path = self.dir.join(LOG_FILE);
-        self.file.sync_data().map_err(io_err(&path))?;
-        self.save_seq()?;
+    }
+
+    /// The same work, packaged to run on another thread: an fsync of tens of MB takes tens of
+    /// ms, which must not stall the agent's event loop. `None` when nothing changed.
+    pub fn sync_job(&mut self) -> Option<SyncJob> {
+        if !self.dirty {
+            return None;
+        }
+        let file = self.file.try_clone().ok()?;
         self.dirty = false;
-        Ok(())
+        Some(SyncJob {
+            file,
+            dir: self.dir.clone(),
+            next_seq: self.next_seq,
+        })
     }
 
     fn save_seq(&self) -> Result<(), LogError> {
-        let seq_path = self.dir.join(SEQ_FILE);
-        write_atomic(&seq_path, format!("{}\n", self.next_seq).as_bytes()).map_err(|e| {
-            LogError::Io {
-                path: seq_path,
-                source: io::Error::other(e.to_string()),
-            }
-        })
+        save_seq(&self.dir, self.next_seq)
     }
 
     fn rotate(&mut self) -> Result<(), LogError> {
@@ -170,6 +175,29 @@ impl AnomalyLog {
     pub fn get(&self, seq: u64) -> Result<Option<Anomaly>, LogError> {
         get(&self.dir, seq)
     }
+}
+
+/// An fsync of the anomaly log, to run on a blocking thread.
+pub struct SyncJob {
+    file: File,
+    dir: PathBuf,
+    next_seq: u64,
+}
+
+impl SyncJob {
+    pub fn run(self) -> Result<(), LogError> {
+        let path = self.dir.join(LOG_FILE);
+        self.file.sync_data().map_err(io_err(&path))?;
+        save_seq(&self.dir, self.next_seq)
+    }
+}
+
+fn save_seq(dir: &Path, next_seq: u64) -> Result<(), LogError> {
+    let seq_path = dir.join(SEQ_FILE);
+    write_atomic(&seq_path, format!("{next_seq}\n").as_bytes()).map_err(|e| LogError::Io {
+        path: seq_path,
+        source: io::Error::other(e.to_string()),
+    })
 }
 
 /// Records with `seq > after` in the log of state dir `dir`, oldest first (rotated generation

@@ -40,6 +40,7 @@ use crate::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, ExecEntry, Flow, Protocol, Status},
         normalize::{args_match, glob, normalize_args},
+        runtime,
     },
 };
 
@@ -86,6 +87,7 @@ pub fn on_event(event: &Event, profile: &ApplicationProfile, cfg: &RuleConfig) -
     match &event.detail {
         Detail::Exec {
             path,
+            exe,
             args,
             args_truncated,
             path_truncated,
@@ -93,6 +95,7 @@ pub fn on_event(event: &Event, profile: &ApplicationProfile, cfg: &RuleConfig) -
         } => exec_rules(
             profile,
             path,
+            exe.as_deref(),
             args,
             *args_truncated || *path_truncated,
             *uid,
@@ -157,7 +160,7 @@ pub fn on_syscalls(
         let mut new: Vec<&str> = seen
             .iter()
             .map(String::as_str)
-            .filter(|s| !baseline.iter().any(|b| b == s))
+            .filter(|s| !baseline.iter().any(|b| b == s) && !runtime::is_runtime_syscall(s))
             .collect();
         new.sort_unstable();
         new.dedup();
@@ -210,10 +213,14 @@ fn ready(profile: &ApplicationProfile) -> bool {
 fn exec_rules(
     profile: &ApplicationProfile,
     path: &str,
+    exe: Option<&str>,
     args: &[String],
     truncated: bool,
     uid: u32,
 ) -> Vec<Finding> {
+    if runtime::is_runtime_reexec(path, exe, args) {
+        return Vec::new();
+    }
     let nargs = normalize_args(args);
     let known = profile
         .execs
@@ -230,6 +237,9 @@ fn exec_rules(
         ("args".to_string(), truncate(&nargs.join(" "), 160)),
         ("uid".to_string(), uid.to_string()),
     ]);
+    if let Some(exe) = exe.filter(|x| *x != path) {
+        observed.insert("exe".into(), truncate(exe, 160));
+    }
     if truncated {
         observed.insert(
             "truncated".into(),
@@ -278,7 +288,8 @@ fn exec_rules(
         },
     });
 
-    if let Some(kind) = interpreter(path, args)
+    // The executable actually run counts too: `ln -s /bin/sh x; ./x` is a shell.
+    if let Some(kind) = interpreter(path, args).or_else(|| exe.and_then(|x| interpreter(x, args)))
         && !profile
             .execs
             .iter()
@@ -565,6 +576,20 @@ fn connect_rules(
         return None;
     }
     let imds = is_metadata_service(ip);
+    // A known service at a new address (DNS rotation, CDNs): the container resolved this
+    // address from a name the baseline already reaches on this port.
+    let same_service = proto.is_some_and(|p| {
+        profile.egress.iter().any(|f| {
+            f.port == port
+                && f.protocol == p
+                && f.dns_names
+                    .iter()
+                    .any(|known| names.iter().any(|n| n.eq_ignore_ascii_case(known)))
+        })
+    });
+    if same_service && !imds {
+        return None;
+    }
     if proto.is_none() && !imds {
         // The profile only records TCP and UDP: another protocol cannot be judged.
         return None;
@@ -1311,6 +1336,7 @@ mod tests {
 
     fn exec(path: &str, args: &[&str]) -> Event {
         event(Detail::Exec {
+            exe: None,
             path: path.into(),
             args: s(args),
             args_truncated: false,
@@ -1465,7 +1491,7 @@ mod tests {
             ("/usr/bin/pythonista", &["pythonista"]),
             ("/bin/busybox", &["wget", "x"]),
             ("/bin/busybox", &["busybox", "ls"]),
-            ("/proc/self/exe", &["runc", "init"]),
+            ("/proc/self/exe", &["runc", "init", "--not-the-runtime"]),
             ("/app/sh-helper", &["sh"]),
         ];
         for (path, args) in not_shells {
@@ -1506,7 +1532,11 @@ mod tests {
         let p = api_profile();
         assert!(on_syscalls(&s(&["read", "write"]), &[], &p).is_empty());
 
-        let f = on_syscalls(&s(&["read", "ptrace", "mlock", "mlock"]), &[], &p);
+        // The container runtime's start-up noise is never a finding.
+        assert!(on_syscalls(&s(&["tgkill", "sched_yield", "execveat"]), &[], &p).is_empty());
+        assert!(run(&p, &exec("/dev/fd/6", &["/usr/sbin/runc", "init"])).is_empty());
+
+        let f = on_syscalls(&s(&["read", "ptrace", "mlock", "mlock", "tgkill"]), &[], &p);
         assert_eq!(f.len(), 2, "one per new name: {f:?}");
         assert_eq!(
             (f[0].subject.as_str(), f[0].severity),
@@ -2313,5 +2343,44 @@ mod tests {
             let id = egress("10.0.0.5", 5432, Protocol::Tcp);
             prop_assert!(on_flow_window(id, delta(1 << 20, 1 << 40), 60, &p, &cfg).is_empty());
         }
+    }
+
+    #[test]
+    fn a_known_service_at_a_new_address_is_not_unexpected() {
+        let mut p = learning();
+        p.record_flow(
+            egress("203.0.113.7", 443, Protocol::Tcp),
+            delta(1, 10),
+            &s(&["api.example.com"]),
+            T1,
+        );
+        let p = make_ready(p);
+        let connect = |addr: &str, port: u16, names: &[&str]| {
+            event(Detail::Connect {
+                protocol: "tcp",
+                remote_ip: ip(addr),
+                remote_port: port,
+                origin: "connect",
+                remote_names: s(names),
+            })
+        };
+        let cfg = RuleConfig::default();
+        assert!(
+            on_event(
+                &connect("203.0.113.99", 443, &["API.example.com"]),
+                &p,
+                &cfg
+            )
+            .is_empty()
+        );
+        let new_name = on_event(&connect("203.0.113.99", 443, &["evil.example"]), &p, &cfg);
+        assert_eq!(new_name.len(), 1);
+        assert_eq!(new_name[0].rule, RuleId::UnexpectedEgress);
+        let new_port = on_event(
+            &connect("203.0.113.99", 8443, &["api.example.com"]),
+            &p,
+            &cfg,
+        );
+        assert_eq!(new_port.len(), 1, "same name, other port: a new service");
     }
 }

@@ -19,7 +19,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
 use super::{ANNOTATION_PREFIX, draft_notes};
-use crate::profile::model::{ApplicationProfile, ProfileKey};
+use crate::profile::{
+    model::{ApplicationProfile, ProfileKey},
+    runtime::RUNTIME_SYSCALLS,
+};
 
 /// The architecture of the node the draft is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,13 +129,21 @@ const EPERM: u32 = 1;
 /// The draft for `profile` on a node of architecture `arch`: one `SCMP_ACT_ALLOW` rule with the
 /// native and compat syscall names of the profile (sorted, deduplicated), keeping only names the
 /// architecture's tables know ([`unknown_syscalls`] lists the others, e.g. `syscall_511` from a
-/// kernel newer than the tables). A profile without syscalls gives an empty `syscalls` list.
+/// kernel newer than the tables). The container runtime's start-up syscalls
+/// ([`RUNTIME_SYSCALLS`]) are added: a start must not fail on one the learning runs happened to
+/// miss. A profile without syscalls gives an empty `syscalls` list.
 pub fn seccomp_draft(
     profile: &ApplicationProfile,
     mode: SeccompMode,
     arch: NodeArch,
 ) -> SeccompProfile {
-    let names = allowed_syscalls(profile, arch);
+    let mut names = allowed_syscalls(profile, arch);
+    if !names.is_empty() {
+        let floor = RUNTIME_SYSCALLS.iter().filter(|n| arch.knows(n, false));
+        names.extend(floor.map(|n| n.to_string()));
+        names.sort_unstable();
+        names.dedup();
+    }
     let (default_action, default_errno_ret) = match mode {
         SeccompMode::Enforce => (SeccompAction::Errno, Some(EPERM)),
         SeccompMode::Audit => (SeccompAction::Log, None),
@@ -167,13 +178,13 @@ pub fn unknown_syscalls(profile: &ApplicationProfile, arch: NodeArch) -> Vec<Str
 fn split_syscalls(profile: &ApplicationProfile, arch: NodeArch) -> (Vec<String>, Vec<String>) {
     let mut known = BTreeSet::new();
     let mut unknown = BTreeSet::new();
-    let all = (profile.syscalls.native.iter().map(|n| (n, false)))
-        .chain(profile.syscalls.compat.iter().map(|n| (n, true)));
+    let all = (profile.syscalls.native.iter().map(|n| (n.as_str(), false)))
+        .chain(profile.syscalls.compat.iter().map(|n| (n.as_str(), true)));
     for (name, compat) in all {
         if arch.knows(name, compat) {
-            known.insert(name.clone());
+            known.insert(name.to_string());
         } else {
-            unknown.insert(name.clone());
+            unknown.insert(name.to_string());
         }
     }
     // A name known in one ABI but not the other is allowed (libseccomp maps it per ABI).
@@ -343,6 +354,13 @@ mod tests {
         );
     }
 
+    /// `names` plus the runtime floor known on `arch`, sorted.
+    fn with_runtime_floor(names: &[&str], arch: NodeArch) -> Vec<String> {
+        let floor = RUNTIME_SYSCALLS.iter().filter(|n| arch.knows(n, false));
+        let all: BTreeSet<String> = names.iter().chain(floor).map(|n| n.to_string()).collect();
+        all.into_iter().collect()
+    }
+
     #[test]
     fn names_from_both_abis_sorted_unique_unknown_dropped() {
         let p = with_syscalls(
@@ -354,7 +372,10 @@ mod tests {
         assert_eq!(d.syscalls[0].action, SeccompAction::Allow);
         assert_eq!(
             d.syscalls[0].names,
-            ["_llseek", "openat", "read", "socketcall", "write"]
+            with_runtime_floor(
+                &["_llseek", "openat", "read", "socketcall", "write"],
+                NodeArch::X86_64
+            )
         );
         assert_eq!(
             unknown_syscalls(&p, NodeArch::X86_64),
@@ -368,7 +389,14 @@ mod tests {
         // arm (compat) syscall.
         let p = with_syscalls(&["open", "fork", "openat", "clone"], &["arm_fadvise64_64"]);
         let d = seccomp_draft(&p, SeccompMode::Enforce, NodeArch::Aarch64);
-        assert_eq!(d.syscalls[0].names, ["arm_fadvise64_64", "clone", "openat"]);
+        assert_eq!(
+            d.syscalls[0].names,
+            with_runtime_floor(&["arm_fadvise64_64", "clone", "openat"], NodeArch::Aarch64)
+        );
+        assert!(
+            !d.syscalls[0].names.contains(&"access".to_string()),
+            "not an arm64 syscall"
+        );
         assert_eq!(unknown_syscalls(&p, NodeArch::Aarch64), ["fork", "open"]);
         assert!(unknown_syscalls(&p, NodeArch::X86_64) == ["arm_fadvise64_64"]);
     }

@@ -30,6 +30,7 @@ pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
     c.mm_arg_end = off("mm_struct", "arg_end")?;
     c.signal_live = off("signal_struct", "live")?;
     c.binprm_filename = off("linux_binprm", "filename")?;
+    c.binprm_file = off("linux_binprm", "file")?;
     c.cgroup_kn = off("cgroup", "kn")?;
     c.kernfs_node_id = off("kernfs_node", "id")?;
     c.cgroup_root = off("cgroup", "root")?;

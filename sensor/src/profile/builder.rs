@@ -226,8 +226,13 @@ impl ApplicationProfile {
                 changed = true;
             }
         }
-        // Names learnt later still label the flows already recorded to those addresses.
-        for flow in self.egress.iter_mut().filter(|f| addresses.contains(&f.ip)) {
+        // Names learnt later still label the flows already recorded to those addresses (while
+        // learning only: a ready baseline must not grow by itself).
+        for flow in self
+            .egress
+            .iter_mut()
+            .filter(|f| learning && addresses.contains(&f.ip))
+        {
             if !flow.dns_names.iter().any(|n| n == name)
                 && flow.dns_names.len() < caps::NAMES_PER_PEER
             {
@@ -283,7 +288,7 @@ impl ApplicationProfile {
         flow.bytes_sent += delta.bytes_sent;
         flow.bytes_recv += delta.bytes_recv;
         flow.last_seen = now.to_string();
-        for n in names {
+        for n in names.iter().filter(|_| learning) {
             if !flow.dns_names.contains(n) && flow.dns_names.len() < caps::NAMES_PER_PEER {
                 flow.dns_names.push(n.clone());
             }

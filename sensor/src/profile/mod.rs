@@ -4,3 +4,4 @@ pub mod builder;
 pub mod model;
 pub mod normalize;
 pub mod persist;
+pub mod runtime;

@@ -25,7 +25,7 @@ use super::system::{clock_ticks_per_sec, cpu_ticks, machine_busy_ticks};
 
 /// Entry point of the hidden `bench-worker` subcommand.
 pub fn worker(args: &[String]) -> Result<()> {
-    let usage = "usage: bench-worker <cgroup-dir> (getppid <calls> <cpu> | exec <count> <parallel> | connect <rate> <secs> <threads> <port,...>)";
+    let usage = "usage: bench-worker <cgroup-dir> (getppid <calls> <cpu> | exec <count> <parallel> | connect <rate> <secs> <threads> <port,...> | exec-paced <rate> <path>...)";
     let [cgroup, workload, rest @ ..] = args else {
         bail!("{usage}")
     };
@@ -59,6 +59,17 @@ pub fn worker(args: &[String]) -> Result<()> {
             ensure!(!ports.is_empty() && rate > 0, "{usage}");
             join_cgroup(Path::new(cgroup))?;
             connect_flood(rate, secs, threads as usize, &ports)?
+        }
+        "exec-paced" => {
+            let rate = num(0)?;
+            let paths: Vec<CString> = rest[1..]
+                .iter()
+                .map(|p| CString::new(p.as_str()).context("path with a NUL byte"))
+                .collect::<Result<_>>()?;
+            ensure!(rate > 0 && !paths.is_empty(), "{usage}");
+            let stamps = SharedStamps::new(paths.len())?;
+            join_cgroup(Path::new(cgroup))?;
+            exec_paced(&paths, rate, &stamps)?
         }
         other => bail!("unknown workload `{other}`; {usage}"),
     };
@@ -95,14 +106,19 @@ fn pin_to_cpu(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-fn monotonic_ns() -> u64 {
+/// `clock_gettime(clock)` in nanoseconds, without allocation (measured loops call it).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// A plain counter loop: xtask is built without optimisations, and a `for` over a range would
@@ -200,6 +216,85 @@ fn exec_flood(path: &CString, count: u64, parallel: usize) -> Result<Value> {
     let secs = (monotonic_ns() - t0) as f64 / 1e9;
     Ok(
         json!({ "started": started, "exec_ok": ok, "failed": failed, "secs": secs, "rate": started as f64 / secs }),
+    )
+}
+
+/// u64 slots in memory shared with the children (MAP_SHARED): a child writes its own time stamp
+/// there right before `execve`, without a syscall (`clock_gettime` is in the vDSO).
+struct SharedStamps {
+    ptr: *mut u64,
+    len: usize,
+}
+
+impl SharedStamps {
+    fn new(len: usize) -> Result<SharedStamps> {
+        let bytes = len.max(1) * std::mem::size_of::<u64>();
+        // SAFETY: an anonymous shared mapping, no file, checked for MAP_FAILED.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context("mmap for the time stamps");
+        }
+        Ok(SharedStamps {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        assert!(i < self.len);
+        // SAFETY: in bounds; children that wrote it have exited (reaped) before we read.
+        unsafe { std::ptr::read_volatile(self.ptr.add(i)) }
+    }
+}
+
+fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// fork + execve of each path in turn (argv = [path], empty environment), paced at `rate` per
+/// second, each child reaped before the next starts. Each child stamps CLOCK_REALTIME into
+/// `stamps` right before its `execve`: the trigger times of the detection-latency bench.
+fn exec_paced(paths: &[CString], rate: u64, stamps: &SharedStamps) -> Result<Value> {
+    let envp = [std::ptr::null()];
+    let (mut ok, mut failed) = (0u64, 0u64);
+    let t0 = Instant::now();
+    for (i, path) in paths.iter().enumerate() {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        let argv = [path.as_ptr(), std::ptr::null()];
+        // SAFETY: single-threaded process; the child only reads the clock, stores to the shared
+        // mapping and calls execve or _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: i < stamps.len (one slot per path); argv/envp are NULL-terminated arrays
+            // of valid C strings.
+            unsafe {
+                std::ptr::write_volatile(stamps.ptr.add(i), realtime_ns());
+                libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127);
+            }
+        }
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("fork");
+        }
+        reap(&mut ok, &mut failed)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let stamps: Vec<u64> = (0..paths.len()).map(|i| stamps.get(i)).collect();
+    Ok(
+        json!({ "started": paths.len(), "exec_ok": ok, "failed": failed, "secs": secs, "stamps_ns": stamps }),
     )
 }
 
