@@ -49,6 +49,8 @@ pub struct AnomalyLog {
     next_seq: u64,
     retention: Retention,
     dirty: bool,
+    /// The generation just rotated away, still to be made durable by the next sync job.
+    rotated_unsynced: Option<File>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -91,6 +93,7 @@ impl AnomalyLog {
             next_seq,
             retention,
             dirty: false,
+            rotated_unsynced: None,
         })
     }
 
@@ -133,34 +136,34 @@ impl AnomalyLog {
     /// The same work, packaged to run on another thread: an fsync of tens of MB takes tens of
     /// ms, which must not stall the agent's event loop. `None` when nothing changed.
     pub fn sync_job(&mut self) -> Option<SyncJob> {
-        if !self.dirty {
+        if !self.dirty && self.rotated_unsynced.is_none() {
             return None;
         }
         let file = self.file.try_clone().ok()?;
         self.dirty = false;
         Some(SyncJob {
             file,
+            rotated: self.rotated_unsynced.take(),
             dir: self.dir.clone(),
             next_seq: self.next_seq,
         })
     }
 
-    fn save_seq(&self) -> Result<(), LogError> {
-        save_seq(&self.dir, self.next_seq)
-    }
-
+    /// Renames the log to the rotated generation and starts a new one. No fsync here (this runs
+    /// on the event loop): the old file's descriptor goes to the next sync job, and a restart
+    /// finds the sequence number in either generation.
     fn rotate(&mut self) -> Result<(), LogError> {
         let path = self.dir.join(LOG_FILE);
         let rotated = self.dir.join(ROTATED_FILE);
-        self.file.sync_data().map_err(io_err(&path))?;
-        self.save_seq()?;
         fs::rename(&path, &rotated).map_err(io_err(&rotated))?;
-        self.file = OpenOptions::new()
+        let fresh = OpenOptions::new()
             .create(true)
             .append(true)
             .read(true)
             .open(&path)
             .map_err(io_err(&path))?;
+        self.rotated_unsynced = Some(std::mem::replace(&mut self.file, fresh));
+        self.dirty = true;
         self.bytes = 0;
         tracing::info!(file = %rotated.display(), "anomaly log rotated");
         Ok(())
@@ -180,12 +183,17 @@ impl AnomalyLog {
 /// An fsync of the anomaly log, to run on a blocking thread.
 pub struct SyncJob {
     file: File,
+    rotated: Option<File>,
     dir: PathBuf,
     next_seq: u64,
 }
 
 impl SyncJob {
     pub fn run(self) -> Result<(), LogError> {
+        if let Some(rotated) = &self.rotated {
+            let path = self.dir.join(ROTATED_FILE);
+            rotated.sync_data().map_err(io_err(&path))?;
+        }
         let path = self.dir.join(LOG_FILE);
         self.file.sync_data().map_err(io_err(&path))?;
         save_seq(&self.dir, self.next_seq)

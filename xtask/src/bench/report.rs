@@ -458,7 +458,7 @@ impl Report<'_> {
             vec![
                 "log fsync after the run".into(),
                 format!(
-                    "{:.1} ms for {:.1} MB (the agent's flush tick does this on its event loop)",
+                    "{:.1} ms for {:.1} MB (the agent runs it on a blocking thread, off its event loop)",
                     st.log_sync_ms,
                     st.log_bytes as f64 / 1e6
                 ),
@@ -1111,10 +1111,10 @@ impl Report<'_> {
         let _ = writeln!(
             s,
             "- What the hub does not cover: the anomaly log is written on the agent's event loop, before \
-             publishing (append p99 {:.1} µs here), and the loop also runs the log's fsync on every flush tick \
-             (every 5 s by default, and before a rotation at 64 MiB): {:.1} ms here for the {:.1} MB that {} s at \
-             {}/s wrote. While it runs the loop does not drain capture's queue; the kernel ring buffer and that \
-             queue absorb it, and what they cannot hold is counted as dropped, never blocked on.",
+             publishing (append p99 {:.1} µs here: a write to the page cache). Its fsync ({:.1} ms here for \
+             the {:.1} MB that {} s at {}/s wrote) runs on a blocking thread at each flush tick (every 5 s by \
+             default) and for the generation a rotation (at 64 MiB) renames away, so it never holds the loop \
+             that drains capture's queue.",
             st.append_us.p99,
             st.log_sync_ms,
             st.log_bytes as f64 / 1e6,
