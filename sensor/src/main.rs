@@ -15,7 +15,10 @@ fn main() -> std::process::ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // kube-runtime's watcher warns on every retry of a forbidden request; the agent
+            // logs the Kubernetes API's state changes itself, once.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime::watcher=error")),
         )
         .with_writer(std::io::stderr)
         .init();

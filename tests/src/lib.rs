@@ -20,6 +20,7 @@ pub mod dns_client;
 pub mod expect;
 pub mod imds;
 pub mod jsonl;
+pub mod kube_api;
 pub mod kubelet;
 pub mod netns;
 pub mod pod;

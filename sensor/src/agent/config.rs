@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::{
     api::ListenAddr,
-    attribution::kubelet::KubeletDirs,
+    attribution::{kube::KubeApiSettings, kube::settings as kube_settings, kubelet::KubeletDirs},
     collector::patterns::{SensitivePattern, default_patterns},
 };
 
@@ -39,6 +39,9 @@ pub struct ConfigFile {
     pub grpc_tls_cert: Option<PathBuf>,
     pub grpc_tls_key: Option<PathBuf>,
     pub grpc_tls_client_ca: Option<PathBuf>,
+    pub kubernetes_api: Option<String>,
+    pub kubernetes_api_url: Option<String>,
+    pub kubernetes_peers: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +85,8 @@ pub struct Settings {
     /// Repeats of an anomaly are summarised once per window.
     pub anomaly_window: Duration,
     pub anomaly_retention: crate::detect::log::Retention,
+    /// Pod metadata from the Kubernetes API (`attribution::kube`).
+    pub kubernetes: KubeApiSettings,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sensor";
@@ -162,6 +167,9 @@ pub struct Overrides {
     pub grpc_tls_cert: Option<PathBuf>,
     pub grpc_tls_key: Option<PathBuf>,
     pub grpc_tls_client_ca: Option<PathBuf>,
+    pub kubernetes_api: Option<String>,
+    pub kubernetes_api_url: Option<String>,
+    pub kubernetes_peers: Option<String>,
 }
 
 /// Merges defaults, the file and the flags; validates everything.
@@ -186,6 +194,8 @@ pub fn settings(
             (None, None) => (default.to_string(), false),
         }
     };
+
+    let kubernetes = kubernetes(&file, file_origin, &flags, &origin)?;
 
     let (learning, from_flag) = pick(
         flags.learning_period,
@@ -363,7 +373,49 @@ pub fn settings(
         graduation_window,
         anomaly_window,
         anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
+        kubernetes,
     })
+}
+
+/// `kubernetesApi`, `kubernetesApiUrl`, `kubernetesPeers`: each parsed, then checked together.
+fn kubernetes(
+    file: &ConfigFile,
+    file_origin: &str,
+    flags: &Overrides,
+    origin: &dyn Fn(bool) -> String,
+) -> Result<KubeApiSettings, ConfigError> {
+    let invalid = |from_flag: bool, key: &'static str, message: String| ConfigError::Invalid {
+        origin: origin(from_flag),
+        key,
+        message,
+    };
+    let pick = |flag: &Option<String>, file: &Option<String>| match (flag, file) {
+        (Some(v), _) => Some((v.clone(), true)),
+        (None, Some(v)) => Some((v.clone(), false)),
+        (None, None) => None,
+    };
+    let mut s = KubeApiSettings::default();
+    if let Some((v, f)) = pick(&flags.kubernetes_api, &file.kubernetes_api) {
+        s.mode = kube_settings::parse_mode(&v).map_err(|m| invalid(f, "kubernetesApi", m))?;
+    }
+    let url = pick(&flags.kubernetes_api_url, &file.kubernetes_api_url);
+    if let Some((v, f)) = &url {
+        s.url = Some(kube_settings::parse_url(v).map_err(|m| invalid(*f, "kubernetesApiUrl", m))?);
+    }
+    if let Some((v, f)) = pick(&flags.kubernetes_peers, &file.kubernetes_peers) {
+        s.peers = kube_settings::parse_peers(&v).map_err(|m| invalid(f, "kubernetesPeers", m))?;
+    }
+    let url_from_flag = url.is_some_and(|(_, f)| f);
+    kube_settings::validate(&s).map_err(|m| ConfigError::Invalid {
+        origin: if url_from_flag || flags.kubernetes_api.is_some() {
+            origin(true)
+        } else {
+            file_origin.to_string()
+        },
+        key: "kubernetesApiUrl",
+        message: m,
+    })?;
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -391,6 +443,64 @@ mod tests {
         .unwrap();
         assert_eq!(s.learning_period, Duration::from_secs(30));
         assert_eq!(s.state_dir, PathBuf::from("/data"));
+    }
+
+    #[test]
+    fn kubernetes_api_settings() {
+        use crate::attribution::kube::{ApiMode, PeerScope};
+        let s = from_text("", Overrides::default()).unwrap();
+        assert_eq!(s.kubernetes, KubeApiSettings::default());
+        let s = from_text(
+            "kubernetesApi: off\nkubernetesPeers: node\n",
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (s.kubernetes.mode, s.kubernetes.peers),
+            (ApiMode::Off, PeerScope::Node)
+        );
+        let s = from_text(
+            "kubernetesApi: off\n",
+            Overrides {
+                kubernetes_api: Some("auto".into()),
+                kubernetes_api_url: Some("http://127.0.0.1:8001".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.kubernetes.url.as_deref(), Some("http://127.0.0.1:8001"));
+        let cases = [
+            (
+                "kubernetesApi: on\n",
+                Overrides::default(),
+                "config file c.yaml: `kubernetesApi`",
+            ),
+            (
+                "",
+                Overrides {
+                    kubernetes_api_url: Some("127.0.0.1:8001".into()),
+                    ..Default::default()
+                },
+                "command line: `kubernetesApiUrl`",
+            ),
+            (
+                "kubernetesPeers: all\n",
+                Overrides::default(),
+                "`kubernetesPeers`",
+            ),
+            (
+                "kubernetesApi: off\n",
+                Overrides {
+                    kubernetes_api_url: Some("http://127.0.0.1:8001".into()),
+                    ..Default::default()
+                },
+                "command line: `kubernetesApiUrl`: a Kubernetes API URL is given but",
+            ),
+        ];
+        for (text, flags, expected) in cases {
+            let e = from_text(text, flags).unwrap_err();
+            assert!(e.starts_with(expected) || e.contains(expected), "{e}");
+        }
     }
 
     #[test]

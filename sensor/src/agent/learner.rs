@@ -12,12 +12,12 @@ use sensor_common::{FlowKey, FlowStats, SyscallSet, flow_direction};
 
 use super::store::ProfileStore;
 use crate::{
-    attribution::{Attribution, Scope, workload::WorkloadKind},
+    attribution::{Attribution, Scope, kube::KubeMetadata, workload::WorkloadKind},
     collector::syscall_sets::numbers,
     event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ProfileKey, Protocol, Resolver},
+        model::{ApplicationProfile, Peer, ProfileKey, Protocol, Resolver},
         runtime,
     },
     syscall_names::{Abi, name},
@@ -117,6 +117,14 @@ pub struct Learner {
     /// Resolver facts per cgroup.
     resolv: HashMap<u64, ResolvConf>,
     node: String,
+    /// Pods known from the Kubernetes API: the peers of flows.
+    pods: Option<KubeMetadata>,
+}
+
+/// Labels and the exact workload kind of the event's pod, when the API knows them.
+fn record_identity(p: &mut ApplicationProfile, who: &Attribution, now: &str) -> bool {
+    let exact_kind = who.workload_kind.filter(|_| who.workload_from_api);
+    p.record_identity(who.labels.as_deref(), exact_kind, now)
 }
 
 impl Learner {
@@ -128,7 +136,18 @@ impl Learner {
             preexisting,
             resolv: HashMap::new(),
             node,
+            pods: None,
         }
+    }
+
+    /// Names the peers of flows from the Kubernetes API's pods.
+    pub fn with_pod_metadata(mut self, pods: Option<KubeMetadata>) -> Self {
+        self.pods = pods;
+        self
+    }
+
+    fn peer(&self, ip: &IpAddr) -> Option<Peer> {
+        self.pods.as_ref()?.peer(ip)
     }
 
     /// One attributed event from the pipeline.
@@ -185,42 +204,51 @@ impl Learner {
                         .remove(&kernel_key(cgroup_id, &id, *remote_port, *local_port));
                 let d = delta(&total, before.as_ref());
                 self.window.entry((key.clone(), id)).or_default().add(d);
-                Some((id, d))
+                Some((id, d, self.peer(remote_ip)))
             }
             _ => None,
         };
         let node = self.node.clone();
         let mut store = self.store.write().expect("profile store lock");
         store.update(&key, kind, &now, preexisting, &pod, &node, |p| {
-            match &ev.detail {
-                Detail::Exec {
-                    path, exe, args, ..
-                } => {
-                    !runtime::is_runtime_reexec(path, exe.as_deref(), args)
-                        && p.record_exec(path, args, &now)
+            let identity = record_identity(p, &ev.who, &now);
+            identity
+                | match &ev.detail {
+                    Detail::Exec {
+                        path, exe, args, ..
+                    } => {
+                        !runtime::is_runtime_reexec(path, exe.as_deref(), args)
+                            && p.record_exec(path, args, &now)
+                    }
+                    Detail::File { path, pattern, .. } => p.record_file(path, pattern, &now),
+                    Detail::Syscalls { native, compat, .. } => {
+                        p.record_syscalls(native, compat, &now)
+                    }
+                    Detail::Dns {
+                        question,
+                        server_ip,
+                        answers,
+                        ..
+                    } => {
+                        let addresses: Vec<IpAddr> = answers.iter().map(|a| a.ip).collect();
+                        let resolver = Resolver {
+                            ip: *server_ip,
+                            cluster_dns: resolv.cluster_search
+                                && resolv.nameservers.contains(server_ip),
+                        };
+                        p.record_dns(question, &addresses, resolver, &now)
+                    }
+                    Detail::Flow { remote_names, .. } => match &flow_final {
+                        Some((id, d, peer)) => {
+                            p.record_flow(*id, *d, remote_names, &now)
+                                | peer
+                                    .as_ref()
+                                    .is_some_and(|peer| p.record_peer(*id, peer, &now))
+                        }
+                        None => false,
+                    },
+                    Detail::Connect { .. } | Detail::Accept { .. } | Detail::Exit { .. } => false,
                 }
-                Detail::File { path, pattern, .. } => p.record_file(path, pattern, &now),
-                Detail::Syscalls { native, compat, .. } => p.record_syscalls(native, compat, &now),
-                Detail::Dns {
-                    question,
-                    server_ip,
-                    answers,
-                    ..
-                } => {
-                    let addresses: Vec<IpAddr> = answers.iter().map(|a| a.ip).collect();
-                    let resolver = Resolver {
-                        ip: *server_ip,
-                        cluster_dns: resolv.cluster_search
-                            && resolv.nameservers.contains(server_ip),
-                    };
-                    p.record_dns(question, &addresses, resolver, &now)
-                }
-                Detail::Flow { remote_names, .. } => match flow_final {
-                    Some((id, d)) => p.record_flow(id, d, remote_names, &now),
-                    None => false,
-                },
-                Detail::Connect { .. } | Detail::Accept { .. } | Detail::Exit { .. } => false,
-            }
         });
     }
 
@@ -249,7 +277,7 @@ impl Learner {
                 .collect();
             let preexisting = self.preexisting.contains(cgroup_id);
             store.update(&key, kind, now, preexisting, &pod, &self.node, |p| {
-                p.record_syscalls(&native, &compat, now)
+                record_identity(p, &who, now) | p.record_syscalls(&native, &compat, now)
             });
         }
     }
@@ -277,8 +305,13 @@ impl Learner {
             let pod = who.pod.clone().unwrap_or_default();
             let names = names(kkey.cgroup_id, &id.ip);
             let preexisting = self.preexisting.contains(&kkey.cgroup_id);
+            let peer = self.peer(&id.ip);
             store.update(&key, kind, now, preexisting, &pod, &self.node, |p| {
-                p.record_flow(id, d, &names, now)
+                record_identity(p, &who, now)
+                    | p.record_flow(id, d, &names, now)
+                    | peer
+                        .as_ref()
+                        .is_some_and(|peer| p.record_peer(id, peer, now))
             });
             self.window.entry((key, id)).or_default().add(d);
         }

@@ -29,7 +29,7 @@ use self::{
 };
 use crate::{
     api::{self, Hub, Services, Transport},
-    attribution::Attribution,
+    attribution::{Attribution, kube::KubeMetadata},
     capture::{Capture, CaptureOptions},
     collector::syscall_sets::numbers,
     detect::{
@@ -71,6 +71,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.learning_period.as_secs(),
         restored,
     )));
+    // Before capture, so the first list races the probes' loading, not the first events.
+    let pod_metadata = KubeMetadata::start(&settings.kubernetes, &settings.node_name);
 
     let Capture {
         mut collector,
@@ -86,7 +88,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         patterns: settings.patterns.clone(),
         node_name: settings.node_name.clone(),
     })?;
-    let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone());
+    if let Some(m) = &pod_metadata {
+        pipeline.attributor.set_pod_metadata(m.clone());
+    }
+    let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone())
+        .with_pod_metadata(pod_metadata);
     // Quiet for an hour: the next occurrence is a new anomaly again.
     let engine = Engine::new(
         log,

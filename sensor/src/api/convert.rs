@@ -35,6 +35,10 @@ pub fn workload_kind(kind: WorkloadKind) -> proto::WorkloadKind {
         WorkloadKind::DaemonSetOrJob => proto::WorkloadKind::DaemonsetOrJob,
         WorkloadKind::CronJob => proto::WorkloadKind::Cronjob,
         WorkloadKind::Pod => proto::WorkloadKind::Pod,
+        WorkloadKind::DaemonSet => proto::WorkloadKind::Daemonset,
+        WorkloadKind::Job => proto::WorkloadKind::Job,
+        WorkloadKind::ReplicaSet => proto::WorkloadKind::Replicaset,
+        WorkloadKind::Other => proto::WorkloadKind::Other,
     }
 }
 
@@ -215,6 +219,10 @@ pub fn workload_kind_name(kind: i32) -> &'static str {
         Ok(proto::WorkloadKind::DaemonsetOrJob) => "daemonset-or-job",
         Ok(proto::WorkloadKind::Cronjob) => "cronjob",
         Ok(proto::WorkloadKind::Pod) => "pod",
+        Ok(proto::WorkloadKind::Daemonset) => "daemonset",
+        Ok(proto::WorkloadKind::Job) => "job",
+        Ok(proto::WorkloadKind::Replicaset) => "replicaset",
+        Ok(proto::WorkloadKind::Other) => "other",
         Ok(proto::WorkloadKind::Unspecified) | Err(_) => "unknown",
     }
 }
@@ -282,6 +290,10 @@ mod tests {
             WorkloadKind::DaemonSetOrJob,
             WorkloadKind::CronJob,
             WorkloadKind::Pod,
+            WorkloadKind::DaemonSet,
+            WorkloadKind::Job,
+            WorkloadKind::ReplicaSet,
+            WorkloadKind::Other,
         ] {
             let json = serde_json::to_value(kind).unwrap();
             assert_eq!(

@@ -3,12 +3,13 @@
 
 pub mod cgroup_path;
 pub mod cgroups;
+pub mod kube;
 pub mod kubelet;
 pub mod processes;
 pub mod workload;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap, HashSet},
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -19,6 +20,7 @@ use serde::Serialize;
 use self::{
     cgroup_path::{CgroupKind, classify, short_id},
     cgroups::CgroupTable,
+    kube::{ApiPod, KubeMetadata},
     kubelet::{KubeletDirs, KubeletIndex},
     processes::ProcessTable,
     workload::{WorkloadKind, workload_from_pod_name},
@@ -61,6 +63,15 @@ pub struct Attribution {
     pub workload: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload_kind: Option<WorkloadKind>,
+    /// The workload was read from the Kubernetes API (not derived from the pod name).
+    #[serde(skip)]
+    pub workload_from_api: bool,
+    /// Pod labels (Kubernetes API only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
+    /// The pod's service account (Kubernetes API only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
     pub cgroup_id: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
@@ -77,6 +88,9 @@ impl Attribution {
             container_id: None,
             workload: None,
             workload_kind: None,
+            workload_from_api: false,
+            labels: None,
+            service_account: None,
             cgroup_id,
             cgroup,
         }
@@ -139,7 +153,13 @@ pub struct AttributionOptions {
 struct Cached {
     attribution: Arc<Attribution>,
     resolved_at: Instant,
+    /// [`KubeMetadata::local_generation`] when resolved: a change of this node's pods in the
+    /// API since then means looking again.
+    api_generation: u64,
 }
+
+/// Pods whose name-derived workload disagreed with the API's, already logged (bounded).
+const MISMATCHES_LOGGED: usize = 1024;
 
 pub struct Attributor {
     cgroups: CgroupTable,
@@ -149,6 +169,9 @@ pub struct Attributor {
     proc_root: PathBuf,
     cache: HashMap<u64, Cached>,
     last_kubelet_scan: Instant,
+    /// Pod metadata from the Kubernetes API, when that source is on.
+    api: Option<KubeMetadata>,
+    mismatches_logged: HashSet<String>,
 }
 
 impl Attributor {
@@ -173,7 +196,15 @@ impl Attributor {
             proc_root: opts.proc_root,
             cache: HashMap::new(),
             last_kubelet_scan: Instant::now(),
+            api: None,
+            mismatches_logged: HashSet::new(),
         }
+    }
+
+    /// Uses pod metadata from the Kubernetes API from now on (see [`kube`]).
+    pub fn set_pod_metadata(&mut self, api: KubeMetadata) {
+        self.api = Some(api);
+        self.cache.clear();
     }
 
     pub fn cgroup_created(&mut self, id: u64, path: String) {
@@ -202,7 +233,9 @@ impl Attributor {
     /// Who owns cgroup `cgroup_id`. `pid` (0 if unknown) lets an unseen cgroup be resolved
     /// through /proc.
     pub fn attribute(&mut self, cgroup_id: u64, pid: u32) -> Arc<Attribution> {
+        let api_generation = self.api.as_ref().map_or(0, KubeMetadata::local_generation);
         if let Some(c) = self.cache.get(&cgroup_id)
+            && c.api_generation == api_generation
             && (c.attribution.is_complete() || c.resolved_at.elapsed() < RETRY_INCOMPLETE)
         {
             return c.attribution.clone();
@@ -222,6 +255,7 @@ impl Attributor {
             Cached {
                 attribution: a.clone(),
                 resolved_at: Instant::now(),
+                api_generation,
             },
         );
         a
@@ -255,6 +289,7 @@ impl Attributor {
                     a.workload = Some(w.name);
                     a.workload_kind = Some(w.kind);
                 }
+                self.apply_api(&mut a, &pod_uid, None);
                 a.pod_uid = Some(pod_uid);
                 a
             }
@@ -269,10 +304,51 @@ impl Attributor {
                     a.workload_kind = Some(w.kind);
                 }
                 a.container = resolved.container_name.map(str::to_string);
+                self.apply_api(&mut a, &r.pod_uid, Some(&r.container_id));
                 a.pod_uid = Some(r.pod_uid);
                 a.container_id = Some(r.container_id);
                 a
             }
         }
+    }
+
+    /// What the API knows of the pod: names kubelet's files do not have yet, labels, service
+    /// account, and the workload from ownerReferences, which wins over the name-derived one.
+    fn apply_api(&mut self, a: &mut Attribution, pod_uid: &str, container_id: Option<&str>) {
+        let Some(pod) = self.api.as_ref().and_then(|api| api.local_pod(pod_uid)) else {
+            return;
+        };
+        a.namespace.get_or_insert_with(|| pod.namespace.clone());
+        a.pod.get_or_insert_with(|| pod.name.clone());
+        if a.container.is_none() {
+            a.container = container_id
+                .and_then(|id| pod.container_name(id))
+                .map(str::to_string);
+        }
+        self.log_mismatch(&pod);
+        a.workload = Some(pod.workload.name.clone());
+        a.workload_kind = Some(pod.workload.kind);
+        a.workload_from_api = true;
+        a.labels = Some(pod.labels.clone());
+        a.service_account = pod.service_account.clone();
+    }
+
+    /// Says once per pod when the API names another workload than the pod name suggested:
+    /// the profile key follows the API from here on.
+    fn log_mismatch(&mut self, pod: &ApiPod) {
+        let guessed = workload_from_pod_name(&pod.name);
+        if guessed.name == pod.workload.name || self.mismatches_logged.contains(&pod.uid) {
+            return;
+        }
+        if self.mismatches_logged.len() >= MISMATCHES_LOGGED {
+            self.mismatches_logged.clear();
+        }
+        self.mismatches_logged.insert(pod.uid.clone());
+        tracing::info!(
+            pod = %format!("{}/{}", pod.namespace, pod.name),
+            api = %format!("{:?} {}", pod.workload.kind, pod.workload.name),
+            name_suggests = %format!("{:?} {}", guessed.kind, guessed.name),
+            "workload from the Kubernetes API differs from the pod name's: profiles use the API's"
+        );
     }
 }

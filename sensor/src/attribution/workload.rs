@@ -22,6 +22,18 @@ pub enum WorkloadKind {
     CronJob,
     #[serde(rename = "pod")]
     Pod,
+    // The kinds below only come from the Kubernetes API (ownerReferences), never from a name.
+    #[serde(rename = "daemonset")]
+    DaemonSet,
+    #[serde(rename = "job")]
+    Job,
+    /// A ReplicaSet without a Deployment above it.
+    #[serde(rename = "replicaset")]
+    ReplicaSet,
+    /// A controller of another kind (a custom resource such as an Argo Rollout or Workflow):
+    /// the workload is named after it.
+    #[serde(rename = "other")]
+    Other,
 }
 
 /// A workload guessed from a pod name.

@@ -71,6 +71,17 @@ pub struct RunArgs {
     /// TLS: CA that client certificates must be signed by (mutual TLS).
     #[arg(long, value_name = "FILE")]
     pub grpc_tls_client_ca: Option<PathBuf>,
+    /// Pod labels, owners and addresses from the Kubernetes API: `auto` (in-cluster when
+    /// KUBERNETES_SERVICE_HOST and the service-account token exist) or `off` [default: auto].
+    #[arg(long, value_name = "auto|off")]
+    pub kubernetes_api: Option<String>,
+    /// Use this API server instead of the in-cluster one, anonymously (e.g. `kubectl proxy`).
+    #[arg(long, value_name = "URL")]
+    pub kubernetes_api_url: Option<String>,
+    /// Which pods name the peers of flows: `cluster` (a watch of every pod) or `node`
+    /// [default: cluster].
+    #[arg(long, value_name = "cluster|node")]
+    pub kubernetes_peers: Option<String>,
 }
 
 /// Settings from defaults, the config file and these flags.
@@ -102,6 +113,9 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         grpc_tls_cert: args.grpc_tls_cert,
         grpc_tls_key: args.grpc_tls_key,
         grpc_tls_client_ca: args.grpc_tls_client_ca,
+        kubernetes_api: args.kubernetes_api,
+        kubernetes_api_url: args.kubernetes_api_url,
+        kubernetes_peers: args.kubernetes_peers,
     };
     config::settings(file, &origin, flags, crate::cli::trace::host_name())
 }

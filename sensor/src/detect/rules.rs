@@ -1316,6 +1316,9 @@ mod tests {
             container_id: None,
             workload: Some("api".into()),
             workload_kind: Some(WorkloadKind::Deployment),
+            workload_from_api: false,
+            labels: None,
+            service_account: None,
             cgroup_id: 7,
             cgroup: None,
         }

@@ -296,6 +296,64 @@ impl ApplicationProfile {
         self.touched(now)
     }
 
+    /// What the Kubernetes API says of a pod of this profile: its labels (the profile keeps the
+    /// labels all its pods share: a selector built from them matches every replica seen, across
+    /// rollouts) and the exact workload kind (refines a kind derived from the pod name). Identity,
+    /// not behaviour: updated in every status.
+    pub fn record_identity(
+        &mut self,
+        labels: Option<&std::collections::BTreeMap<String, String>>,
+        exact_kind: Option<WorkloadKind>,
+        now: &str,
+    ) -> bool {
+        let mut changed = false;
+        if let Some(kind) = exact_kind.filter(|k| *k != self.workload_kind) {
+            self.workload_kind = kind;
+            changed = true;
+        }
+        if let Some(labels) = labels.filter(|l| !l.is_empty()) {
+            let shared: std::collections::BTreeMap<String, String> = if self.labels.is_empty() {
+                labels.clone()
+            } else {
+                self.labels
+                    .iter()
+                    .filter(|(k, v)| labels.get(*k) == Some(*v))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            // Replicas of a controller always share its selector's labels; nothing shared means
+            // unrelated pods, and the labels already recorded stay.
+            if !shared.is_empty() && shared != self.labels {
+                self.labels = shared;
+                changed = true;
+            }
+        }
+        changed && self.touched(now)
+    }
+
+    /// The pod and workload at the other end of a recorded flow (Kubernetes API), while
+    /// learning: a ready baseline's policy must not change because an address changed hands.
+    pub fn record_peer(&mut self, id: FlowId, peer: &super::model::Peer, now: &str) -> bool {
+        if !self.learning() {
+            return false;
+        }
+        let flows = match id.direction {
+            Direction::Egress => &mut self.egress,
+            Direction::Ingress => &mut self.ingress,
+        };
+        let Some(flow) = flows
+            .iter_mut()
+            .find(|f| f.ip == id.ip && f.port == id.port && f.protocol == id.protocol)
+        else {
+            return false;
+        };
+        if flow.peer.as_ref() == Some(peer) {
+            return false;
+        }
+        flow.peer = Some(peer.clone());
+        self.touched(now)
+    }
+
     /// Closes a rate window for a flow: `total` is what the flow did during the window.
     pub fn record_window(
         &mut self,
@@ -516,6 +574,65 @@ mod tests {
         assert_eq!(p.completeness, Completeness::Partial);
         assert!(p.add_pod("agent-7d9f8b6c4d-x2x9k", "node-1", T1));
         assert!(!p.add_pod("agent-7d9f8b6c4d-x2x9k", "node-1", T1));
+    }
+
+    #[test]
+    fn labels_are_those_all_pods_share_and_api_kinds_refine_guesses() {
+        let mut p = profile();
+        p.workload_kind = WorkloadKind::DaemonSetOrJob;
+        let l = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let v1 = l(&[
+            ("app", "agent"),
+            ("version", "1"),
+            ("pod-template-hash", "a1"),
+        ]);
+        assert!(p.record_identity(Some(&v1), Some(WorkloadKind::DaemonSet), T1));
+        assert_eq!(
+            (p.labels.clone(), p.workload_kind),
+            (v1.clone(), WorkloadKind::DaemonSet)
+        );
+        assert!(!p.record_identity(Some(&v1), Some(WorkloadKind::DaemonSet), T1));
+        // a rollout: only what both revisions share stays
+        let v2 = l(&[
+            ("app", "agent"),
+            ("version", "2"),
+            ("pod-template-hash", "b2"),
+        ]);
+        assert!(p.record_identity(Some(&v2), None, T1));
+        assert_eq!(p.labels, l(&[("app", "agent")]));
+        // unknown labels (no API) and unrelated labels change nothing
+        assert!(!p.record_identity(None, None, T1));
+        assert!(!p.record_identity(Some(&l(&[("other", "x")])), None, T1));
+        p.advance(T2);
+        assert!(p.record_identity(Some(&l(&[("app", "agent")])), Some(WorkloadKind::Job), T2));
+    }
+
+    #[test]
+    fn peers_are_recorded_while_learning_only() {
+        let mut p = profile();
+        let id = egress("10.1.2.3", 443);
+        let peer = super::super::model::Peer {
+            namespace: "models".into(),
+            pod: Some("llm-0".into()),
+            workload: Some("llm".into()),
+            labels: [("app".to_string(), "llm".to_string())].into(),
+        };
+        assert!(!p.record_peer(id, &peer, T1), "no such flow");
+        p.record_flow(id, FlowDelta::default(), &[], T1);
+        assert!(p.record_peer(id, &peer, T1));
+        assert!(!p.record_peer(id, &peer, T1));
+        assert_eq!(p.egress[0].peer.as_ref(), Some(&peer));
+        p.advance(T2);
+        let other = super::super::model::Peer {
+            pod: Some("llm-1".into()),
+            ..peer
+        };
+        assert!(!p.record_peer(id, &other, T2), "frozen once ready");
     }
 
     #[test]

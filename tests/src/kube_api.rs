@@ -1,0 +1,679 @@
+//! A Kubernetes API server stand-in over real HTTP/1.1 on 127.0.0.1, serving real Kubernetes
+//! JSON: `PodList`s (with `fieldSelector` on `spec.nodeName`, `=` and `!=`, and `limit` /
+//! `continue` paging), watch streams of `WatchEvent`s (chunked, from a `resourceVersion`, with
+//! `ERROR` 410 `Expired` for a history that is gone), and single `ReplicaSet` / `Job` objects.
+//!
+//! Why: the sensor's Kubernetes source is a real client (kube-rs). A test drives it through
+//! the wire protocol the API server speaks, and changes the cluster (pods added, relabelled,
+//! deleted), ends watches cleanly, expires them (410 Gone), refuses requests (403) or stops
+//! answering, while recording every request it got.
+//!
+//! Blocking std networking on its own threads: usable from any test, async or not.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// How the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Serve,
+    /// 403 Forbidden with a Status, like an API server whose RBAC does not allow the request.
+    Forbidden,
+    /// Accepts, then answers nothing for this long (a slow or hung API server).
+    Stall(Duration),
+}
+
+/// One request received: path and decoded query.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+}
+
+impl Request {
+    pub fn is_watch(&self) -> bool {
+        self.query
+            .get("watch")
+            .is_some_and(|v| v == "true" || v == "1")
+    }
+}
+
+struct State {
+    rv: u64,
+    pods: BTreeMap<String, Value>,
+    /// Objects served by GET, by API path.
+    objects: HashMap<String, Value>,
+    /// Watch history: (resourceVersion, type, object).
+    events: Vec<(u64, &'static str, Value)>,
+    /// Watches from an older resourceVersion get 410 Gone.
+    oldest_rv: u64,
+    /// Bumped to end open watches: (epoch, expire with 410).
+    epoch: (u64, bool),
+    mode: Mode,
+    requests: Vec<Request>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    cv: Condvar,
+    stop: AtomicBool,
+}
+
+pub struct KubeApi {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl KubeApi {
+    /// On a free port.
+    pub fn start() -> KubeApi {
+        Self::bind(0)
+    }
+
+    /// On `port` (e.g. to bring the API back where the agent was told it is).
+    pub fn bind(port: u16) -> KubeApi {
+        let listener =
+            TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                rv: 1000,
+                pods: BTreeMap::new(),
+                objects: HashMap::new(),
+                events: Vec::new(),
+                oldest_rv: 0,
+                epoch: (0, false),
+                mode: Mode::Serve,
+                requests: Vec::new(),
+            }),
+            cv: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let accept_inner = inner.clone();
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !accept_inner.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let inner = accept_inner.clone();
+                        std::thread::spawn(move || serve(stream, &inner));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        KubeApi { addr, inner }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut st = self.inner.state.lock().unwrap();
+        let r = f(&mut st);
+        drop(st);
+        self.inner.cv.notify_all();
+        r
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        self.with(|s| s.mode = mode);
+    }
+
+    /// Adds or replaces a pod (an `ADDED` or `MODIFIED` event); returns its resourceVersion.
+    pub fn put_pod(&self, mut pod: Value) -> u64 {
+        self.with(|s| {
+            s.rv += 1;
+            pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .expect("pod uid")
+                .to_string();
+            let kind = if s.pods.contains_key(&uid) {
+                "MODIFIED"
+            } else {
+                "ADDED"
+            };
+            s.pods.insert(uid, pod.clone());
+            s.events.push((s.rv, kind, pod));
+            s.rv
+        })
+    }
+
+    /// Deletes a pod (a `DELETED` event).
+    pub fn delete_pod(&self, uid: &str) {
+        self.with(|s| {
+            if let Some(mut pod) = s.pods.remove(uid) {
+                s.rv += 1;
+                pod["metadata"]["resourceVersion"] = json!(s.rv.to_string());
+                s.events.push((s.rv, "DELETED", pod));
+            }
+        });
+    }
+
+    /// Deletes a pod without a trace in the watch history (it was deleted while the watch
+    /// history the client could resume from is gone): only a new list shows it is gone.
+    pub fn forget_pod(&self, uid: &str) {
+        self.with(|s| {
+            s.pods.remove(uid);
+            s.events.retain(|(_, _, o)| o["metadata"]["uid"] != uid);
+        });
+    }
+
+    /// Serves `object` at its API path (ReplicaSets, Jobs).
+    pub fn put_object(&self, object: Value) {
+        let path = object_path(&object);
+        self.with(|s| s.objects.insert(path, object));
+    }
+
+    /// Ends every open watch cleanly (what the API server does at `timeoutSeconds`): a client
+    /// resumes from the last resourceVersion it saw.
+    pub fn end_watches(&self) {
+        self.with(|s| s.epoch = (s.epoch.0 + 1, false));
+    }
+
+    /// The history is compacted: open watches get `ERROR` 410 Expired, and so does any watch
+    /// from an older resourceVersion. A client must list again.
+    pub fn expire_watches(&self) {
+        self.with(|s| {
+            // Everything a client saw is too old; a new list's version is not.
+            s.rv += 1;
+            s.oldest_rv = s.rv;
+            s.epoch = (s.epoch.0 + 1, true);
+        });
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.with(|s| s.requests.clone())
+    }
+
+    /// Stops accepting; open connections end.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        self.end_watches();
+    }
+}
+
+impl Drop for KubeApi {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `/apis/<group>/<version>/namespaces/<ns>/<plural>/<name>` of a ReplicaSet or Job.
+fn object_path(o: &Value) -> String {
+    let plural = match o["kind"].as_str() {
+        Some("ReplicaSet") => "replicasets",
+        Some("Job") => "jobs",
+        other => panic!("no path for kind {other:?}"),
+    };
+    format!(
+        "/apis/{}/namespaces/{}/{plural}/{}",
+        o["apiVersion"].as_str().unwrap(),
+        o["metadata"]["namespace"].as_str().unwrap(),
+        o["metadata"]["name"].as_str().unwrap()
+    )
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(v) => {
+                        out.push(v);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_target(target: &str) -> Request {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect();
+    Request {
+        path: path.to_string(),
+        query,
+    }
+}
+
+/// Whether `pod` passes a `spec.nodeName=X` / `spec.nodeName!=X` field selector.
+fn selected(pod: &Value, selector: Option<&String>) -> bool {
+    let node = pod["spec"]["nodeName"].as_str().unwrap_or("");
+    selector.is_none_or(|sel| {
+        sel.split(',').all(|term| {
+            if let Some(v) = term.strip_prefix("spec.nodeName!=") {
+                node != v
+            } else if let Some(v) = term.strip_prefix("spec.nodeName=") {
+                node == v
+            } else {
+                panic!("field selector {term} not supported by the test server")
+            }
+        })
+    })
+}
+
+fn serve(stream: TcpStream, inner: &Inner) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone stream"));
+    let mut out = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        // Headers (no request bodies: the client only GETs).
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" || h == "\n" {
+                break;
+            }
+        }
+        let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let req = parse_target(&target);
+        let mode = {
+            let mut st = inner.state.lock().unwrap();
+            st.requests.push(req.clone());
+            st.mode
+        };
+        match mode {
+            Mode::Forbidden => {
+                let s = status(
+                    403,
+                    "Forbidden",
+                    "pods is forbidden: User \"system:serviceaccount:node-sensor:node-sensor\" \
+                     cannot list resource \"pods\" in API group \"\" at the cluster scope",
+                );
+                if respond(&mut out, 403, &s).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Mode::Stall(d) => {
+                std::thread::sleep(d);
+                return;
+            }
+            Mode::Serve => {}
+        }
+        if req.path == "/api/v1/pods" && req.is_watch() {
+            watch(&mut out, inner, &req);
+            return;
+        }
+        let (code, body) = if req.path == "/api/v1/pods" {
+            (200, list(inner, &req))
+        } else {
+            let st = inner.state.lock().unwrap();
+            match st.objects.get(&req.path) {
+                Some(o) => (200, o.clone()),
+                None => (
+                    404,
+                    status(404, "NotFound", &format!("{} not found", req.path)),
+                ),
+            }
+        };
+        if respond(&mut out, code, &body).is_err() {
+            return;
+        }
+    }
+}
+
+fn respond(out: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
+    let text = body.to_string();
+    let reason = match code {
+        200 => "OK",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Error",
+    };
+    write!(
+        out,
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+        text.len()
+    )?;
+    out.flush()
+}
+
+fn list(inner: &Inner, req: &Request) -> Value {
+    let st = inner.state.lock().unwrap();
+    let items: Vec<Value> = st
+        .pods
+        .values()
+        .filter(|p| selected(p, req.query.get("fieldSelector")))
+        .map(|p| {
+            // List items carry no kind/apiVersion, like the API server's.
+            let mut p = p.clone();
+            let o = p.as_object_mut().unwrap();
+            o.remove("kind");
+            o.remove("apiVersion");
+            p
+        })
+        .collect();
+    let start: usize = req
+        .query
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let end = start.saturating_add(limit).min(items.len());
+    let mut metadata = json!({"resourceVersion": st.rv.to_string()});
+    if end < items.len() {
+        metadata["continue"] = json!(end.to_string());
+    }
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": metadata,
+           "items": items[start.min(end)..end].to_vec()})
+}
+
+fn chunk(out: &mut TcpStream, v: &Value) -> std::io::Result<()> {
+    let line = format!("{v}\n");
+    write!(out, "{:x}\r\n{line}\r\n", line.len())?;
+    out.flush()
+}
+
+fn watch(out: &mut TcpStream, inner: &Inner, req: &Request) {
+    let selector = req.query.get("fieldSelector");
+    let mut cursor: u64 = req
+        .query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    if out.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let mut st = inner.state.lock().unwrap();
+    let epoch = st.epoch.0;
+    if cursor < st.oldest_rv {
+        let e = json!({"type": "ERROR", "object": status(410, "Expired",
+            &format!("too old resource version: {cursor} ({})", st.oldest_rv))});
+        drop(st);
+        let _ = chunk(out, &e).and_then(|_| out.write_all(b"0\r\n\r\n"));
+        return;
+    }
+    loop {
+        let pending: Vec<Value> = st
+            .events
+            .iter()
+            .filter(|(rv, _, o)| *rv > cursor && selected(o, selector))
+            .map(|(_, t, o)| json!({"type": t, "object": o}))
+            .collect();
+        cursor = st.rv;
+        let (now_epoch, expire) = st.epoch;
+        drop(st);
+        for e in &pending {
+            if chunk(out, e).is_err() {
+                return;
+            }
+        }
+        if inner.stop.load(Ordering::Relaxed) || now_epoch != epoch {
+            if expire {
+                let e = json!({"type": "ERROR", "object": status(410, "Expired",
+                    "too old resource version")});
+                let _ = chunk(out, &e);
+            }
+            let _ = out.write_all(b"0\r\n\r\n");
+            return;
+        }
+        st = inner.state.lock().unwrap();
+        if st.rv == cursor && st.epoch.0 == epoch {
+            st = inner
+                .cv
+                .wait_timeout(st, Duration::from_millis(200))
+                .unwrap()
+                .0;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real Kubernetes objects.
+
+/// A pod as the API server returns it.
+#[derive(Debug, Clone)]
+pub struct PodObject {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node: String,
+    pub labels: BTreeMap<String, String>,
+    /// (kind, name, uid) of the controller.
+    pub owner: Option<(String, String, String)>,
+    pub service_account: String,
+    pub ips: Vec<String>,
+    pub host_network: bool,
+    pub phase: String,
+    /// (container name, runtime id).
+    pub containers: Vec<(String, String)>,
+}
+
+impl PodObject {
+    pub fn new(namespace: &str, name: &str, uid: &str, node: &str) -> PodObject {
+        PodObject {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            node: node.into(),
+            labels: BTreeMap::new(),
+            owner: None,
+            service_account: "default".into(),
+            ips: Vec::new(),
+            host_network: false,
+            phase: "Running".into(),
+            containers: vec![("app".into(), String::new())],
+        }
+    }
+
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.labels.insert(k.into(), v.into());
+        self
+    }
+
+    pub fn owner(mut self, kind: &str, name: &str, uid: &str) -> Self {
+        self.owner = Some((kind.into(), name.into(), uid.into()));
+        self
+    }
+
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.ips.push(ip.into());
+        self
+    }
+
+    pub fn host_network(mut self) -> Self {
+        self.host_network = true;
+        self
+    }
+
+    pub fn service_account(mut self, sa: &str) -> Self {
+        self.service_account = sa.into();
+        self
+    }
+
+    pub fn containers(mut self, c: &[(&str, &str)]) -> Self {
+        self.containers = c
+            .iter()
+            .map(|(n, i)| (n.to_string(), i.to_string()))
+            .collect();
+        self
+    }
+
+    pub fn json(&self) -> Value {
+        let api_version = |kind: &str| match kind {
+            "ReplicaSet" | "StatefulSet" | "DaemonSet" => "apps/v1",
+            "Job" => "batch/v1",
+            _ => "v1",
+        };
+        let owners: Vec<Value> = self
+            .owner
+            .iter()
+            .map(|(k, n, u)| {
+                json!({"apiVersion": api_version(k), "kind": k, "name": n, "uid": u,
+                       "controller": true, "blockOwnerDeletion": true})
+            })
+            .collect();
+        let containers: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|(n, _)| json!({"name": n, "image": "busybox:1.36", "resources": {},
+                                 "terminationMessagePath": "/dev/termination-log",
+                                 "terminationMessagePolicy": "File", "imagePullPolicy": "IfNotPresent"}))
+            .collect();
+        let statuses: Vec<Value> = self
+            .containers
+            .iter()
+            .map(|(n, id)| {
+                let mut s = json!({"name": n, "image": "docker.io/library/busybox:1.36",
+                    "imageID": "docker.io/library/busybox@sha256:5eef5ed34e1e1ff0a4ae850395cbf665c4de6b4b83a32a0bc7bcb998e24e7bbb",
+                    "ready": true, "restartCount": 0, "started": true,
+                    "state": {"running": {"startedAt": "2026-11-26T00:00:05Z"}}});
+                if !id.is_empty() {
+                    s["containerID"] = json!(format!("containerd://{id}"));
+                }
+                s
+            })
+            .collect();
+        let mut status = json!({"phase": self.phase, "hostIP": "10.0.0.10",
+            "hostIPs": [{"ip": "10.0.0.10"}], "qosClass": "BestEffort",
+            "startTime": "2026-11-26T00:00:01Z", "containerStatuses": statuses,
+            "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null,
+                            "lastTransitionTime": "2026-11-26T00:00:06Z"}]});
+        if let Some(first) = self.ips.first() {
+            status["podIP"] = json!(first);
+            status["podIPs"] = json!(
+                self.ips
+                    .iter()
+                    .map(|ip| json!({"ip": ip}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        json!({
+            "kind": "Pod", "apiVersion": "v1",
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid,
+                         "creationTimestamp": "2026-11-26T00:00:00Z",
+                         "labels": self.labels, "ownerReferences": owners},
+            "spec": {"containers": containers, "nodeName": self.node,
+                     "serviceAccountName": self.service_account,
+                     "serviceAccount": self.service_account,
+                     "hostNetwork": self.host_network, "restartPolicy": "Always",
+                     "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler",
+                     "terminationGracePeriodSeconds": 30, "enableServiceLinks": true,
+                     "securityContext": {}, "priority": 0, "preemptionPolicy": "PreemptLowerPriority",
+                     "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                                      "effect": "NoExecute", "tolerationSeconds": 300}]},
+            "status": status
+        })
+    }
+}
+
+/// A ReplicaSet owned by a Deployment (`deployment`: (name, uid)), as the API returns it.
+pub fn replicaset(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    deployment: Option<(&str, &str)>,
+    labels: &BTreeMap<String, String>,
+) -> Value {
+    let owners: Vec<Value> = deployment
+        .iter()
+        .map(|(n, u)| {
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": n, "uid": u,
+                             "controller": true, "blockOwnerDeletion": true})
+        })
+        .collect();
+    json!({
+        "kind": "ReplicaSet", "apiVersion": "apps/v1",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "77",
+                     "generation": 1, "creationTimestamp": "2026-11-25T23:59:00Z",
+                     "labels": labels, "ownerReferences": owners,
+                     "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "app", "image": "busybox:1.36"}]}}},
+        "status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1,
+                   "fullyLabeledReplicas": 1, "observedGeneration": 1}
+    })
+}
+
+/// A Job owned by a CronJob (`cronjob`: (name, uid)), as the API returns it.
+pub fn job(namespace: &str, name: &str, uid: &str, cronjob: Option<(&str, &str)>) -> Value {
+    let owners: Vec<Value> = cronjob
+        .iter()
+        .map(|(n, u)| {
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "name": n, "uid": u,
+                             "controller": true, "blockOwnerDeletion": true})
+        })
+        .collect();
+    json!({
+        "kind": "Job", "apiVersion": "batch/v1",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "resourceVersion": "88",
+                     "creationTimestamp": "2026-11-26T00:00:00Z", "ownerReferences": owners,
+                     "labels": {"batch.kubernetes.io/controller-uid": uid}},
+        "spec": {"parallelism": 1, "completions": 1, "backoffLimit": 6,
+                 "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}},
+                 "template": {"metadata": {"labels": {"batch.kubernetes.io/controller-uid": uid}},
+                              "spec": {"restartPolicy": "OnFailure",
+                                       "containers": [{"name": "job", "image": "busybox:1.36"}]}}},
+        "status": {"active": 1, "startTime": "2026-11-26T00:00:00Z"}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_decoded() {
+        let r = parse_target("/api/v1/pods?fieldSelector=spec.nodeName%21%3Dnode-a&watch=true");
+        assert_eq!(r.query["fieldSelector"], "spec.nodeName!=node-a");
+        assert!(r.is_watch());
+        assert!(selected(
+            &json!({"spec": {"nodeName": "b"}}),
+            r.query.get("fieldSelector")
+        ));
+        assert!(!selected(
+            &json!({"spec": {"nodeName": "node-a"}}),
+            r.query.get("fieldSelector")
+        ));
+    }
+}
