@@ -28,6 +28,7 @@ pub mod rootfs;
 pub mod runc;
 pub mod sensor;
 pub mod util;
+pub mod validate;
 
 pub use agent::{Agent, AgentConfig, CmdOutput};
 pub use expect::Expect;

@@ -9,11 +9,11 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sensor_tests::agent::{self, files_under, sensor_cmd};
 use sensor_tests::util::{self, TempDir};
+use sensor_tests::validate::assert_validates;
 use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc};
 use serde_json::{Value, json};
 
@@ -219,48 +219,6 @@ fn learn_then_enforce_seccomp() {
 
 // ---------------------------------------------------------------------------------------------
 // 2. The NetworkPolicy draft: valid for Kubernetes 1.29 and 1.34, exactly the observed egress.
-
-/// `kubernetes-validate` from `KUBERNETES_VALIDATE` (set by `cargo xtask test`); never skipped.
-fn kubernetes_validate() -> PathBuf {
-    let p = std::env::var_os("KUBERNETES_VALIDATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            panic!(
-                "KUBERNETES_VALIDATE is not set: this test validates the NetworkPolicy draft with \
-             PyPI's kubernetes-validate; run it through `cargo xtask test` (which installs it \
-             into target/pytools and sets KUBERNETES_VALIDATE), or set KUBERNETES_VALIDATE to \
-             the tool's path"
-            )
-        });
-    assert!(
-        p.is_file(),
-        "KUBERNETES_VALIDATE={} does not exist",
-        p.display()
-    );
-    p
-}
-
-#[track_caller]
-fn assert_validates(file: &Path, text: &str) {
-    let tool = kubernetes_validate();
-    for version in ["1.29", "1.34"] {
-        let out = Command::new(&tool)
-            .args(["--strict", "-k", version])
-            .arg(file)
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", tool.display()));
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && report.contains("passed for resource networkpolicy/"),
-            "{} does not validate strictly against Kubernetes {version}:\n{report}\n--- manifest ---\n{text}",
-            file.display()
-        );
-    }
-}
 
 /// Every (cidr, port, protocol) an egress rule allows; panics on a peer that is not an ipBlock
 /// (nothing here is in-cluster) or a rule without ports.
