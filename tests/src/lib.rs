@@ -16,12 +16,14 @@
 pub mod agent;
 pub mod anomaly;
 pub mod cgroup;
+pub mod deploy;
 pub mod dns_client;
 pub mod expect;
 pub mod imds;
 pub mod jsonl;
 pub mod kubelet;
 pub mod netns;
+pub mod oci;
 pub mod pod;
 pub mod rootfs;
 pub mod runc;

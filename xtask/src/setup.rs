@@ -16,8 +16,15 @@ use anyhow::{Context, Result, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Packages the end-to-end tests use: runc and a static busybox for real containers, iproute2
-/// for network namespaces, python3 for the test DNS server.
-pub const TEST_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "python3"];
+/// for network namespaces, python3 for the test DNS server, shellcheck for the kind quickstart
+/// script (the deploy tests; their `setpriv` is in util-linux, always installed).
+pub const TEST_PACKAGES: &[&str] = &[
+    "runc",
+    "busybox-static",
+    "iproute2",
+    "python3",
+    "shellcheck",
+];
 /// The benchmark also compares against bpftrace.
 pub const BENCH_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "bpftrace"];
 
