@@ -102,6 +102,44 @@ pub fn host_mounts(docs: &[Value]) -> Vec<(String, String, bool)> {
         .collect()
 }
 
+/// One volume of the sensor container as a test mounts it: (host source, mount path, read-only).
+pub type Volume = (PathBuf, String, bool);
+
+/// The sensor container's volumes with test sources: the cgroup and BTF hostPaths from this
+/// host, kubelet's log dirs from `kubelet`, writable node dirs (state, socket, kubelet
+/// seccomp) as fresh dirs under `scratch`, the ConfigMap as a dir holding its `config.yaml`.
+pub fn test_volumes(docs: &[Value], kubelet: &crate::Kubelet, scratch: &Path) -> Vec<Volume> {
+    let mut volumes: Vec<Volume> = host_mounts(docs)
+        .into_iter()
+        .map(|(inside, host, readonly)| {
+            let source = match inside.as_str() {
+                "/var/log/pods" => kubelet.pods_dir(),
+                "/var/log/containers" => kubelet.containers_dir(),
+                "/sys/fs/cgroup" | "/sys/kernel/btf" => PathBuf::from(&host),
+                _ => {
+                    let dir = scratch.join(host.trim_start_matches('/'));
+                    std::fs::create_dir_all(&dir).expect("scratch volume dir");
+                    dir
+                }
+            };
+            (source, inside, readonly)
+        })
+        .collect();
+    let config = scratch.join("configmap");
+    std::fs::create_dir_all(&config).expect("configmap dir");
+    std::fs::write(config.join("config.yaml"), agent_config(docs)).expect("config.yaml");
+    let mount = sensor_container(docs)["volumeMounts"]
+        .as_array()
+        .expect("volumeMounts")
+        .iter()
+        .find(|m| m["name"] == "config")
+        .and_then(|m| m["mountPath"].as_str())
+        .expect("config volume mount")
+        .to_string();
+    volumes.push((config, mount, true));
+    volumes
+}
+
 /// The memory limit of the sensor container, in bytes (`Mi`/`Gi` suffixes).
 pub fn memory_limit_bytes(docs: &[Value]) -> u64 {
     let text = sensor_container(docs)["resources"]["limits"]["memory"]

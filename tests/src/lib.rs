@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod anomaly;
 pub mod cgroup;
+pub mod containerd;
 pub mod deploy;
 pub mod dns_client;
 pub mod expect;

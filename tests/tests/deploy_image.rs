@@ -75,8 +75,8 @@ fn bind(source: &Path, destination: &str, readonly: bool) -> Value {
             "source": source.display().to_string(), "options": options })
 }
 
-/// The mounts a runtime gives every container, and the manifest's volumes: hostPath volumes
-/// from the host (kubelet's log dirs from `kubelet`, state dirs in `scratch`), the ConfigMap.
+/// The mounts a runtime gives every container, and the manifest's volumes
+/// ([`deploy::test_volumes`]).
 fn mounts(docs: &[Value], kubelet: &Kubelet, scratch: &Path) -> Vec<Value> {
     let mut m = vec![
         json!({ "destination": "/proc", "type": "proc", "source": "proc" }),
@@ -87,24 +87,9 @@ fn mounts(docs: &[Value], kubelet: &Kubelet, scratch: &Path) -> Vec<Value> {
         json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
                 "options": ["nosuid", "noexec", "nodev", "ro"] }),
     ];
-    for (inside, host, readonly) in deploy::host_mounts(docs) {
-        let source = match inside.as_str() {
-            "/var/log/pods" => kubelet.pods_dir(),
-            "/var/log/containers" => kubelet.containers_dir(),
-            "/sys/fs/cgroup" | "/sys/kernel/btf" => PathBuf::from(&host),
-            // Writable node directories: a scratch copy, not this machine's.
-            _ => {
-                let dir = scratch.join(host.trim_start_matches('/'));
-                std::fs::create_dir_all(&dir).unwrap();
-                dir
-            }
-        };
+    for (source, inside, readonly) in deploy::test_volumes(docs, kubelet, scratch) {
         m.push(bind(&source, &inside, readonly));
     }
-    let config = scratch.join("configmap");
-    std::fs::create_dir_all(&config).unwrap();
-    std::fs::write(config.join("config.yaml"), deploy::agent_config(docs)).unwrap();
-    m.push(bind(&config, "/etc/sensor", true));
     m
 }
 

@@ -125,6 +125,13 @@ pub fn split_tag(reference: &str) -> Result<(&str, &str)> {
     }
 }
 
+/// clap value parser of `--tag`: a bad reference is a usage error (exit code 2).
+pub fn parse_reference(reference: &str) -> Result<String, String> {
+    split_tag(reference)
+        .map(|_| reference.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// The libraries in `ldd` output: `name => /path (0x...)` and the loader's `/path (0x...)`.
 /// The vDSO has no file and is skipped; a library ldd could not find is an error.
 pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>> {

@@ -62,7 +62,7 @@ enum Cmd {
         #[arg(long)]
         debug: bool,
         /// Image reference (name:tag).
-        #[arg(long, default_value = image::DEFAULT_TAG)]
+        #[arg(long, default_value = image::DEFAULT_TAG, value_parser = image::parse_reference)]
         tag: String,
         /// Output tar [default: target/node-sensor-image.tar].
         #[arg(long)]
@@ -135,7 +135,6 @@ fn main() -> Result<()> {
         }
         Cmd::BenchWorker { args } => bench::worker(&args)?,
         Cmd::Image { debug, tag, output } => {
-            image::split_tag(&tag)?;
             setup::ensure_ebpf_toolchain()?;
             let bin = build(&root, !debug)?;
             let output = output.unwrap_or_else(|| root.join("target/node-sensor-image.tar"));
