@@ -34,7 +34,7 @@ async fn settle(m: &KubeMetadata, ok: impl Fn(&KubeMetadata) -> bool) {
 /// A pod as a Helm chart would label it, on `node`.
 fn pod(i: usize, node: &str) -> PodObject {
     let app = format!("service-{}", i / 10);
-    let hash = format!("{:010x}", 0x5c9f_d6c9_74u64 + (i / 10) as u64);
+    let hash = format!("{:010x}", 0x5c_9fd6_c974_u64 + (i / 10) as u64);
     PodObject::new(
         &format!("team-{}", i % 20),
         &format!("{app}-{hash}-{:05}", i % 100_000),

@@ -38,6 +38,9 @@ pub struct AgentConfig {
     /// `--pod-logs-dir`/`--container-logs-dir` ([`Kubelet::sensor_args`]).
     pub kubelet_args: Vec<String>,
     pub extra: Vec<String>,
+    /// A program (and its arguments) that execs the sensor, e.g. `setpriv ... --` to run it
+    /// with a deployment's privileges only; empty: run the sensor directly.
+    pub wrapper: Vec<String>,
 }
 
 impl AgentConfig {
@@ -50,7 +53,13 @@ impl AgentConfig {
             flush_interval: "1s".into(),
             kubelet_args: kubelet.sensor_args(),
             extra: Vec::new(),
+            wrapper: Vec::new(),
         }
+    }
+
+    pub fn wrapped(mut self, wrapper: Vec<String>) -> Self {
+        self.wrapper = wrapper;
+        self
     }
 
     pub fn learning_period(mut self, d: &str) -> Self {
@@ -222,8 +231,13 @@ impl Agent {
     /// Panics (with its stderr) if it exits first or takes longer than [`START_TIMEOUT`].
     pub fn start(config: AgentConfig) -> Agent {
         util::require_root();
-        let bin = Sensor::binary();
-        let argv = config.argv();
+        let mut argv = config.argv();
+        let mut bin = Sensor::binary();
+        if let Some((program, args)) = config.wrapper.split_first() {
+            argv.insert(0, bin.display().to_string());
+            argv.splice(0..0, args.iter().cloned());
+            bin = PathBuf::from(program);
+        }
         let command = format!("{} {}", bin.display(), argv.join(" "));
         let mut child = Command::new(&bin)
             .args(&argv)

@@ -16,6 +16,8 @@
 pub mod agent;
 pub mod anomaly;
 pub mod cgroup;
+pub mod containerd;
+pub mod deploy;
 pub mod dns_client;
 pub mod expect;
 pub mod imds;
@@ -23,6 +25,7 @@ pub mod jsonl;
 pub mod kube_api;
 pub mod kubelet;
 pub mod netns;
+pub mod oci;
 pub mod pod;
 pub mod rootfs;
 pub mod runc;

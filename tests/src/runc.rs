@@ -58,6 +58,8 @@ pub struct ContainerConfig {
     pub mounts: Vec<Value>,
     pub env: Vec<String>,
     pub cwd: String,
+    /// Last edits of the generated `config.json`: (JSON pointer, value), applied in order.
+    pub overrides: Vec<(String, Value)>,
 }
 
 impl ContainerConfig {
@@ -74,7 +76,16 @@ impl ContainerConfig {
                 "HOME=/root".into(),
             ],
             cwd: "/".into(),
+            overrides: Vec::new(),
         }
+    }
+
+    /// Sets the `config.json` value at `pointer` (e.g. `/root/path`, `/process/capabilities`);
+    /// the parent must exist. For what the other options do not cover (another rootfs, a
+    /// deployment's capabilities, namespaces).
+    pub fn set(mut self, pointer: &str, value: Value) -> Self {
+        self.overrides.push((pointer.to_string(), value));
+        self
     }
 
     /// Container `container` of `pod`: runc id = container id, cgroup = kubelet-shaped path.
@@ -438,5 +449,15 @@ pub fn render_config(runc: &Path, cfg: &ContainerConfig) -> Value {
         "options": ["nosuid", "nodev", "mode=1777", "size=16m"],
     }));
     mounts.extend(cfg.mounts.iter().cloned());
+    for (pointer, value) in &cfg.overrides {
+        let (parent, key) = pointer
+            .rsplit_once('/')
+            .unwrap_or_else(|| panic!("override {pointer}: not a JSON pointer"));
+        let target = c
+            .pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("override {pointer}: no object at {parent:?}"));
+        target.insert(key.to_string(), value.clone());
+    }
     c
 }

@@ -64,8 +64,24 @@ impl Sensor {
 
     /// [`Sensor::trace`] with an explicit binary (the test bed's self-tests use a fake one).
     pub fn trace_with<S: AsRef<str>>(bin: &Path, args: &[S]) -> SensorProcess {
-        let mut argv: Vec<String> = vec!["trace".into(), "--json".into()];
+        Sensor::trace_wrapped(&[], bin, args)
+    }
+
+    /// [`Sensor::trace_with`] run through `wrapper` (a program and its arguments, e.g.
+    /// `setpriv ... --` to run with fewer privileges), which must exec the sensor.
+    pub fn trace_wrapped<S: AsRef<str>>(
+        wrapper: &[String],
+        bin: &Path,
+        args: &[S],
+    ) -> SensorProcess {
+        let mut argv: Vec<String> = wrapper.iter().skip(1).cloned().collect();
+        if !wrapper.is_empty() {
+            argv.push(bin.display().to_string());
+        }
+        argv.extend(["trace".to_string(), "--json".to_string()]);
         argv.extend(args.iter().map(|a| a.as_ref().to_string()));
+        let program = wrapper.first().map_or(bin.to_path_buf(), PathBuf::from);
+        let bin = program.as_path();
         let mut child = Command::new(bin)
             .args(&argv)
             .stdin(Stdio::null())

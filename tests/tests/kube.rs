@@ -234,7 +234,7 @@ fn agent_captures_with_the_api_down_then_catches_up() {
 
     // The API comes up where the agent was told it is: labels reach the profile.
     let api = KubeApi::bind(port);
-    let hash = pod.name.rsplitn(3, '-').nth(1).unwrap().to_string();
+    let hash = pod.name.rsplit('-').nth(1).unwrap().to_string();
     let rs = format!("offline-{hash}");
     let rs_uid = util::random_uuid();
     let labels: std::collections::BTreeMap<String, String> =

@@ -2,6 +2,7 @@
 //! machine (idempotently), so the README's two commands work on a clean clone.
 
 mod bench;
+mod image;
 mod setup;
 
 use std::{
@@ -54,6 +55,19 @@ enum Cmd {
     },
     /// Format and lint checks (cargo fmt --check, clippy with warnings denied).
     Lint,
+    /// Container image without a Docker engine: one tar that is an OCI layout and a
+    /// docker-archive (`kind load image-archive`, `ctr images import`, `docker load`).
+    Image {
+        /// Package the debug binary instead of a release build.
+        #[arg(long)]
+        debug: bool,
+        /// Image reference (name:tag).
+        #[arg(long, default_value = image::DEFAULT_TAG, value_parser = image::parse_reference)]
+        tag: String,
+        /// Output tar [default: target/node-sensor-image.tar].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
     /// Internal: one benchmark workload, run by `bench` inside a pod-shaped cgroup.
     #[command(hide = true)]
     BenchWorker {
@@ -92,10 +106,17 @@ fn main() -> Result<()> {
             setup::ensure_packages(setup::TEST_PACKAGES)?;
             let python_tools = setup::ensure_python_tools(&root)?;
             let bin = build(&root, false)?;
+            // The image tests run the debug binary's image: a release build would add minutes.
+            let image = image::build(
+                &bin,
+                image::DEFAULT_TAG,
+                &root.join("target/node-sensor-image-debug.tar"),
+            )?;
             let mut cmd = cargo(&root);
             cmd.args(["test", "--workspace"])
                 .args(&args)
                 .env("SENSOR_BIN", &bin)
+                .env("SENSOR_IMAGE", &image.path)
                 .env("KUBERNETES_VALIDATE", &python_tools.kubernetes_validate)
                 .env("SENSOR_TEST_PYTHON", &python_tools.python);
             run(&mut cmd)?;
@@ -113,6 +134,19 @@ fn main() -> Result<()> {
             bench::run(&root, &bin, calls, rounds, !no_write)?;
         }
         Cmd::BenchWorker { args } => bench::worker(&args)?,
+        Cmd::Image { debug, tag, output } => {
+            setup::ensure_ebpf_toolchain()?;
+            let bin = build(&root, !debug)?;
+            let output = output.unwrap_or_else(|| root.join("target/node-sensor-image.tar"));
+            let image = image::build(&bin, &tag, &output)?;
+            eprintln!(
+                "image {tag} ({}) written to {}: layer {} bytes, libraries {:?}",
+                image.manifest_digest,
+                image.path.display(),
+                image.layer_bytes,
+                image.libraries
+            );
+        }
         Cmd::Lint => {
             setup::ensure_ebpf_toolchain()?;
             run(cargo(&root).args(["fmt", "--all", "--check"]))?;

@@ -16,8 +16,17 @@ use anyhow::{Context, Result, bail};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Packages the end-to-end tests use: runc and a static busybox for real containers, iproute2
-/// for network namespaces, python3 for the test DNS server.
-pub const TEST_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "python3"];
+/// for network namespaces, python3 for the test DNS server; for the deploy tests shellcheck
+/// (the kind quickstart script) and containerd (`ctr images import` and its RuntimeDefault
+/// seccomp profile); their `setpriv` is in util-linux, always installed.
+pub const TEST_PACKAGES: &[&str] = &[
+    "runc",
+    "busybox-static",
+    "iproute2",
+    "python3",
+    "shellcheck",
+    "containerd",
+];
 /// The benchmark also compares against bpftrace.
 pub const BENCH_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "bpftrace"];
 

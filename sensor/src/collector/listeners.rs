@@ -75,16 +75,29 @@ pub fn existing(
         return Vec::new();
     }
     let mut out = Vec::new();
+    let mut denied = 0usize;
     for pid in pids {
         let dir = proc_root.join(pid.to_string());
-        let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
-            continue;
+        let fds = match std::fs::read_dir(dir.join("fd")) {
+            Ok(fds) => fds,
+            Err(e) => {
+                denied += usize::from(e.kind() == std::io::ErrorKind::PermissionDenied);
+                continue;
+            }
         };
+        let mut unreadable = false;
         let ports: HashSet<u16> = fds
             .flatten()
-            .filter_map(|fd| socket_inode(&std::fs::read_link(fd.path()).ok()?))
+            .filter_map(|fd| match std::fs::read_link(fd.path()) {
+                Ok(target) => socket_inode(&target),
+                Err(e) => {
+                    unreadable |= e.kind() == std::io::ErrorKind::PermissionDenied;
+                    None
+                }
+            })
             .filter_map(|inode| port_of_inode.get(&inode).copied())
             .collect();
+        denied += usize::from(unreadable);
         if ports.is_empty() {
             continue;
         }
@@ -108,6 +121,15 @@ pub fn existing(
                 pid,
             ));
         }
+    }
+    if denied > 0 {
+        // Without CAP_SYS_PTRACE the fds of processes with other capabilities (containers,
+        // host daemons) are unreadable: say so rather than lose their listeners quietly.
+        tracing::warn!(
+            processes = denied,
+            "/proc/<pid>/fd unreadable (permission denied): accepts on sockets these processes \
+             listened on before the sensor started will not name the process; grant CAP_SYS_PTRACE"
+        );
     }
     out
 }
