@@ -17,7 +17,8 @@
 /// filter is loaded and before the entrypoint runs, depending on timing: Go runtime signals and
 /// scheduling (`tgkill`, `sched_yield`, `futex`, `nanosleep`, `rt_sig*`, `sigaltstack`,
 /// `getpid`, `gettid`, `madvise`), the final exec (`execve`, `execveat`, and `access` for the
-/// binary lookup), and thread/process exit.
+/// binary lookup), thread/process exit, and `unlink` (runc 1.1's `try_bindfd` removes its
+/// temporary bind-mount target of `/proc/self/exe` after it may already have joined the cgroup).
 pub const RUNTIME_SYSCALLS: &[&str] = &[
     "access",
     "execve",
@@ -34,6 +35,7 @@ pub const RUNTIME_SYSCALLS: &[&str] = &[
     "sched_yield",
     "sigaltstack",
     "tgkill",
+    "unlink",
 ];
 
 /// Whether `name` is one of [`RUNTIME_SYSCALLS`].
