@@ -10,6 +10,7 @@ pub mod clock;
 pub mod collector;
 pub mod detect;
 pub mod dns;
+pub mod doctor;
 pub mod drafts;
 pub mod event;
 pub mod kernel;

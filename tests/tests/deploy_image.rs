@@ -319,7 +319,7 @@ fn image_traces_a_pod_with_the_manifest_privileges_mounts_and_memory_limit() {
         .env("NO_COLOR=1");
     let mut sensor = RunningImage::start(&runc, &cfg);
     let started = Instant::now();
-    // Printed once every probe is attached.
+    // Printed once the probes are attached (a missing required one is a start-up error).
     sensor.wait_stderr("capture started", Duration::from_secs(90));
     eprintln!("sensor in the image started in {:?}", started.elapsed());
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod debug;
+pub mod doctor;
 pub mod run;
 pub mod trace;
 pub mod watch;
@@ -41,6 +42,9 @@ pub enum Command {
     Netpol(client::NetpolArgs),
     /// Anomalies as they happen (after replaying the log with --since), from the agent.
     Watch(Box<watch::WatchArgs>),
+    /// Checks this node: kernel, BTF, cgroups, each probe (really loaded), container layout,
+    /// kubelet directories; exit code 0 when the sensor can run here.
+    Doctor(doctor::DoctorArgs),
     /// Developer tools (benchmark helpers).
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -56,6 +60,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
         Command::Watch(args) => watch::run(*args).await,
+        Command::Doctor(args) => doctor::run(args),
         Command::Debug(cmd) => debug::run(cmd).await,
     }
 }

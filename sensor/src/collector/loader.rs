@@ -10,16 +10,16 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::HashMap,
     maps::{MapData, Queue},
-    programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSockAddr,
-        RawTracePoint,
-    },
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, RawTracePoint},
 };
 use sensor_common::{KernelConfig, limits, names};
 use serde::Serialize;
 
 use crate::{
-    collector::patterns::{SensitivePattern, anchors},
+    collector::{
+        compat::{Hook, PROBES, ProbeSpec},
+        patterns::{SensitivePattern, anchors},
+    },
     kernel::{btf::Btf, offsets},
 };
 
@@ -68,96 +68,34 @@ pub enum LoadError {
     TooManyPatterns { count: usize, max: u32 },
     #[error("probes failed to attach:\n{0}")]
     Attach(String),
+    #[error("this kernel does not support {0}")]
+    Unsupported(&'static str),
 }
 
-/// Where a program hooks in.
-#[derive(Debug, Clone, Copy)]
-enum Hook {
-    RawTracepoint(&'static str),
-    /// BTF-enabled raw tracepoint (typed arguments, plain loads).
-    BtfTracepoint(&'static str),
-    CgroupSockAddr,
-    CgroupSkb(CgroupSkbAttachType),
-}
-
-/// One kernel program: what it is attached to and what it captures.
-struct ProbeSpec {
-    program: &'static str,
-    hook: Hook,
-    captures: &'static str,
-}
-
-const PROBES: &[ProbeSpec] = &[
-    ProbeSpec {
-        program: "sys_enter",
-        hook: Hook::BtfTracepoint("sys_enter"),
-        captures: "syscall sets per cgroup, sensitive file opens",
-    },
-    ProbeSpec {
-        program: "sched_process_fork",
-        hook: Hook::RawTracepoint("sched_process_fork"),
-        captures: "process creation",
-    },
-    ProbeSpec {
-        program: "sched_process_exec",
-        hook: Hook::RawTracepoint("sched_process_exec"),
-        captures: "exec with argv",
-    },
-    ProbeSpec {
-        program: "sched_process_exit",
-        hook: Hook::RawTracepoint("sched_process_exit"),
-        captures: "process exit codes",
-    },
-    ProbeSpec {
-        program: "cgroup_mkdir",
-        hook: Hook::RawTracepoint("cgroup_mkdir"),
-        captures: "new container cgroups",
-    },
-    ProbeSpec {
-        program: "cgroup_rmdir",
-        hook: Hook::RawTracepoint("cgroup_rmdir"),
-        captures: "removed container cgroups",
-    },
-    ProbeSpec {
-        program: "connect4",
-        hook: Hook::CgroupSockAddr,
-        captures: "IPv4 connects",
-    },
-    ProbeSpec {
-        program: "connect6",
-        hook: Hook::CgroupSockAddr,
-        captures: "IPv6 connects",
-    },
-    ProbeSpec {
-        program: "sendmsg4",
-        hook: Hook::CgroupSockAddr,
-        captures: "IPv4 UDP sends",
-    },
-    ProbeSpec {
-        program: "sendmsg6",
-        hook: Hook::CgroupSockAddr,
-        captures: "IPv6 UDP sends",
-    },
-    ProbeSpec {
-        program: "skb_ingress",
-        hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
-        captures: "TCP accepts (SYN to a listener), bytes received per flow, DNS answers",
-    },
-    ProbeSpec {
-        program: "skb_egress",
-        hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
-        captures: "bytes sent per flow",
-    },
-];
-
-/// Attach result of one probe, for logs, `doctor` and metrics.
+/// Attach result of one probe, for logs, `doctor`, metrics and `GetInfo`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProbeStatus {
     pub program: &'static str,
     pub hook: String,
     pub captures: &'static str,
+    /// Program type and kernel features it relies on.
+    pub needs: &'static str,
+    /// Upstream kernel version that introduced them.
+    pub since: &'static str,
+    pub required: bool,
+    /// What is not captured (or why the sensor cannot run) without it.
+    pub without: &'static str,
     pub attached: bool,
+    /// It failed for lack of privilege (EPERM/EACCES), not for lack of kernel support.
+    pub permission_denied: bool,
     pub error: Option<String>,
+}
+
+impl ProbeStatus {
+    /// Whether the sensor refuses to start because of this probe.
+    pub fn blocks_start(&self) -> bool {
+        !self.attached && (self.required || self.permission_denied)
+    }
 }
 
 /// What the loader needs from the host.
@@ -178,7 +116,51 @@ pub struct Probes {
 }
 
 impl Probes {
+    /// Loads and attaches every probe; an optional probe the kernel does not support is skipped
+    /// with one warning, a required one (or any refused for lack of privilege) fails the load
+    /// with the kernel's reason.
     pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
+        let probes = Probes::load_available(opts)?;
+        let failed: Vec<String> = probes
+            .missing()
+            .filter(|s| s.blocks_start())
+            .map(|s| {
+                format!(
+                    "  {} ({}; captures {}; needs {}, Linux {}+): {}",
+                    s.program,
+                    s.hook,
+                    s.captures,
+                    s.needs,
+                    s.since,
+                    s.error.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(LoadError::Attach(failed.join("\n")));
+        }
+        for s in probes.missing() {
+            tracing::warn!(
+                program = s.program,
+                hook = %s.hook,
+                needs = s.needs,
+                error = s.error.as_deref().unwrap_or_default(),
+                "probe not attached, running without it: {}",
+                s.without
+            );
+        }
+        Ok(probes)
+    }
+
+    /// Probes that did not attach.
+    pub fn missing(&self) -> impl Iterator<Item = &ProbeStatus> {
+        self.status.iter().filter(|s| !s.attached)
+    }
+
+    /// Loads the object and attaches every probe the kernel accepts, recording each failure in
+    /// `status` instead of failing (what `sensor doctor` reports). Errors only when nothing can
+    /// load: no BTF, no ring buffer, the object refused.
+    pub fn load_available(opts: &LoadOptions) -> Result<Probes, LoadError> {
         if KERNEL_OBJECT.is_empty() {
             return Err(LoadError::NoKernelObject);
         }
@@ -204,6 +186,12 @@ impl Probes {
         }
         config.file_anchors = u32::from(!opts.file_patterns.is_empty());
         tracing::debug!(?config, "kernel offsets from BTF");
+        // Probed, not guessed from the version: distribution kernels backport features.
+        if let Ok(false) = aya::sys::is_map_supported(aya::maps::MapType::RingBuf) {
+            return Err(LoadError::Unsupported(
+                "BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8+)",
+            ));
+        }
 
         let aya_btf =
             aya::Btf::parse_file(&opts.btf_path, aya::Endianness::default()).map_err(|source| {
@@ -229,25 +217,19 @@ impl Probes {
             })?;
         let mut status = Vec::with_capacity(PROBES.len());
         for spec in PROBES {
-            let result = attach(&mut ebpf, spec, &aya_btf, &cgroup_root);
+            let result = attach(&mut ebpf, spec, &aya_btf, &cgroup_root).err();
             status.push(ProbeStatus {
                 program: spec.program,
-                hook: describe(spec.hook),
+                hook: spec.hook.describe(),
                 captures: spec.captures,
-                attached: result.is_ok(),
-                error: result.err(),
+                needs: spec.needs,
+                since: spec.since,
+                required: spec.need.is_required(),
+                without: spec.need.without(),
+                attached: result.is_none(),
+                permission_denied: result.as_ref().is_some_and(|e| e.permission_denied),
+                error: result.map(|e| e.text),
             });
-        }
-        let failed: Vec<String> = status
-            .iter()
-            .filter_map(|s| {
-                s.error
-                    .as_ref()
-                    .map(|e| format!("  {} ({}; captures {}): {e}", s.program, s.hook, s.captures))
-            })
-            .collect();
-        if !failed.is_empty() {
-            return Err(LoadError::Attach(failed.join("\n")));
         }
         Ok(Probes {
             ebpf,
@@ -257,32 +239,48 @@ impl Probes {
     }
 }
 
-fn describe(hook: Hook) -> String {
-    match hook {
-        Hook::RawTracepoint(tp) => format!("raw_tracepoint/{tp}"),
-        Hook::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
-        Hook::CgroupSockAddr => "cgroup sock_addr on the cgroup2 root".to_string(),
-        Hook::CgroupSkb(CgroupSkbAttachType::Ingress) => {
-            "cgroup_skb/ingress on the cgroup2 root".to_string()
+/// Loads and attaches one program; the error text carries aya's full chain (verifier log
+/// included) so a failure names what the kernel refused.
+/// Why a probe did not attach.
+struct AttachError {
+    /// aya's full chain, verifier log included.
+    text: String,
+    /// EPERM/EACCES: the sensor lacks a privilege, which is a deployment error, not a kernel
+    /// limitation, so it is fatal even for an optional probe.
+    permission_denied: bool,
+}
+
+impl AttachError {
+    fn from_error(e: &(dyn std::error::Error + 'static)) -> AttachError {
+        let text = error_chain(e);
+        let mut denied = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                denied |= matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+            }
+            source = s.source();
         }
-        Hook::CgroupSkb(CgroupSkbAttachType::Egress) => {
-            "cgroup_skb/egress on the cgroup2 root".to_string()
+        // Some aya errors carry the errno only in their message.
+        denied |= text.contains("Operation not permitted") || text.contains("Permission denied");
+        AttachError {
+            text,
+            permission_denied: denied,
         }
     }
 }
 
-/// Loads and attaches one program; the error text carries aya's full chain (verifier log
-/// included) so a failure names what the kernel refused.
 fn attach(
     ebpf: &mut Ebpf,
     spec: &ProbeSpec,
     btf: &aya::Btf,
     cgroup_root: &File,
-) -> Result<(), String> {
-    let program = ebpf
-        .program_mut(spec.program)
-        .ok_or_else(|| "program missing from the kernel object".to_string())?;
-    let err = |e: &dyn std::error::Error| error_chain(e);
+) -> Result<(), AttachError> {
+    let program = ebpf.program_mut(spec.program).ok_or_else(|| AttachError {
+        text: "program missing from the kernel object".to_string(),
+        permission_denied: false,
+    })?;
+    let err = |e: &(dyn std::error::Error + 'static)| AttachError::from_error(e);
     match spec.hook {
         Hook::RawTracepoint(tp) => {
             let p: &mut RawTracePoint = program.try_into().map_err(|e| err(&e))?;

@@ -1,6 +1,7 @@
 //! The collector: loads the kernel programs, reads their ring buffer and maps, and counts every
 //! event and every loss.
 
+pub mod compat;
 pub mod counters;
 pub mod decode;
 pub mod flows;
