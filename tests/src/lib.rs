@@ -18,6 +18,7 @@ pub mod anomaly;
 pub mod cgroup;
 pub mod dns_client;
 pub mod expect;
+pub mod faults;
 pub mod imds;
 pub mod jsonl;
 pub mod kubelet;

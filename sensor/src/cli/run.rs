@@ -103,7 +103,9 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         grpc_tls_key: args.grpc_tls_key,
         grpc_tls_client_ca: args.grpc_tls_client_ca,
     };
-    config::settings(file, &origin, flags, crate::cli::trace::host_name())
+    let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;
+    agent::preflight::check(&settings)?;
+    Ok(settings)
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
