@@ -334,6 +334,120 @@ impl Drop for StopOnDrop<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 1b. A full disk under the state dir.
+
+/// A tmpfs mounted for one test, unmounted when dropped (before its temp dir is removed).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        util::run_ok(
+            std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(at),
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        util::run_quiet(std::process::Command::new("umount").arg("-l").arg(&self.0));
+    }
+}
+
+/// Writes `path` until the file system is full; its size.
+fn fill(path: &Path) -> u64 {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5a_u8; 4096];
+    let mut written = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    written
+}
+
+#[test]
+fn full_disk_keeps_the_agent_serving_and_the_log_whole() {
+    let _heavy = heavy();
+    let world = World::new();
+    let ns = world.ns.clone();
+    let disk = Tmpfs::mount(&world.dir.path().join("small"), "8m");
+    let mut config = AgentConfig::new(world.dir.path(), &world.kubelet)
+        .learning_period("3s")
+        .flush_interval("200ms")
+        .arg("--anomaly-window")
+        .arg("1s");
+    config.state_dir = disk.0.join("state");
+    let state = config.state_dir.clone();
+    let mut agent = Agent::start(config);
+    let pod = world.learn(&agent, "diskfull");
+    let anomaly_run = |tag: &str| {
+        assert!(world.sh(
+            &pod,
+            &format!("{KNOWN}; /bin/echo {tag}-a; /bin/echo {tag}-b")
+        ));
+    };
+    let logged_over = |n: usize, what: &str| {
+        util::poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            let log = read_log_ns(&state, &ns);
+            (log.len() > n).then_some(log.len())
+        })
+        .unwrap_or_else(|| panic!("{what}: no new anomaly logged\n{}", agent.diagnostics()))
+    };
+    anomaly_run("roomy");
+    let before = logged_over(0, "with room");
+
+    // The disk is full: records cannot be written. The agent says so, counts them, and keeps
+    // serving; nothing half-written stays in the log.
+    let filler = disk.0.join("filler");
+    let filled = fill(&filler);
+    for i in 0..3 {
+        anomaly_run(&format!("full{i}"));
+    }
+    assert!(
+        agent.wait_stderr("record not logged", Duration::from_secs(30)),
+        "no warning about unlogged records while the disk was full\n{}",
+        agent.diagnostics()
+    );
+    assert!(agent.status().is_none(), "the agent died on a full disk");
+    agent.client(&["profiles", "list", "--namespace", &ns]).ok();
+    let during = read_log(&state);
+    assert_numbered_from_one(&during, "while the disk was full");
+
+    // Room again: logging resumes, numbered right after the last written record, and every
+    // line of the log is whole (a cut record would make `read_log` panic).
+    std::fs::remove_file(&filler).unwrap();
+    let stuck = read_log_ns(&state, &ns).len();
+    anomaly_run("again");
+    let after = logged_over(stuck, "after the disk had room again");
+    let log = read_log(&state);
+    assert_numbered_from_one(&log, "after the disk had room again");
+    let text = std::fs::read(anomaly::log_path(&state)).unwrap();
+    assert!(text.ends_with(b"\n"), "the log ends with a cut line");
+    let stderr = agent.stderr();
+    let unlogged = stderr.matches("record not logged").count();
+    let status = agent.stop();
+    assert!(status.success(), "{status}\n{}", agent.diagnostics());
+    let leftovers = temp_files(&state);
+    assert!(leftovers.is_empty(), "temp files: {leftovers:?}");
+    let torn = unparsable_json(&state);
+    assert!(torn.is_empty(), "{torn:?}");
+    eprintln!(
+        "full disk: filler {} KiB; records of the namespace {before} before, {stuck} while \
+         full, {after} after; {unlogged} warnings of unlogged records",
+        filled / 1024
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // 2. Event flood.
 
 /// How long the flood runs.

@@ -42,6 +42,13 @@ impl Default for Retention {
 pub enum LogError {
     #[error("anomaly log {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A record could not be written (a full disk): it is not logged nor published.
+    #[error("anomaly log {path}: {source}: record not logged ({unlogged} since start)")]
+    Unlogged {
+        path: PathBuf,
+        source: io::Error,
+        unlogged: u64,
+    },
 }
 
 pub struct AnomalyLog {
@@ -56,6 +63,8 @@ pub struct AnomalyLog {
     /// The counter last saved to `anomalies.seq`; sync jobs hold it while they run, so two
     /// never race on the same temp file.
     saved_seq: Arc<Mutex<u64>>,
+    /// Records that could not be written (counted, never silent).
+    unlogged: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -101,12 +110,18 @@ impl AnomalyLog {
             dirty: false,
             rotated_unsynced: None,
             saved_seq: Arc::new(Mutex::new(saved)),
+            unlogged: 0,
         })
     }
 
     /// The sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Records that could not be written since the log was opened.
+    pub fn unlogged(&self) -> u64 {
+        self.unlogged
     }
 
     /// The last sequence number given out (0 when none yet).
@@ -125,7 +140,19 @@ impl AnomalyLog {
             self.rotate()?;
         }
         let path = self.dir.join(LOG_FILE);
-        self.file.write_all(&line).map_err(io_err(&path))?;
+        if let Err(source) = self.file.write_all(&line) {
+            // A full disk takes part of a line: cut it, or the next record would be glued to
+            // it and unreadable. The sequence number is not used up (nothing was published).
+            if let Err(e) = self.file.set_len(self.bytes) {
+                tracing::warn!(file = %path.display(), "cutting a partial record: {e}");
+            }
+            self.unlogged += 1;
+            return Err(LogError::Unlogged {
+                path,
+                source,
+                unlogged: self.unlogged,
+            });
+        }
         self.bytes += line.len() as u64;
         self.next_seq += 1;
         self.dirty = true;
