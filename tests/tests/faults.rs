@@ -2,12 +2,15 @@
 //! pods, real gRPC clients and the real binary:
 //!
 //! 1. `kill -9` at random moments while it learns pods, flushes profiles and writes anomalies,
-//!    restarted each time on the same state: every file whole, profiles restored, anomaly
-//!    sequence numbers continuing strictly, a `sensor watch` resuming across every restart, no
-//!    temp file left;
-//! 2. an exec/UDP/DNS flood from a pod: resident memory bounded (measured), every exec of the
-//!    flood accounted for (seen on a gRPC event stream, missed in its in-band gaps, or counted
-//!    lost by the agent), the API answering throughout;
+//!    restarted each time on the same state: every file whole, profiles restored (a profile
+//!    cut on purpose is quarantined), anomaly sequence numbers continuing strictly, a
+//!    `sensor watch` resuming across every restart, no temp file left; and a full disk under
+//!    the state dir (a tmpfs): the agent keeps serving, unwritable records are counted, the
+//!    log stays whole;
+//! 2. an exec/UDP/DNS flood from a pod, with the default and with a tiny ring buffer: resident
+//!    memory bounded (measured), every exec of the flood accounted for (seen on a gRPC event
+//!    stream, missed in its in-band gaps, or counted lost by the agent), losses warned while
+//!    they happen, the API answering throughout;
 //! 3. malformed configuration and flags: exit code 2, one stderr line naming the key or flag,
 //!    nothing started;
 //! 4. API abuse: the socket refuses another uid, oversized requests are refused while others
@@ -544,17 +547,93 @@ while children > 0:
 print(json.dumps(counts))
 "#;
 
-#[test]
-fn event_flood_memory_bounded_losses_counted_api_answers() {
-    let _heavy = heavy();
-    let world = World::new();
+/// What one flood did and what the agent made of it.
+struct FloodOutcome {
+    /// The flood's own counts (`execs`, `udp`, `dns`, `exec_failed`).
+    generated: Value,
+    took: Duration,
+    /// Agent RSS (KiB): before the flood, sampled every 100 ms during it, and VmHWM at the end.
+    idle_kib: u64,
+    samples: Vec<(Duration, u64)>,
+    hwm_kib: u64,
+    /// Flood execs seen on a gRPC event stream, and messages its in-band gaps said it missed.
+    seen: u64,
+    gaps: u64,
+    /// `sensor profiles list` latencies during the flood.
+    latencies: Vec<Duration>,
+    /// The agent's counters logged at its exit: decoded events and losses.
+    events: std::collections::BTreeMap<String, u64>,
+    lost: std::collections::BTreeMap<String, u64>,
+    /// The agent's stderr up to just before it was stopped (warnings while running).
+    stderr_running: String,
+    /// Anomaly records of the namespace.
+    logged: usize,
+}
+
+impl FloodOutcome {
+    fn execs(&self) -> u64 {
+        self.generated["execs"].as_u64().unwrap()
+    }
+
+    fn lost_exec(&self) -> u64 {
+        self.lost.get("ringbuf_full_exec").copied().unwrap_or(0)
+            + self.lost.get("queue_full_exec").copied().unwrap_or(0)
+    }
+
+    fn peak_kib(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|(_, k)| *k)
+            .max()
+            .expect("RSS samples")
+    }
+
+    /// Each exec of the flood was seen on the stream, reported missed by the stream's gaps, or
+    /// counted lost by the agent (kernel ring buffer or its queue; the counters are per node,
+    /// so they may include other processes' losses: an upper bound).
+    #[track_caller]
+    fn assert_execs_accounted(&self) {
+        let (execs, seen, gaps, lost) = (self.execs(), self.seen, self.gaps, self.lost_exec());
+        assert!(
+            seen <= execs && seen + gaps + lost >= execs,
+            "execs: {execs} generated, {seen} seen on the stream + {gaps} missed in its gaps + \
+             {lost} lost by the agent do not account for them"
+        );
+    }
+
+    fn report(&self, what: &str) {
+        let max_latency = self.latencies.iter().max().copied().unwrap_or_default();
+        let lost: std::collections::BTreeMap<&String, &u64> =
+            self.lost.iter().filter(|(_, v)| **v > 0).collect();
+        eprintln!(
+            "{what}: flood of {:?}: generated {}; agent RSS idle {} MiB, peak {} MiB (VmHWM {} \
+             MiB), at the end {} MiB; event stream: {} flood execs + {} missed (gaps); agent \
+             lost (non-zero): {lost:?}; decoded: {:?}; {} anomalies logged; {} API calls, \
+             slowest {max_latency:?}",
+            self.took,
+            self.generated,
+            self.idle_kib / 1024,
+            self.peak_kib() / 1024,
+            self.hwm_kib / 1024,
+            self.samples.last().map(|(_, k)| *k).unwrap_or(0) / 1024,
+            self.seen,
+            self.gaps,
+            self.events,
+            self.logged,
+            self.latencies.len()
+        );
+    }
+}
+
+/// Starts an agent with `config`, lets workload `flooder` learn, then floods from its pod for
+/// `seconds` (see `FLOOD_PY`) while a gRPC event stream counts the flood's execs and the CLI
+/// calls the API every 0.5 s; stops the agent once it has worked through the flood.
+fn flood(world: &World, config: AgentConfig, seconds: u64) -> FloodOutcome {
     let ns = world.ns.clone();
     let mut peer = Peer::new();
     // Every flood name is unknown to it: NXDOMAIN answers, each an unexpected DNS name.
     peer.start_dns_server(&DnsZone::new());
-    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
-        .learning_period("3s")
-        .flush_interval("1s");
+    let state = config.state_dir.clone();
     let mut agent = Agent::start(config);
     let pid = agent.pid().expect("agent pid");
     let pod = world.learn(&agent, "flooder");
@@ -591,7 +670,7 @@ fn event_flood_memory_bounded_losses_counted_api_answers() {
                 runc::CONTAINER_PYTHON,
                 "/data/flood.py",
                 &peer.peer_ip().to_string(),
-                &FLOOD_SECONDS.to_string(),
+                &seconds.to_string(),
                 MARKER,
             ],
         )
@@ -613,7 +692,7 @@ fn event_flood_memory_bounded_losses_counted_api_answers() {
         latencies.push(took);
         std::thread::sleep(Duration::from_millis(500));
     }
-    let out = flood.wait(Duration::from_secs(FLOOD_SECONDS + 60));
+    let out = flood.wait(Duration::from_secs(seconds + 60));
     out.assert_success();
     let generated: Value = out
         .stdout
@@ -621,14 +700,14 @@ fn event_flood_memory_bounded_losses_counted_api_answers() {
         .last()
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("the flood printed no counts: {out:?}"));
-    let flood_took = started.elapsed();
-    let execs = generated["execs"].as_u64().unwrap();
+    let took = started.elapsed();
 
-    // Until the agent has worked through what it got (the log stops growing), at most 60 s.
+    // Until the agent has worked through what it got (the log stops growing), at most 3x the
+    // flood's time.
     let mut last_len = 0;
     let mut stable = Instant::now();
-    while stable.elapsed() < Duration::from_secs(3) && started.elapsed() < flood_took * 4 {
-        let len = std::fs::metadata(anomaly::log_path(agent.state_dir()))
+    while stable.elapsed() < Duration::from_secs(3) && started.elapsed() < took * 4 {
+        let len = std::fs::metadata(anomaly::log_path(&state))
             .map(|m| m.len())
             .unwrap_or(0);
         if len != last_len {
@@ -643,56 +722,87 @@ fn event_flood_memory_bounded_losses_counted_api_answers() {
     });
     let samples = sampler.finish();
     let hwm_kib = status_kib(pid, "VmHWM").expect("VmHWM");
+    let stderr_running = agent.stderr();
     let status = agent.stop();
     assert!(status.success(), "{status}\n{}", agent.diagnostics());
-    let stderr = agent.stderr();
-    let (events, lost) = final_counters(&stderr);
+    let (events, lost) = final_counters(&agent.stderr());
+    FloodOutcome {
+        generated,
+        took,
+        idle_kib,
+        samples,
+        hwm_kib,
+        seen: count["matching"].as_u64().unwrap(),
+        gaps: count["gaps"].as_u64().unwrap(),
+        latencies,
+        events,
+        lost,
+        stderr_running,
+        logged: read_log_ns(&state, &ns).len(),
+    }
+}
 
-    let peak_kib = samples.iter().map(|(_, k)| *k).max().expect("RSS samples");
-    let end_kib = samples.last().map(|(_, k)| *k).unwrap_or(0);
-    let lost_exec = lost.get("ringbuf_full_exec").copied().unwrap_or(0)
-        + lost.get("queue_full_exec").copied().unwrap_or(0);
-    let lost_total: u64 = lost.values().sum();
-    let seen = count["matching"].as_u64().unwrap();
-    let gaps = count["gaps"].as_u64().unwrap();
-    let max_latency = latencies.iter().max().copied().unwrap_or_default();
-    let logged = read_log_ns(&world.dir.path().join("state"), &ns).len();
-    eprintln!(
-        "flood of {flood_took:?}: generated {generated}; agent RSS idle {} MiB, peak {} MiB \
-         (VmHWM {} MiB), at the end {} MiB; event stream: {seen} flood execs + {gaps} missed \
-         (gaps); agent lost: {lost:?}; decoded: {events:?}; {} anomalies logged; {} API calls, \
-         slowest {max_latency:?}",
-        idle_kib / 1024,
-        peak_kib / 1024,
-        hwm_kib / 1024,
-        end_kib / 1024,
-        logged,
-        latencies.len()
-    );
-
+#[test]
+fn event_flood_memory_bounded_losses_counted_api_answers() {
+    let _heavy = heavy();
+    let world = World::new();
+    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
+        .learning_period("3s")
+        .flush_interval("1s");
+    let f = flood(&world, config, FLOOD_SECONDS);
+    f.report("default ring buffer");
     assert!(
-        peak_kib < RSS_CEILING_MIB * 1024,
+        f.peak_kib() < RSS_CEILING_MIB * 1024,
         "the agent's RSS reached {} MiB during the flood (ceiling {RSS_CEILING_MIB} MiB)",
-        peak_kib / 1024
+        f.peak_kib() / 1024
     );
-    // Accounting of the execs: each was seen on the stream, reported missed by the stream's
-    // gaps, or counted lost by the agent (kernel ring buffer or its queue; the counters are
-    // per node, so they may include other processes' losses: an upper bound).
-    assert!(
-        seen <= execs && seen + gaps + lost_exec >= execs,
-        "execs: {execs} generated, {seen} seen on the stream + {gaps} missed in its gaps + \
-         {lost_exec} lost by the agent do not account for them"
-    );
-    if lost_total > 0 {
+    f.assert_execs_accounted();
+    if f.lost.values().sum::<u64>() > 0 {
         assert!(
-            stderr.contains("events lost"),
-            "the agent lost {lost:?} but never warned while running"
+            f.stderr_running.contains("events lost"),
+            "the agent lost {:?} but never warned while running",
+            f.lost
         );
     }
     assert!(
-        logged > 0,
+        f.logged > 0,
         "the flood of a ready workload raised no anomaly at all"
     );
+}
+
+/// The smallest ring buffer the agent accepts (`ringBufferBytes`): a few records.
+const TINY_RING_BYTES: u32 = 4096;
+
+#[test]
+fn flood_into_a_tiny_ring_buffer_counts_every_loss() {
+    let _heavy = heavy();
+    let world = World::new();
+    let file = world.dir.path().join("tiny-ring.yaml");
+    std::fs::write(&file, format!("ringBufferBytes: {TINY_RING_BYTES}\n")).unwrap();
+    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
+        .learning_period("3s")
+        .flush_interval("1s")
+        .arg("--config")
+        .arg(file.to_str().unwrap());
+    let f = flood(&world, config, 8);
+    f.report("4 KiB ring buffer");
+    let ring_lost: u64 = f
+        .lost
+        .iter()
+        .filter(|(k, _)| k.starts_with("ringbuf_full_"))
+        .map(|(_, v)| v)
+        .sum();
+    assert!(
+        ring_lost > 0,
+        "a {TINY_RING_BYTES}-byte ring buffer under a flood lost nothing: {:?}",
+        f.lost
+    );
+    // Losses are said while they happen, not only at exit.
+    assert!(
+        f.stderr_running.contains("events lost") && f.stderr_running.contains("ringbuf_full_"),
+        "the agent lost {ring_lost} records in the ring buffer but did not warn while running"
+    );
+    f.assert_execs_accounted();
 }
 
 // ---------------------------------------------------------------------------------------------
