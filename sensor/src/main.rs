@@ -1,10 +1,13 @@
 //! `sensor`: thin binary over the library.
 
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
-    let cli = sensor::cli::Cli::parse();
+    let cli = match sensor::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return sensor::cli::usage::parse_failure(&e),
+    };
     if !matches!(cli.command, sensor::cli::Command::Run(_)) {
         // Printing commands behave like Unix tools in a pipe (`sensor trace | head`): a closed
         // stdout ends them quietly instead of a panic. The agent keeps ignoring SIGPIPE.
@@ -37,7 +40,7 @@ fn main() -> std::process::ExitCode {
             if e.chain()
                 .any(|c| c.is::<sensor::agent::config::ConfigError>())
             {
-                std::process::ExitCode::from(2)
+                std::process::ExitCode::from(sensor::cli::usage::USAGE_EXIT)
             } else {
                 std::process::ExitCode::FAILURE
             }

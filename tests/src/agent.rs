@@ -300,8 +300,9 @@ impl Agent {
                 let st = self.shared.stderr.lock().unwrap_or_else(|e| e.into_inner());
                 (st.0.contains(READY_TEXT), st.1)
             };
-            // "agent running" is logged as the API task starts: wait for the socket too.
-            if ready && is_socket(&self.config.socket) {
+            // "agent running" is logged as the API task starts: wait until the socket answers
+            // (after a kill -9 the dead agent's socket file is still there until replaced).
+            if ready && is_socket(&self.config.socket) && accepts(&self.config.socket) {
                 return;
             }
             let exited = eof || self.has_exited();
@@ -553,6 +554,10 @@ pub fn profile_path(state: &Path, ns: &str, workload: &str, container: &str) -> 
         .join(ns)
         .join(workload)
         .join(format!("{container}.json"))
+}
+
+fn accepts(p: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(p).is_ok()
 }
 
 fn is_socket(p: &Path) -> bool {

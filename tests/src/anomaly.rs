@@ -154,13 +154,32 @@ pub fn proto_root() -> PathBuf {
 /// Starts `consumer.py` against `agent` (stubs generated into `work/gen`), with `args`
 /// (`--namespace NS`, `--since N`, `--list-profiles`, `--pause-file F`, ...). See the script.
 pub fn py_consumer(agent: &Agent, work: &Path, args: &[&str]) -> JsonLines {
+    py_client(
+        agent,
+        work,
+        ("consumer.py", CONSUMER_PY),
+        args,
+        "python grpcio consumer",
+    )
+}
+
+/// Writes `script` (file name, source) and `consumer.py` (its stub generator) into `work` and
+/// starts it against `agent`: `--socket`, `--proto-root`, `--gen-dir`, then `args`.
+pub fn py_client(
+    agent: &Agent,
+    work: &Path,
+    script: (&str, &str),
+    args: &[&str],
+    what: &str,
+) -> JsonLines {
     let python = test_python();
     std::fs::create_dir_all(work).unwrap_or_else(|e| panic!("mkdir {}: {e}", work.display()));
-    let script = work.join("consumer.py");
-    std::fs::write(&script, CONSUMER_PY).expect("write consumer.py");
+    std::fs::write(work.join("consumer.py"), CONSUMER_PY).expect("write consumer.py");
+    let path = work.join(script.0);
+    std::fs::write(&path, script.1).unwrap_or_else(|e| panic!("write {}: {e}", script.0));
     let gen_dir = work.join(format!("gen-{}", crate::util::random_hex(6)));
     let mut cmd = Command::new(python);
-    cmd.arg(&script)
+    cmd.arg(&path)
         .arg("--socket")
         .arg(&agent.config.socket)
         .arg("--proto-root")
@@ -170,5 +189,5 @@ pub fn py_consumer(agent: &Agent, work: &Path, args: &[&str]) -> JsonLines {
         .args(args)
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1");
-    JsonLines::spawn("python grpcio consumer", cmd)
+    JsonLines::spawn(what, cmd)
 }

@@ -20,6 +20,7 @@ pub mod containerd;
 pub mod deploy;
 pub mod dns_client;
 pub mod expect;
+pub mod faults;
 pub mod imds;
 pub mod jsonl;
 pub mod kube_api;

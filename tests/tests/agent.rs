@@ -691,7 +691,7 @@ fn bad_config_exits_2_with_one_message() {
         (
             "--learning-period 2fortnights",
             config.argv(),
-            vec!["learningPeriod".into(), "2fortnights".into()],
+            vec!["--learning-period".into(), "2fortnights".into()],
         ),
         (
             "a config file with an unknown key",

@@ -2,6 +2,7 @@
 //! machine (idempotently), so the README's two commands work on a clean clone.
 
 mod bench;
+mod fuzz;
 mod image;
 mod setup;
 
@@ -68,6 +69,12 @@ enum Cmd {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Run every fuzz target of fuzz/ for a while (cargo-fuzz, nightly); fails on a crash.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = FUZZ_SECONDS)]
+        seconds: u64,
+    },
     /// Internal: one benchmark workload, run by `bench` inside a pod-shaped cgroup.
     #[command(hide = true)]
     BenchWorker {
@@ -120,6 +127,16 @@ fn main() -> Result<()> {
                 .env("KUBERNETES_VALIDATE", &python_tools.kubernetes_validate)
                 .env("SENSOR_TEST_PYTHON", &python_tools.python);
             run(&mut cmd)?;
+            // The whole suite (not a single target picked with arguments) fuzzes too.
+            if args.is_empty() {
+                fuzz::ensure_cargo_fuzz()?;
+                fuzz::run(&root, FUZZ_SECONDS)?;
+            }
+        }
+        Cmd::Fuzz { seconds } => {
+            setup::ensure_ebpf_toolchain()?;
+            fuzz::ensure_cargo_fuzz()?;
+            fuzz::run(&root, seconds)?;
         }
         Cmd::Bench {
             calls,
@@ -180,6 +197,9 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const FUZZ_SECONDS: u64 = 20;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

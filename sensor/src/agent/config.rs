@@ -46,10 +46,12 @@ pub struct ConfigFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {source}")]
+    // Not a `source`: the reason is part of this one-line message, and an error chain printed
+    // with its causes would repeat it.
+    #[error("config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -98,9 +100,9 @@ pub const DEFAULT_RING_BUFFER_BYTES: u32 = 8 * 1024 * 1024;
 
 /// Reads and parses a config file (YAML).
 pub fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(&text).map_err(|message| ConfigError::Parse {
         path: path.to_path_buf(),
@@ -179,14 +181,15 @@ pub fn settings(
     flags: Overrides,
     host_name: String,
 ) -> Result<Settings, ConfigError> {
-    // The origin named in an error: the flag when the flag set it, else the file.
-    let origin = |flag_set: bool| {
+    // Where an error points: the flag as typed when a flag set the value, else the file's key.
+    let at = |flag_set: bool, key: &'static str| -> (String, &'static str) {
         if flag_set {
-            "command line".to_string()
+            ("command line".to_string(), flag_of(key))
         } else {
-            file_origin.to_string()
+            (file_origin.to_string(), key)
         }
     };
+    let origin = |flag_set: bool| at(flag_set, "").0;
     let pick = |flag: Option<String>, file: Option<String>, default: &str| -> (String, bool) {
         match (flag, file) {
             (Some(v), _) => (v, true),
@@ -203,8 +206,8 @@ pub fn settings(
         DEFAULT_LEARNING_PERIOD,
     );
     let learning_period = duration(
-        &origin(from_flag),
-        "learningPeriod",
+        &at(from_flag, "learningPeriod").0,
+        at(from_flag, "learningPeriod").1,
         &learning,
         Duration::from_secs(1),
     )?;
@@ -214,25 +217,25 @@ pub fn settings(
         DEFAULT_FLUSH_INTERVAL,
     );
     let flush_interval = duration(
-        &origin(from_flag),
-        "flushInterval",
+        &at(from_flag, "flushInterval").0,
+        at(from_flag, "flushInterval").1,
         &flush,
         Duration::from_millis(100),
     )?;
     let (window, from_flag) = pick(flags.rate_window, file.rate_window, DEFAULT_RATE_WINDOW);
     let rate_window = duration(
-        &origin(from_flag),
-        "rateWindow",
+        &at(from_flag, "rateWindow").0,
+        at(from_flag, "rateWindow").1,
         &window,
         Duration::from_secs(1),
     )?;
-    let (listen, from_flag) = pick(flags.grpc_listen, file.grpc_listen, DEFAULT_GRPC_LISTEN);
+    let (listen, listen_from_flag) = pick(flags.grpc_listen, file.grpc_listen, DEFAULT_GRPC_LISTEN);
     let grpc_listen: ListenAddr =
         listen
             .parse()
             .map_err(|e: crate::api::ListenAddrError| ConfigError::Invalid {
-                origin: origin(from_flag),
-                key: "grpcListen",
+                origin: origin(listen_from_flag),
+                key: at(listen_from_flag, "grpcListen").1,
                 message: e.to_string(),
             })?;
 
@@ -252,7 +255,7 @@ pub fn settings(
     {
         let p = SensitivePattern::parse(text).map_err(|e| ConfigError::Invalid {
             origin: origin(from_flags),
-            key: "sensitivePaths",
+            key: at(from_flags, "sensitivePaths").1,
             message: e.to_string(),
         })?;
         patterns.push(p);
@@ -261,7 +264,7 @@ pub fn settings(
     if patterns.len() > max {
         return Err(ConfigError::Invalid {
             origin: origin(from_flags),
-            key: "sensitivePaths",
+            key: at(from_flags, "sensitivePaths").1,
             message: format!(
                 "{} patterns, at most {max} (defaults included)",
                 patterns.len()
@@ -271,15 +274,15 @@ pub fn settings(
 
     let (graduation, from_flag) = pick(flags.graduation_window, file.graduation_window, "24h");
     let graduation_window = duration(
-        &origin(from_flag),
-        "graduationWindow",
+        &at(from_flag, "graduationWindow").0,
+        at(from_flag, "graduationWindow").1,
         &graduation,
         Duration::from_secs(1),
     )?;
     let (anomaly, from_flag) = pick(flags.anomaly_window, file.anomaly_window, "60s");
     let anomaly_window = duration(
-        &origin(from_flag),
-        "anomalyWindow",
+        &at(from_flag, "anomalyWindow").0,
+        at(from_flag, "anomalyWindow").1,
         &anomaly,
         Duration::from_secs(1),
     )?;
@@ -297,27 +300,17 @@ pub fn settings(
             message: format!("{max_bytes} is below the minimum 65536"),
         });
     }
-    let tls_parts = (
-        flags.grpc_tls_cert.or(file.grpc_tls_cert),
-        flags.grpc_tls_key.or(file.grpc_tls_key),
-        flags.grpc_tls_client_ca.or(file.grpc_tls_client_ca),
-    );
-    let tls = match tls_parts {
-        (Some(cert), Some(key), Some(client_ca)) => Some(crate::api::TlsFiles {
-            cert,
-            key,
-            client_ca,
-        }),
-        (None, None, None) => None,
-        _ => {
-            return Err(ConfigError::Invalid {
-                origin: origin(true),
-                key: "grpcTls",
-                message: "TLS needs all three: the server certificate, its key and the client CA"
-                    .into(),
-            });
-        }
-    };
+    let tls = super::listen::transport(
+        &grpc_listen,
+        listen_from_flag,
+        super::listen::TlsParts {
+            cert: pick_path(flags.grpc_tls_cert, file.grpc_tls_cert),
+            key: pick_path(flags.grpc_tls_key, file.grpc_tls_key),
+            client_ca: pick_path(flags.grpc_tls_client_ca, file.grpc_tls_client_ca),
+        },
+        flags.insecure_tcp,
+        file_origin,
+    )?;
 
     let ring = file.ring_buffer_bytes.unwrap_or(DEFAULT_RING_BUFFER_BYTES);
     if ring < 4096 || !ring.is_power_of_two() {
@@ -328,11 +321,13 @@ pub fn settings(
         });
     }
 
+    let node_from_flag = flags.node_name.is_some();
     let node_name = flags.node_name.or(file.node_name).unwrap_or(host_name);
-    if node_name.is_empty() {
+    if node_name.trim().is_empty() {
+        let (origin, key) = at(node_from_flag, "nodeName");
         return Err(ConfigError::Invalid {
-            origin: file_origin.to_string(),
-            key: "nodeName",
+            origin,
+            key,
             message: "empty".into(),
         });
     }
@@ -368,7 +363,7 @@ pub fn settings(
         patterns,
         ring_buffer_bytes: ring,
         install_seccomp_dir: flags.install_seccomp_dir.or(file.install_seccomp_dir),
-        insecure_tcp: flags.insecure_tcp,
+        insecure_tcp: flags.insecure_tcp && tls.is_none(),
         tls,
         graduation_window,
         anomaly_window,
@@ -416,6 +411,42 @@ fn kubernetes(
         message: m,
     })?;
     Ok(s)
+}
+
+/// The `sensor run` flag that sets config key `key` (errors about a flag name the flag).
+pub fn flag_of(key: &'static str) -> &'static str {
+    match key {
+        "stateDir" => "--state-dir",
+        "grpcListen" => "--grpc-listen",
+        "learningPeriod" => "--learning-period",
+        "flushInterval" => "--flush-interval",
+        "rateWindow" => "--rate-window",
+        "nodeName" => "--node-name",
+        "podLogsDir" => "--pod-logs-dir",
+        "containerLogsDir" => "--container-logs-dir",
+        "procRoot" => "--proc-root",
+        "btf" => "--btf",
+        "sensitivePaths" => "--sensitive-path",
+        "installSeccompDir" => "--install-seccomp-dir",
+        "graduationWindow" => "--graduation-window",
+        "anomalyWindow" => "--anomaly-window",
+        "grpcTlsCert" => "--grpc-tls-cert",
+        "grpcTlsKey" => "--grpc-tls-key",
+        "grpcTlsClientCa" => "--grpc-tls-client-ca",
+        "kubernetesApi" => "--kubernetes-api",
+        "kubernetesApiUrl" => "--kubernetes-api-url",
+        "kubernetesPeers" => "--kubernetes-peers",
+        other => other,
+    }
+}
+
+/// A path from the flags (which win) or the file, with whether the flag gave it.
+fn pick_path(flag: Option<PathBuf>, file: Option<PathBuf>) -> Option<(PathBuf, bool)> {
+    match (flag, file) {
+        (Some(p), _) => Some((p, true)),
+        (None, Some(p)) => Some((p, false)),
+        (None, None) => None,
+    }
 }
 
 #[cfg(test)]
@@ -520,7 +551,7 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(e.starts_with("command line: `learningPeriod`"), "{e}");
+        assert!(e.starts_with("command line: `--learning-period`"), "{e}");
         let e = from_text("learnigPeriod: 1h\n", Overrides::default()).unwrap_err();
         assert!(
             e.contains("unknown field `learnigPeriod`") && e.contains("line 1"),

@@ -5,6 +5,9 @@
 pub mod config;
 pub mod drafts_out;
 pub mod learner;
+pub mod listen;
+pub mod losses;
+pub mod preflight;
 pub mod services;
 pub mod store;
 
@@ -144,6 +147,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         anomaly_hub,
         event_hub,
         last_seq,
+        losses: losses::LossReporter::default(),
     };
     info!(listen = %agent.settings.grpc_listen, "agent running");
 
@@ -170,7 +174,10 @@ pub async fn run(settings: Settings) -> Result<()> {
                 }
             }
             _ = sweep.tick() => pipeline.sweep(&mut collector, &mut out),
-            _ = poll.tick() => agent.poll_kernel(&mut pipeline, &collector),
+            _ = poll.tick() => {
+                agent.poll_kernel(&mut pipeline, &collector);
+                agent.losses.check(&collector.snapshot());
+            }
             _ = window.tick() => agent.close_window(&mut pipeline),
             _ = flush.tick() => {
                 agent.flush();
@@ -223,6 +230,8 @@ struct Agent {
     event_hub: Arc<Hub<Event>>,
     /// Last anomaly sequence number published (the stream's replay stops there).
     last_seq: Arc<AtomicU64>,
+    /// Losses warned about as they happen.
+    losses: losses::LossReporter,
 }
 
 /// Logged first, then published: a stream that replays the log up to `last_seq` and then

@@ -9,12 +9,16 @@ use crate::profile::model::{ApplicationProfile, ProfileKey};
 
 /// How many known names a NOT_FOUND message lists.
 const KNOWN_IN_MESSAGE: usize = 10;
+/// How much of a client's value an error message repeats. The message travels in an HTTP/2
+/// header (`grpc-message`): clients refuse headers past 8-16 KiB, so echoing a large request
+/// back would turn a precise INVALID_ARGUMENT into an opaque transport error.
+const ECHO_BYTES: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("{field} is required")]
     Missing { field: &'static str },
-    #[error("{field} {value:?} is invalid: {reason}")]
+    #[error("{field} {} is invalid: {reason}", echo(.value))]
     Invalid {
         field: &'static str,
         value: String,
@@ -23,7 +27,7 @@ pub enum RequestError {
     #[error("{field}: unknown enum value {value}")]
     BadEnum { field: &'static str, value: i32 },
     /// A stream filter field, named with its path (`filter.pod_regex[1]`).
-    #[error("{field} {value:?} is invalid: {reason}")]
+    #[error("{field} {} is invalid: {}", echo(.value), echo_text(.reason))]
     Filter {
         field: String,
         value: String,
@@ -46,6 +50,31 @@ pub enum RequestError {
     },
     #[error("{0}")]
     Internal(String),
+}
+
+/// `value` quoted, cut to [`ECHO_BYTES`] with its full length when longer.
+fn echo(value: &str) -> String {
+    if value.len() <= ECHO_BYTES {
+        return format!("{value:?}");
+    }
+    let mut end = ECHO_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}... ({} bytes)", &value[..end], value.len())
+}
+
+/// A reason that may quote the client's value (a regex parser's message): bounded too.
+fn echo_text(text: &str) -> String {
+    const MAX: usize = 512;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &text[..end], text.len())
 }
 
 fn known_list(known: &[String]) -> String {
@@ -330,5 +359,18 @@ mod tests {
             known,
         };
         assert!(e.to_string().ends_with("w09, and 2 more)"), "{e}");
+    }
+
+    #[test]
+    fn errors_echo_a_bounded_part_of_the_value() {
+        let huge = "n".repeat(512 * 1024);
+        let e = name("namespace", &huge).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+        assert!(
+            e.starts_with("namespace \"nnnn") && e.contains("... (524288 bytes) is invalid"),
+            "{e}"
+        );
+        let e = name("namespace", "a/b").unwrap_err().to_string();
+        assert_eq!(e, "namespace \"a/b\" is invalid: contains `/`");
     }
 }

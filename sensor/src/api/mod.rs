@@ -9,6 +9,7 @@
 //!   agent publishes anomalies and events through;
 //! - [`server`]: the service, [`Services`] and [`serve`];
 //! - [`stream`]: `StreamAnomalies` (replay, then live) and `StreamEvents`;
+//! - [`limits`]: request size and open-stream bounds per client;
 //! - [`filter`]: stream filters (label selectors, pod regexes, deny lists), compiled once;
 //! - [`tls`]: mutual TLS for TCP (server and client side);
 //! - [`lookup`]: request validation and profile lookup, with precise status codes;
@@ -26,6 +27,7 @@ pub mod control;
 pub mod convert;
 pub mod filter;
 pub mod hub;
+pub mod limits;
 pub mod lookup;
 pub mod message;
 pub mod render;

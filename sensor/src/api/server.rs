@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status, transport::Server};
 
 use super::control::{self, Control};
 use super::filter::{AnomalyFilter, EventFilter};
+use super::limits::{self, Permitted, StreamSlots};
 use super::proto::{
     self, AcceptAnomalyRequest, AcceptAnomalyResponse, ListProfilesRequest, ListProfilesResponse,
     NetworkPolicyRequest, NetworkPolicyResponse, ProfileRef, RelearnRequest, RelearnResponse,
@@ -168,6 +169,9 @@ pub struct SensorService {
     services: Services,
     /// Becomes true when the server stops: streams end with UNAVAILABLE.
     shutdown: watch::Receiver<bool>,
+    /// Open `StreamAnomalies` / `StreamEvents` streams, bounded (see [`limits`]).
+    anomaly_streams: StreamSlots,
+    event_streams: StreamSlots,
 }
 
 impl SensorService {
@@ -175,6 +179,8 @@ impl SensorService {
         Self {
             services: services.into(),
             shutdown,
+            anomaly_streams: StreamSlots::new("StreamAnomalies", limits::MAX_STREAMS_PER_KIND),
+            event_streams: StreamSlots::new("StreamEvents", limits::MAX_STREAMS_PER_KIND),
         }
     }
 
@@ -324,17 +330,18 @@ impl Sensor for SensorService {
         }))
     }
 
-    type StreamAnomaliesStream = AnomalyStream;
+    type StreamAnomaliesStream = Permitted<AnomalyStream>;
 
     async fn stream_anomalies(
         &self,
         request: Request<StreamAnomaliesRequest>,
-    ) -> Result<Response<AnomalyStream>, Status> {
+    ) -> Result<Response<Permitted<AnomalyStream>>, Status> {
         let req = request.into_inner();
         let filter = AnomalyFilter::compile(req.filter.as_ref(), &req.deny_list)?;
         let source = self.services.anomalies.clone().ok_or_else(|| {
             Status::unimplemented("this agent does not detect anomalies (no anomaly source)")
         })?;
+        let permit = self.anomaly_streams.acquire()?;
         let stream = stream::anomalies(
             source,
             self.node_name(),
@@ -342,26 +349,23 @@ impl Sensor for SensorService {
             req.since_seq,
             self.shutdown.clone(),
         )?;
-        Ok(Response::new(stream))
+        Ok(Response::new(Permitted::new(stream, permit)))
     }
 
-    type StreamEventsStream = EventStream;
+    type StreamEventsStream = Permitted<EventStream>;
 
     async fn stream_events(
         &self,
         request: Request<StreamEventsRequest>,
-    ) -> Result<Response<EventStream>, Status> {
+    ) -> Result<Response<Permitted<EventStream>>, Status> {
         let req = request.into_inner();
         let filter = EventFilter::compile(req.filter.as_ref(), &req.deny_list)?;
         let source = self.services.events.clone().ok_or_else(|| {
             Status::unimplemented("this agent does not stream events (no event source)")
         })?;
-        Ok(Response::new(stream::events(
-            source,
-            self.node_name(),
-            filter,
-            self.shutdown.clone(),
-        )))
+        let permit = self.event_streams.acquire()?;
+        let stream = stream::events(source, self.node_name(), filter, self.shutdown.clone());
+        Ok(Response::new(Permitted::new(stream, permit)))
     }
 
     async fn accept_anomaly(
@@ -423,6 +427,7 @@ pub async fn serve(
 ) -> Result<(), ApiError> {
     let transport = transport.into();
     let mut builder = Server::builder()
+        .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
         .http2_keepalive_interval(Some(KEEPALIVE))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)));
     let mut tls = false;
@@ -459,13 +464,13 @@ pub async fn serve(
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let (stop_streams, streams_stopped) = watch::channel(false);
     let router = builder
-        .add_service(health_service)
+        .add_service(health_service.max_decoding_message_size(limits::MAX_REQUEST_BYTES))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(SensorServer::new(SensorService::new(
-            services,
-            streams_stopped,
-        )));
+        .add_service(
+            SensorServer::new(SensorService::new(services, streams_stopped))
+                .max_decoding_message_size(limits::MAX_REQUEST_BYTES),
+        );
     let (stopping_tx, mut stopping) = watch::channel(false);
     let shutdown = async move {
         shutdown.await;

@@ -30,6 +30,8 @@ pub enum DebugCommand {
         #[arg(long, default_value_t = 500)]
         count: usize,
     },
+    /// Write raw ring-buffer records of the real probes to files (fuzz seed corpora).
+    Records(super::debug_records::RecordsArgs),
     /// The in-process benchmarks, each its own `sensor debug` subcommand (`bench-drafts`,
     /// `bench-stream`).
     #[command(flatten)]
@@ -164,6 +166,7 @@ pub async fn run(cmd: DebugCommand) -> Result<()> {
             println!("{{\"profiles\":{count}}}");
             Ok(())
         }
+        DebugCommand::Records(args) => super::debug_records::run(args).await,
         DebugCommand::Bench(BenchCommand::BenchStream(args)) => bench_stream::run(args),
         DebugCommand::Bench(BenchCommand::BenchDrafts { state_dir }) => {
             let (profiles, _) = StateDir::new(&state_dir).load_profiles();

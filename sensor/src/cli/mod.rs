@@ -3,9 +3,11 @@
 
 pub mod client;
 pub mod debug;
+pub mod debug_records;
 pub mod doctor;
 pub mod run;
 pub mod trace;
+pub mod usage;
 pub mod watch;
 
 use anyhow::{Context, Result};

@@ -117,7 +117,9 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         kubernetes_api_url: args.kubernetes_api_url,
         kubernetes_peers: args.kubernetes_peers,
     };
-    config::settings(file, &origin, flags, crate::cli::trace::host_name())
+    let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;
+    agent::preflight::check(&settings)?;
+    Ok(settings)
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {

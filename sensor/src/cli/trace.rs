@@ -89,10 +89,16 @@ impl TraceArgs {
         patterns.extend(self.sensitive_paths);
         let max = sensor_common::limits::MAX_FILE_PATTERNS as usize;
         if patterns.len() > max {
-            anyhow::bail!(
-                "too many sensitive path patterns: {} (at most {max}, defaults included)",
-                patterns.len()
-            );
+            // A usage error (exit code 2), like the same mistake given to `sensor run`.
+            return Err(crate::agent::config::ConfigError::Invalid {
+                origin: "command line".into(),
+                key: "--sensitive-path",
+                message: format!(
+                    "{} patterns, at most {max} (defaults included)",
+                    patterns.len()
+                ),
+            }
+            .into());
         }
         Ok(TraceOptions {
             json: self.json,

@@ -83,6 +83,12 @@ impl Collector {
         rx
     }
 
+    /// The ring buffer itself, for a reader of raw records (`sensor debug records`) instead of
+    /// [`Collector::spawn_reader`].
+    pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
+        self.ring.take()
+    }
+
     /// Everything counted so far: decoded events by kind and losses by cause.
     pub fn snapshot(&self) -> CountersSnapshot {
         let kernel = counters::kernel_stats(&self.stats);

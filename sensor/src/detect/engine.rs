@@ -184,11 +184,18 @@ impl Engine {
 
     /// Repeat records due now (or all pending ones with `force`, at shutdown).
     pub fn tick(&mut self, force: bool, publish: &mut dyn FnMut(&Anomaly)) -> Result<(), LogError> {
+        // Every due record is tried: one that cannot be written (counted by the log) must not
+        // take the others with it.
+        let mut first_error = None;
         for repeat in self.aggregator.due(Instant::now(), force) {
-            let logged = self.log.append(repeat)?;
-            publish(&logged);
+            match self.log.append(repeat) {
+                Ok(logged) => publish(&logged),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Whether a rule fired for the profile within `window`.

@@ -5,12 +5,14 @@
 //! `anomalies.1.jsonl` (the previous generation is dropped), and a rotated generation older than
 //! `max_age` is dropped. The next sequence number is also kept in `anomalies.seq`, so it
 //! continues even when retention removed every record. A line cut by a crash mid-write is
-//! ignored (and cut off) on open.
+//! ignored (and cut off) on open, and so is the temp file of an interrupted `anomalies.seq`
+//! write. Sync jobs run one at a time and never write an older counter over a newer one.
 
 use std::{
     fs::{self, File, OpenOptions},
     io::{self, BufRead, BufReader, Write},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
@@ -40,6 +42,13 @@ impl Default for Retention {
 pub enum LogError {
     #[error("anomaly log {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// A record could not be written (a full disk): it is not logged nor published.
+    #[error("anomaly log {path}: {source}: record not logged ({unlogged} since start)")]
+    Unlogged {
+        path: PathBuf,
+        source: io::Error,
+        unlogged: u64,
+    },
 }
 
 pub struct AnomalyLog {
@@ -51,6 +60,11 @@ pub struct AnomalyLog {
     dirty: bool,
     /// The generation just rotated away, still to be made durable by the next sync job.
     rotated_unsynced: Option<File>,
+    /// The counter last saved to `anomalies.seq`; sync jobs hold it while they run, so two
+    /// never race on the same temp file.
+    saved_seq: Arc<Mutex<u64>>,
+    /// Records that could not be written (counted, never silent).
+    unlogged: u64,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -64,6 +78,7 @@ impl AnomalyLog {
     /// Opens (or creates) the log in the state directory `dir`.
     pub fn open(dir: &Path, retention: Retention) -> Result<Self, LogError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        remove_stale_seq_temp_files(dir);
         let path = dir.join(LOG_FILE);
         let (last_in_log, good_len) = scan(&path).map_err(io_err(&path))?;
         let rotated = dir.join(ROTATED_FILE);
@@ -94,12 +109,19 @@ impl AnomalyLog {
             retention,
             dirty: false,
             rotated_unsynced: None,
+            saved_seq: Arc::new(Mutex::new(saved)),
+            unlogged: 0,
         })
     }
 
     /// The sequence number the next record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
+    }
+
+    /// Records that could not be written since the log was opened.
+    pub fn unlogged(&self) -> u64 {
+        self.unlogged
     }
 
     /// The last sequence number given out (0 when none yet).
@@ -118,7 +140,19 @@ impl AnomalyLog {
             self.rotate()?;
         }
         let path = self.dir.join(LOG_FILE);
-        self.file.write_all(&line).map_err(io_err(&path))?;
+        if let Err(source) = self.file.write_all(&line) {
+            // A full disk takes part of a line: cut it, or the next record would be glued to
+            // it and unreadable. The sequence number is not used up (nothing was published).
+            if let Err(e) = self.file.set_len(self.bytes) {
+                tracing::warn!(file = %path.display(), "cutting a partial record: {e}");
+            }
+            self.unlogged += 1;
+            return Err(LogError::Unlogged {
+                path,
+                source,
+                unlogged: self.unlogged,
+            });
+        }
         self.bytes += line.len() as u64;
         self.next_seq += 1;
         self.dirty = true;
@@ -146,6 +180,7 @@ impl AnomalyLog {
             rotated: self.rotated_unsynced.take(),
             dir: self.dir.clone(),
             next_seq: self.next_seq,
+            saved_seq: self.saved_seq.clone(),
         })
     }
 
@@ -186,17 +221,28 @@ pub struct SyncJob {
     rotated: Option<File>,
     dir: PathBuf,
     next_seq: u64,
+    saved_seq: Arc<Mutex<u64>>,
 }
 
 impl SyncJob {
     pub fn run(self) -> Result<(), LogError> {
+        // One job at a time: a slow fsync must not let the next job's counter write race on the
+        // same temp file, nor a late job put back an older counter.
+        let mut saved = self
+            .saved_seq
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(rotated) = &self.rotated {
             let path = self.dir.join(ROTATED_FILE);
             rotated.sync_data().map_err(io_err(&path))?;
         }
         let path = self.dir.join(LOG_FILE);
         self.file.sync_data().map_err(io_err(&path))?;
-        save_seq(&self.dir, self.next_seq)
+        if self.next_seq > *saved {
+            save_seq(&self.dir, self.next_seq)?;
+            *saved = self.next_seq;
+        }
+        Ok(())
     }
 }
 
@@ -269,6 +315,25 @@ fn scan(path: &Path) -> io::Result<(u64, u64)> {
         good += n as u64;
     }
     Ok((last, good))
+}
+
+/// Removes the temp files of `anomalies.seq` writes that a kill interrupted (see
+/// [`write_atomic`]: `.anomalies.seq.<pid>.tmp`).
+fn remove_stale_seq_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{SEQ_FILE}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&prefix)
+            && name.ends_with(".tmp")
+            && fs::remove_file(entry.path()).is_ok()
+        {
+            tracing::info!(file = name, "removed the temp file of an interrupted write");
+        }
+    }
 }
 
 fn drop_if_older(path: &Path, max_age: Duration) {
@@ -391,6 +456,32 @@ mod tests {
         fs::remove_file(d.join(ROTATED_FILE)).unwrap();
         let mut log = AnomalyLog::open(&d, retention).unwrap();
         assert_eq!(log.append(anomaly("x")).unwrap().seq, 41);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn interrupted_counter_writes_leave_no_temp_file_and_late_jobs_do_not_go_back() {
+        let d = dir("seqtmp");
+        let mut log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        log.append(anomaly("a")).unwrap();
+        let early = log.sync_job().unwrap();
+        log.append(anomaly("b")).unwrap();
+        log.sync().unwrap();
+        early.run().unwrap(); // finished last: must not write "2" over "3"
+        assert_eq!(fs::read_to_string(d.join(SEQ_FILE)).unwrap(), "3\n");
+        drop(log);
+        let tmp = d.join(format!(".{SEQ_FILE}.4242.tmp"));
+        fs::write(&tmp, "9").unwrap();
+        let log = AnomalyLog::open(&d, Retention::default()).unwrap();
+        assert!(
+            !tmp.exists(),
+            "the interrupted write's temp file is removed on open"
+        );
+        assert_eq!(
+            log.next_seq(),
+            3,
+            "a temp file is never read as the counter"
+        );
         fs::remove_dir_all(&d).unwrap();
     }
 }
