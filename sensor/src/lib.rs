@@ -13,6 +13,7 @@ pub mod dns;
 pub mod drafts;
 pub mod event;
 pub mod kernel;
+pub mod metrics;
 pub mod pipeline;
 pub mod profile;
 pub mod syscall_names;

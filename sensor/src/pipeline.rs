@@ -51,6 +51,8 @@ pub struct Pipeline {
     /// Events of cgroups whose names are incomplete, per cgroup, oldest first.
     held: HashMap<u64, VecDeque<(Instant, Event)>>,
     held_count: usize,
+    /// Unparsable DNS payloads by workload (metrics); bumped on that loss path only.
+    pub dns_unparsed_by_workload: Arc<crate::metrics::WorkloadCounter>,
 }
 
 impl Pipeline {
@@ -65,6 +67,7 @@ impl Pipeline {
             removed: HashSet::new(),
             held: HashMap::new(),
             held_count: 0,
+            dns_unparsed_by_workload: Arc::default(),
         }
     }
 
@@ -316,10 +319,7 @@ impl Pipeline {
             if d.flags & dns_flags::TRUNCATED != 0 {
                 // The stream's framing can no longer be trusted past a cut segment.
                 self.tcp_dns.remove(&key);
-                collector
-                    .counters
-                    .dns_unparsed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.dns_unparsed(collector, cgroup_id, d.header.pid);
                 return;
             }
             self.tcp_dns.push(key, payload)
@@ -363,14 +363,19 @@ impl Pipeline {
                     out.push(self.event(d.header.ts_ns, cgroup_id, d.header.pid, detail));
                 }
                 Err(dns::DnsError::NotAResponse) => {}
-                Err(_) => {
-                    collector
-                        .counters
-                        .dns_unparsed
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                Err(_) => self.dns_unparsed(collector, cgroup_id, d.header.pid),
             }
         }
+    }
+
+    /// A DNS payload that cannot be used: counted, in total and for its workload.
+    fn dns_unparsed(&mut self, collector: &Collector, cgroup_id: u64, pid: u32) {
+        collector
+            .counters
+            .dns_unparsed
+            .fetch_add(1, Ordering::Relaxed);
+        let who = self.attributor.attribute(cgroup_id, pid);
+        self.dns_unparsed_by_workload.add(&who, 1);
     }
 
     /// A candidate open (an anchor matched in the kernel): reported if a pattern matches the

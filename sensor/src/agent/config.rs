@@ -39,6 +39,7 @@ pub struct ConfigFile {
     pub grpc_tls_cert: Option<PathBuf>,
     pub grpc_tls_key: Option<PathBuf>,
     pub grpc_tls_client_ca: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,8 @@ pub struct Settings {
     /// Repeats of an anomaly are summarised once per window.
     pub anomaly_window: Duration,
     pub anomaly_retention: crate::detect::log::Retention,
+    /// `/metrics`, `/healthz`, `/readyz` (off unless set: the endpoint is unauthenticated).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sensor";
@@ -162,6 +165,7 @@ pub struct Overrides {
     pub grpc_tls_cert: Option<PathBuf>,
     pub grpc_tls_key: Option<PathBuf>,
     pub grpc_tls_client_ca: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Merges defaults, the file and the flags; validates everything.
@@ -225,6 +229,20 @@ pub fn settings(
                 key: "grpcListen",
                 message: e.to_string(),
             })?;
+
+    let metrics_listen = match (flags.metrics_listen, file.metrics_listen) {
+        (Some(v), _) => Some((v, true)),
+        (None, Some(v)) => Some((v, false)),
+        (None, None) => None,
+    }
+    .map(|(text, from_flag)| {
+        crate::metrics::listen::parse(&text).map_err(|message| ConfigError::Invalid {
+            origin: origin(from_flag),
+            key: "metricsListen",
+            message,
+        })
+    })
+    .transpose()?;
 
     let defaults =
         !flags.no_default_sensitive_paths && file.default_sensitive_paths.unwrap_or(true);
@@ -363,6 +381,7 @@ pub fn settings(
         graduation_window,
         anomaly_window,
         anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
+        metrics_listen,
     })
 }
 
@@ -381,6 +400,9 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from("/var/lib/sensor"));
         assert_eq!(s.learning_period, Duration::from_secs(24 * 3600));
         assert_eq!(s.node_name, "node-1");
+        assert_eq!(s.metrics_listen, None, "no metrics endpoint unless asked");
+        let s = from_text("metricsListen: 0.0.0.0:9090\n", Overrides::default()).unwrap();
+        assert_eq!(s.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
         let s = from_text(
             "learningPeriod: 7d\nstateDir: /data\n",
             Overrides {
@@ -427,6 +449,20 @@ mod tests {
         assert!(e.contains("shorter than the minimum"), "{e}");
         let e = from_text("grpcListen: ftp://x\n", Overrides::default()).unwrap_err();
         assert!(e.contains("grpcListen"), "{e}");
+        let e = from_text("metricsListen: localhost:9090\n", Overrides::default()).unwrap_err();
+        assert!(
+            e.starts_with("config file c.yaml: `metricsListen`: `localhost:9090`"),
+            "{e}"
+        );
+        let e = from_text(
+            "",
+            Overrides {
+                metrics_listen: Some("9090".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.starts_with("command line: `metricsListen`"), "{e}");
         let e = from_text("stateDir: [1, 2]\n", Overrides::default()).unwrap_err();
         assert!(e.contains("stateDir") || e.contains("line 1"), "{e}");
     }

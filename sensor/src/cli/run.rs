@@ -71,6 +71,10 @@ pub struct RunArgs {
     /// TLS: CA that client certificates must be signed by (mutual TLS).
     #[arg(long, value_name = "FILE")]
     pub grpc_tls_client_ca: Option<PathBuf>,
+    /// Serve Prometheus metrics on /metrics, liveness on /healthz and readiness on /readyz at
+    /// this address, e.g. 0.0.0.0:9090 or 127.0.0.1:0 (a free port, logged) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings from defaults, the config file and these flags.
@@ -102,6 +106,7 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         grpc_tls_cert: args.grpc_tls_cert,
         grpc_tls_key: args.grpc_tls_key,
         grpc_tls_client_ca: args.grpc_tls_client_ca,
+        metrics_listen: args.metrics_listen,
     };
     config::settings(file, &origin, flags, crate::cli::trace::host_name())
 }
