@@ -11,8 +11,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The loop ticks every 100 ms; its longest legitimate pause is a flush of changed profiles
-/// (tens of ms for hundreds of profiles). Thirty seconds without a tick is a stuck agent.
+/// The loop ticks every 100 ms and hands slow work (fsync) to blocking threads: thirty seconds
+/// without a tick is a stuck agent, not a busy one.
 pub const STALE_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
