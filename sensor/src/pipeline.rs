@@ -53,6 +53,8 @@ pub struct Pipeline {
     held_count: usize,
     /// Unparsable DNS payloads by workload (metrics); bumped on that loss path only.
     pub dns_unparsed_by_workload: Arc<crate::metrics::WorkloadCounter>,
+    /// Those losses whose container is not named yet.
+    dns_unparsed_pending: crate::metrics::workload::PendingLosses,
 }
 
 impl Pipeline {
@@ -68,6 +70,7 @@ impl Pipeline {
             held: HashMap::new(),
             held_count: 0,
             dns_unparsed_by_workload: Arc::default(),
+            dns_unparsed_pending: Default::default(),
         }
     }
 
@@ -368,14 +371,32 @@ impl Pipeline {
         }
     }
 
-    /// A DNS payload that cannot be used: counted, in total and for its workload.
+    /// A DNS payload that cannot be used: counted in total now, and for its workload once the
+    /// container is named (as its held events are).
     fn dns_unparsed(&mut self, collector: &Collector, cgroup_id: u64, pid: u32) {
         collector
             .counters
             .dns_unparsed
             .fetch_add(1, Ordering::Relaxed);
-        let who = self.attributor.attribute(cgroup_id, pid);
-        self.dns_unparsed_by_workload.add(&who, 1);
+        if !self.dns_unparsed_pending.push(cgroup_id, pid) {
+            let who = self.attributor.attribute(cgroup_id, pid);
+            self.dns_unparsed_by_workload.add(&who, 1);
+        }
+    }
+
+    /// Counts pending DNS losses by workload: named ones, expired ones, and those of removed
+    /// cgroups (before their state is forgotten) or all with `force`.
+    fn settle_dns_losses(&mut self, force: bool) {
+        if self.dns_unparsed_pending.is_empty() {
+            return;
+        }
+        let (removed, attributor) = (&self.removed, &mut self.attributor);
+        self.dns_unparsed_pending.settle(
+            HOLD,
+            |cgroup_id| force || removed.contains(&cgroup_id),
+            |cgroup_id, pid| attributor.attribute(cgroup_id, pid),
+            &self.dns_unparsed_by_workload,
+        );
     }
 
     /// A candidate open (an anchor matched in the kernel): reported if a pattern matches the
@@ -423,6 +444,7 @@ impl Pipeline {
     /// state is dropped).
     pub fn sweep(&mut self, collector: &mut Collector, out: &mut Vec<Event>) {
         self.release_held(out, false);
+        self.settle_dns_losses(false);
         if self.removed.is_empty() {
             return;
         }
@@ -441,6 +463,7 @@ impl Pipeline {
     pub fn finish(&mut self, collector: &mut Collector, out: &mut Vec<Event>) {
         self.sweep(collector, out);
         self.release_held(out, true);
+        self.settle_dns_losses(true);
         let now = BootClock::boot_now_ns();
         for (cgroup_id, set) in collector.syscall_sets.read_all() {
             let ev = self.syscalls_event(now, cgroup_id, &set, false);

@@ -190,8 +190,20 @@ fn assert_well_formed(s: &Scrape) {
     }
 }
 
+/// Capture is node-wide: the broken DNS answers of one test are losses in every agent running
+/// at that moment. The tests that start agents take turns, so the loss counters that must stay
+/// at zero do.
+static ONE_AGENT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_agent_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AGENT_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn metrics_follow_a_pod_from_learning_to_an_anomaly() {
+    let _turn = one_agent_at_a_time();
     let bed = Bed::new();
     let mut agent = Agent::spawn(bed.config());
     let addr = listening_addr(&agent, Duration::from_secs(30));
@@ -427,6 +439,7 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn unparsable_dns_answers_are_counted_for_their_workload() {
+    let _turn = one_agent_at_a_time();
     let bed = Bed::new();
     let peer = Peer::new();
     let ip = peer.peer_ip().to_string();
@@ -451,8 +464,10 @@ fn unparsable_dns_answers_are_counted_for_their_workload() {
     let pod = bed.pod("resolver");
     bed.sh(
         &pod,
-        // busybox nslookup over UDP; the broken answers make it fail, which is the point.
-        &format!("nslookup svc.example.test {ip} >/dev/null 2>&1; exit 0"),
+        // busybox nslookup over UDP; the broken answers make it fail, which is the point. The
+        // sleeps make it a container that lives a moment, as workloads do: a packet has no pid,
+        // so its cgroup is learned from the container's processes (see docs/metrics.md).
+        &format!("sleep 0.5; nslookup svc.example.test {ip} >/dev/null 2>&1; sleep 0.5; exit 0"),
     );
     wait_scrape(
         &agent,

@@ -6,8 +6,9 @@
 //! of short-lived bare pods cannot grow the scrape without bound, and nothing goes uncounted.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{Mutex, PoisonError},
+    time::{Duration, Instant},
 };
 
 use crate::attribution::{Attribution, Scope};
@@ -61,6 +62,52 @@ impl WorkloadCounter {
     }
 }
 
+/// Losses waiting for their container's names before they are counted by workload: a container
+/// that fails at once (a DNS lookup as its first act) loses before kubelet has written the log
+/// symlink that names it, as its events are held back (pipeline `HOLD`). Bounded: beyond
+/// [`PendingLosses::MAX`] a loss is counted at once with what is known.
+#[derive(Debug, Default)]
+pub struct PendingLosses {
+    /// (when, cgroup id, pid), oldest first.
+    queue: VecDeque<(Instant, u64, u32)>,
+}
+
+impl PendingLosses {
+    pub const MAX: usize = 1024;
+
+    /// Queues a loss of `cgroup_id`; `false` when full (the caller counts it now).
+    pub fn push(&mut self, cgroup_id: u64, pid: u32) -> bool {
+        if self.queue.len() >= Self::MAX {
+            return false;
+        }
+        self.queue.push_back((Instant::now(), cgroup_id, pid));
+        true
+    }
+
+    /// Counts the losses whose container is named by now, older than `hold`, or `settle_now`
+    /// (e.g. the cgroup is going away); keeps the rest.
+    pub fn settle(
+        &mut self,
+        hold: Duration,
+        mut settle_now: impl FnMut(u64) -> bool,
+        mut attribute: impl FnMut(u64, u32) -> std::sync::Arc<Attribution>,
+        counter: &WorkloadCounter,
+    ) {
+        self.queue.retain(|(since, cgroup_id, pid)| {
+            let who = attribute(*cgroup_id, *pid);
+            let done = who.is_complete() || since.elapsed() >= hold || settle_now(*cgroup_id);
+            if done {
+                counter.add(&who, 1);
+            }
+            !done
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +142,56 @@ mod tests {
                 (("shop".to_string(), "checkout".to_string()), 3),
             ]
         );
+    }
+
+    #[test]
+    fn a_pending_loss_waits_for_its_names_or_the_hold() {
+        let counter = WorkloadCounter::default();
+        let mut pending = PendingLosses::default();
+        assert!(pending.push(7, 100));
+        assert!(pending.push(8, 200));
+        let mut unnamed = pod("", "");
+        unnamed.namespace = None;
+        unnamed.workload = None;
+        unnamed.pod = None;
+        let hold = Duration::from_secs(60);
+        // Names not known yet: nothing counted.
+        pending.settle(hold, |_| false, |_, _| unnamed.clone().into(), &counter);
+        assert!(counter.snapshot().is_empty());
+        // Cgroup 7 is named now; cgroup 8 is going away and is counted with what is known.
+        pending.settle(
+            hold,
+            |cgroup| cgroup == 8,
+            |cgroup, _| {
+                if cgroup == 7 {
+                    pod("shop", "checkout").into()
+                } else {
+                    unnamed.clone().into()
+                }
+            },
+            &counter,
+        );
+        assert!(pending.is_empty());
+        assert_eq!(
+            counter.snapshot(),
+            vec![
+                ((String::new(), "unknown".to_string()), 1),
+                (("shop".to_string(), "checkout".to_string()), 1),
+            ]
+        );
+        // The hold expires: counted as known.
+        assert!(pending.push(9, 1));
+        pending.settle(
+            Duration::ZERO,
+            |_| false,
+            |_, _| unnamed.clone().into(),
+            &counter,
+        );
+        assert!(pending.is_empty());
+        for _ in 0..PendingLosses::MAX {
+            assert!(pending.push(9, 1));
+        }
+        assert!(!pending.push(9, 1), "bounded");
     }
 
     #[test]
