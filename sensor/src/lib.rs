@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod drafts;
 pub mod event;
 pub mod kernel;
+pub mod metrics;
 pub mod pipeline;
 pub mod profile;
 pub mod syscall_names;

@@ -51,6 +51,10 @@ pub struct Pipeline {
     /// Events of cgroups whose names are incomplete, per cgroup, oldest first.
     held: HashMap<u64, VecDeque<(Instant, Event)>>,
     held_count: usize,
+    /// Unparsable DNS payloads by workload (metrics); bumped on that loss path only.
+    pub dns_unparsed_by_workload: Arc<crate::metrics::WorkloadCounter>,
+    /// Those losses whose container is not named yet.
+    dns_unparsed_pending: crate::metrics::workload::PendingLosses,
 }
 
 impl Pipeline {
@@ -65,6 +69,8 @@ impl Pipeline {
             removed: HashSet::new(),
             held: HashMap::new(),
             held_count: 0,
+            dns_unparsed_by_workload: Arc::default(),
+            dns_unparsed_pending: Default::default(),
         }
     }
 
@@ -316,10 +322,7 @@ impl Pipeline {
             if d.flags & dns_flags::TRUNCATED != 0 {
                 // The stream's framing can no longer be trusted past a cut segment.
                 self.tcp_dns.remove(&key);
-                collector
-                    .counters
-                    .dns_unparsed
-                    .fetch_add(1, Ordering::Relaxed);
+                self.dns_unparsed(collector, cgroup_id, d.header.pid);
                 return;
             }
             self.tcp_dns.push(key, payload)
@@ -363,14 +366,37 @@ impl Pipeline {
                     out.push(self.event(d.header.ts_ns, cgroup_id, d.header.pid, detail));
                 }
                 Err(dns::DnsError::NotAResponse) => {}
-                Err(_) => {
-                    collector
-                        .counters
-                        .dns_unparsed
-                        .fetch_add(1, Ordering::Relaxed);
-                }
+                Err(_) => self.dns_unparsed(collector, cgroup_id, d.header.pid),
             }
         }
+    }
+
+    /// A DNS payload that cannot be used: counted in total now, and for its workload once the
+    /// container is named (as its held events are).
+    fn dns_unparsed(&mut self, collector: &Collector, cgroup_id: u64, pid: u32) {
+        collector
+            .counters
+            .dns_unparsed
+            .fetch_add(1, Ordering::Relaxed);
+        if !self.dns_unparsed_pending.push(cgroup_id, pid) {
+            let who = self.attributor.attribute(cgroup_id, pid);
+            self.dns_unparsed_by_workload.add(&who, 1);
+        }
+    }
+
+    /// Counts pending DNS losses by workload: named ones, expired ones, and those of removed
+    /// cgroups (before their state is forgotten) or all with `force`.
+    fn settle_dns_losses(&mut self, force: bool) {
+        if self.dns_unparsed_pending.is_empty() {
+            return;
+        }
+        let (removed, attributor) = (&self.removed, &mut self.attributor);
+        self.dns_unparsed_pending.settle(
+            HOLD,
+            |cgroup_id| force || removed.contains(&cgroup_id),
+            |cgroup_id, pid| attributor.attribute(cgroup_id, pid),
+            &self.dns_unparsed_by_workload,
+        );
     }
 
     /// A candidate open (an anchor matched in the kernel): reported if a pattern matches the
@@ -418,6 +444,7 @@ impl Pipeline {
     /// state is dropped).
     pub fn sweep(&mut self, collector: &mut Collector, out: &mut Vec<Event>) {
         self.release_held(out, false);
+        self.settle_dns_losses(false);
         if self.removed.is_empty() {
             return;
         }
@@ -436,6 +463,7 @@ impl Pipeline {
     pub fn finish(&mut self, collector: &mut Collector, out: &mut Vec<Event>) {
         self.sweep(collector, out);
         self.release_held(out, true);
+        self.settle_dns_losses(true);
         let now = BootClock::boot_now_ns();
         for (cgroup_id, set) in collector.syscall_sets.read_all() {
             let ev = self.syscalls_event(now, cgroup_id, &set, false);

@@ -230,6 +230,13 @@ impl Agent {
     /// Spawns `sensor run` and waits until it prints [`READY_TEXT`] and its socket exists.
     /// Panics (with its stderr) if it exits first or takes longer than [`START_TIMEOUT`].
     pub fn start(config: AgentConfig) -> Agent {
+        let mut agent = Agent::spawn(config);
+        agent.wait_started();
+        agent
+    }
+
+    /// Spawns `sensor run` without waiting for it to start (see [`Agent::wait_started`]).
+    pub fn spawn(config: AgentConfig) -> Agent {
         util::require_root();
         let mut argv = config.argv();
         let mut bin = Sensor::binary();
@@ -282,18 +289,18 @@ impl Agent {
                 shared.cv.notify_all();
             });
         }
-        let mut agent = Agent {
+        Agent {
             config,
             child: Some(child),
             shared,
             status: None,
             command,
-        };
-        agent.wait_started();
-        agent
+        }
     }
 
-    fn wait_started(&mut self) {
+    /// Waits until the agent prints [`READY_TEXT`] and its socket exists; panics (with its
+    /// stderr) if it exits first or takes longer than [`START_TIMEOUT`].
+    pub fn wait_started(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let (ready, eof) = {

@@ -7,7 +7,8 @@
 //! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]), and the agent
 //! (`sensor run`) with its gRPC clients ([`agent`]), its anomaly log and anomaly stream
 //! consumers (`sensor watch`, a Python grpcio client: [`anomaly`], [`jsonl`]), and a stand-in
-//! for the cloud metadata service inside a test network namespace ([`imds`]).
+//! for the cloud metadata service inside a test network namespace ([`imds`]), and the agent's
+//! metrics and health endpoint, scraped with the Prometheus Python parser ([`metrics`]).
 //!
 //! Everything must run as root on a real kernel. Every resource is unique per test so tests run
 //! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
@@ -25,6 +26,7 @@ pub mod imds;
 pub mod jsonl;
 pub mod kube_api;
 pub mod kubelet;
+pub mod metrics;
 pub mod netns;
 pub mod oci;
 pub mod pod;

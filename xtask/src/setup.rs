@@ -245,6 +245,9 @@ const KUBERNETES_VALIDATE_VERSION: &str = "1.34.1";
 /// (tests/python/consumer.py: stubs generated from proto/ with `grpc_tools.protoc`, then
 /// `StreamAnomalies` and `ListProfiles` over the agent's unix socket). Wheels for CPython 3.9+.
 const GRPCIO_VERSION: &str = "1.85.1";
+/// The Prometheus project's Python client, whose text parser checks the agent's `/metrics` in
+/// the end-to-end tests (tests/python/scrape.py).
+const PROMETHEUS_CLIENT_VERSION: &str = "0.26.0";
 
 /// The Python tools of the tests, in the venv at `<root>/target/pytools`.
 pub struct PythonTools {
@@ -255,8 +258,8 @@ pub struct PythonTools {
 }
 
 /// Installs the Python tools the tests use into a venv at `<root>/target/pytools` (idempotent:
-/// nothing happens when the pinned versions already run): `kubernetes-validate`, and grpcio +
-/// grpcio-tools for the Python gRPC consumer.
+/// nothing happens when the pinned versions already run): `kubernetes-validate`, grpcio +
+/// grpcio-tools for the Python gRPC consumer, and prometheus-client for the metrics tests.
 pub fn ensure_python_tools(root: &Path) -> Result<PythonTools> {
     let venv = root.join("target/pytools");
     let bin = venv.join("bin/kubernetes-validate");
@@ -281,16 +284,29 @@ pub fn ensure_python_tools(root: &Path) -> Result<PythonTools> {
                         == format!("{GRPCIO_VERSION} {GRPCIO_VERSION}")
             })
     };
+    let prometheus_installed = || {
+        Command::new(&python)
+            .args([
+                "-c",
+                "import prometheus_client.parser, importlib.metadata as m; \
+                 print(m.version('prometheus-client'))",
+            ])
+            .output()
+            .is_ok_and(|o| {
+                o.status.success()
+                    && String::from_utf8_lossy(&o.stdout).trim() == PROMETHEUS_CLIENT_VERSION
+            })
+    };
     let tools = PythonTools {
         kubernetes_validate: bin.clone(),
         python: python.clone(),
     };
-    if validate_installed() && grpc_installed() {
+    if validate_installed() && grpc_installed() && prometheus_installed() {
         return Ok(tools);
     }
     eprintln!(
         "xtask: installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION}, grpcio and \
-         grpcio-tools {GRPCIO_VERSION} into {}",
+         grpcio-tools {GRPCIO_VERSION}, prometheus-client {PROMETHEUS_CLIENT_VERSION} into {}",
         venv.display()
     );
     let make_venv = || {
@@ -315,6 +331,7 @@ pub fn ensure_python_tools(root: &Path) -> Result<PythonTools> {
         &format!("kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"),
         &format!("grpcio=={GRPCIO_VERSION}"),
         &format!("grpcio-tools=={GRPCIO_VERSION}"),
+        &format!("prometheus-client=={PROMETHEUS_CLIENT_VERSION}"),
     ]))?;
     if !validate_installed() {
         bail!(
@@ -325,6 +342,12 @@ pub fn ensure_python_tools(root: &Path) -> Result<PythonTools> {
     if !grpc_installed() {
         bail!(
             "grpcio and grpcio-tools {GRPCIO_VERSION} were installed but do not import in {}",
+            python.display()
+        );
+    }
+    if !prometheus_installed() {
+        bail!(
+            "prometheus-client {PROMETHEUS_CLIENT_VERSION} was installed but does not import in {}",
             python.display()
         );
     }

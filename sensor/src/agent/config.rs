@@ -42,6 +42,7 @@ pub struct ConfigFile {
     pub kubernetes_api: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_peers: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +90,8 @@ pub struct Settings {
     pub anomaly_retention: crate::detect::log::Retention,
     /// Pod metadata from the Kubernetes API (`attribution::kube`).
     pub kubernetes: KubeApiSettings,
+    /// `/metrics`, `/healthz`, `/readyz` (off unless set: the endpoint is unauthenticated).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/sensor";
@@ -172,6 +175,7 @@ pub struct Overrides {
     pub kubernetes_api: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_peers: Option<String>,
+    pub metrics_listen: Option<String>,
 }
 
 /// Merges defaults, the file and the flags; validates everything.
@@ -238,6 +242,20 @@ pub fn settings(
                 key: at(listen_from_flag, "grpcListen").1,
                 message: e.to_string(),
             })?;
+
+    let metrics_listen = match (flags.metrics_listen, file.metrics_listen) {
+        (Some(v), _) => Some((v, true)),
+        (None, Some(v)) => Some((v, false)),
+        (None, None) => None,
+    }
+    .map(|(text, from_flag)| {
+        crate::metrics::listen::parse(&text).map_err(|message| ConfigError::Invalid {
+            origin: origin(from_flag),
+            key: "metricsListen",
+            message,
+        })
+    })
+    .transpose()?;
 
     let defaults =
         !flags.no_default_sensitive_paths && file.default_sensitive_paths.unwrap_or(true);
@@ -369,6 +387,7 @@ pub fn settings(
         anomaly_window,
         anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
         kubernetes,
+        metrics_listen,
     })
 }
 
@@ -464,6 +483,9 @@ mod tests {
         assert_eq!(s.state_dir, PathBuf::from("/var/lib/sensor"));
         assert_eq!(s.learning_period, Duration::from_secs(24 * 3600));
         assert_eq!(s.node_name, "node-1");
+        assert_eq!(s.metrics_listen, None, "no metrics endpoint unless asked");
+        let s = from_text("metricsListen: 0.0.0.0:9090\n", Overrides::default()).unwrap();
+        assert_eq!(s.metrics_listen, Some("0.0.0.0:9090".parse().unwrap()));
         let s = from_text(
             "learningPeriod: 7d\nstateDir: /data\n",
             Overrides {
@@ -568,6 +590,20 @@ mod tests {
         assert!(e.contains("shorter than the minimum"), "{e}");
         let e = from_text("grpcListen: ftp://x\n", Overrides::default()).unwrap_err();
         assert!(e.contains("grpcListen"), "{e}");
+        let e = from_text("metricsListen: localhost:9090\n", Overrides::default()).unwrap_err();
+        assert!(
+            e.starts_with("config file c.yaml: `metricsListen`: `localhost:9090`"),
+            "{e}"
+        );
+        let e = from_text(
+            "",
+            Overrides {
+                metrics_listen: Some("9090".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.starts_with("command line: `metricsListen`"), "{e}");
         let e = from_text("stateDir: [1, 2]\n", Overrides::default()).unwrap_err();
         assert!(e.contains("stateDir") || e.contains("line 1"), "{e}");
     }

@@ -41,6 +41,7 @@ use crate::{
         model::Anomaly,
     },
     event::Event,
+    metrics::{AgentSource, AnomalyCounts, CaptureSource, Metrics},
     pipeline::Pipeline,
     profile::persist::StateDir,
     syscall_names::{Abi, name},
@@ -55,6 +56,13 @@ pub fn now_rfc3339() -> String {
 }
 
 pub async fn run(settings: Settings) -> Result<()> {
+    // The endpoint first: /readyz answers 503 while state and probes load, and a taken port
+    // fails before anything slow.
+    let metrics = Arc::new(Metrics::for_agent(&settings.btf));
+    let _endpoint = match settings.metrics_listen {
+        Some(addr) => Some(crate::metrics::http::start(addr, metrics.clone()).await?),
+        None => None,
+    };
     let state = StateDir::new(&settings.state_dir);
     state.create().context("preparing the state directory")?;
     let (restored, quarantined) = state.load_profiles();
@@ -70,6 +78,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         next_anomaly = log.next_seq(),
         "state loaded"
     );
+    metrics.health.set_state_loaded();
     let store = Arc::new(RwLock::new(ProfileStore::new(
         settings.learning_period.as_secs(),
         restored,
@@ -93,6 +102,15 @@ pub async fn run(settings: Settings) -> Result<()> {
     })?;
     if let Some(m) = &pod_metadata {
         pipeline.attributor.set_pod_metadata(m.clone());
+    }
+    // Ready once the probes are in: a probe that blocks the start never gets here, an
+    // optional one the kernel lacks is reported by sensor_probe_attached.
+    metrics
+        .health
+        .set_probes_attached(collector.probes.status.iter().all(|p| !p.blocks_start()));
+    match CaptureSource::of(&collector, &pipeline, settings.ring_buffer_bytes) {
+        Ok(source) => metrics.set_capture(source),
+        Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }
     let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone())
         .with_pod_metadata(pod_metadata);
@@ -127,7 +145,8 @@ pub async fn run(settings: Settings) -> Result<()> {
         state_dir: settings.state_dir.clone(),
     }));
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
-    let api_task = tokio::spawn(api::serve(
+    let serving = metrics.health.clone();
+    let api_task = tokio::spawn(api::serve_reporting(
         settings.grpc_listen.clone(),
         Transport {
             tls: settings.tls.clone(),
@@ -137,6 +156,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         async move {
             let _ = api_stopped.await;
         },
+        move || serving.set_grpc_serving(true),
     ));
     let mut agent = Agent {
         settings,
@@ -148,7 +168,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         event_hub,
         last_seq,
         losses: losses::LossReporter::default(),
+        anomaly_counts: metrics.anomalies.clone(),
     };
+    metrics.set_agent(AgentSource {
+        store: agent.store.clone(),
+        last_seq: agent.last_seq.clone(),
+        anomaly_hub: agent.anomaly_hub.clone(),
+        event_hub: agent.event_hub.clone(),
+    });
     info!(listen = %agent.settings.grpc_listen, "agent running");
 
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -173,7 +200,10 @@ pub async fn run(settings: Settings) -> Result<()> {
                     }
                 }
             }
-            _ = sweep.tick() => pipeline.sweep(&mut collector, &mut out),
+            _ = sweep.tick() => {
+                metrics.health.beat();
+                pipeline.sweep(&mut collector, &mut out);
+            }
             _ = poll.tick() => {
                 agent.poll_kernel(&mut pipeline, &collector);
                 agent.losses.check(&collector.snapshot());
@@ -188,6 +218,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             _ = orphans.tick() => pipeline.collect_orphans(&mut collector, &mut out),
             result = async { api_task.as_mut().expect("api task").await }, if api_task.is_some() => {
                 api_task = None;
+                metrics.health.set_grpc_serving(false);
                 match result {
                     Ok(Ok(())) => warn!("gRPC server stopped"),
                     Ok(Err(e)) => return Err(e).context("gRPC server"),
@@ -200,6 +231,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         agent.feed(&pipeline, &mut out);
     }
 
+    metrics.health.set_stopping();
     info!("shutting down: flushing state");
     tokio::time::sleep(Duration::from_millis(100)).await;
     while let Ok(ev) = events.try_recv() {
@@ -232,12 +264,18 @@ struct Agent {
     last_seq: Arc<AtomicU64>,
     /// Losses warned about as they happen.
     losses: losses::LossReporter,
+    anomaly_counts: Arc<AnomalyCounts>,
 }
 
 /// Logged first, then published: a stream that replays the log up to `last_seq` and then
 /// follows the hub sees every record once.
-fn publisher<'a>(hub: &'a Hub<Anomaly>, last_seq: &'a AtomicU64) -> impl FnMut(&Anomaly) + 'a {
+fn publisher<'a>(
+    hub: &'a Hub<Anomaly>,
+    last_seq: &'a AtomicU64,
+    counts: &'a AnomalyCounts,
+) -> impl FnMut(&Anomaly) + 'a {
     move |a: &Anomaly| {
+        counts.record(a);
         last_seq.store(a.seq, Ordering::Release);
         hub.publish(a.clone());
     }
@@ -253,7 +291,8 @@ impl Agent {
             if let Some((key, _)) = learner::profile_key(&ev.who) {
                 let store = self.store.read().expect("profile store lock");
                 if let Some(profile) = store.get(&key) {
-                    let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+                    let mut publish =
+                        publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
                     if let Err(e) = self.engine.on_event(
                         &ev,
                         profile,
@@ -319,7 +358,7 @@ impl Agent {
                 pid: None,
                 processes: &pipeline.attributor.processes,
             };
-            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+            let mut publish = publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
             if let Err(e) = self
                 .engine
                 .on_syscalls(&native, &compat, profile, &story, &mut publish)
@@ -346,7 +385,7 @@ impl Agent {
                 pid: None,
                 processes: &pipeline.attributor.processes,
             };
-            let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+            let mut publish = publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
             if let Err(e) =
                 self.engine
                     .on_flow_window(id, total, seconds, profile, &story, &mut publish)
@@ -357,7 +396,7 @@ impl Agent {
     }
 
     fn tick_anomalies(&mut self, force: bool) {
-        let mut publish = publisher(&self.anomaly_hub, &self.last_seq);
+        let mut publish = publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
         if let Err(e) = self.engine.tick(force, &mut publish) {
             warn!("anomaly log: {e}");
         }

@@ -45,7 +45,7 @@ pub mod proto {
 pub use addr::{DEFAULT_ADDR, ListenAddr, ListenAddrError};
 pub use control::{AcceptOutcome, Control, ControlError, MemoryControl};
 pub use hub::{Delivery, Hub, HubStats, Subscription};
-pub use server::{ApiError, SERVICE_NAME, Services, Transport, serve};
+pub use server::{ApiError, SERVICE_NAME, Services, Transport, serve, serve_reporting};
 pub use source::{
     AnomalySource, EventSource, Graduation, MemoryAnomalies, MemoryEvents, MemorySource,
     ProfileSource,

@@ -425,6 +425,17 @@ pub async fn serve(
     services: impl Into<Services>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
+    serve_reporting(addr, transport, services, shutdown, || {}).await
+}
+
+/// [`serve`], calling `listening` once the address is bound (the agent's readiness).
+pub async fn serve_reporting(
+    addr: ListenAddr,
+    transport: impl Into<Transport>,
+    services: impl Into<Services>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    listening: impl FnOnce() + Send,
+) -> Result<(), ApiError> {
     let transport = transport.into();
     let mut builder = Server::builder()
         .max_concurrent_streams(limits::MAX_CONCURRENT_STREAMS)
@@ -493,6 +504,7 @@ pub async fn serve(
         ListenAddr::Unix(path) => {
             let (listener, socket) = bind_unix(&path)?;
             tracing::info!(socket = %path.display(), "gRPC API listening (mode 0600)");
+            listening();
             let served = tokio::select! {
                 r = router.serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown) => r,
                 () = deadline => Ok(()),
@@ -507,6 +519,7 @@ pub async fn serve(
                     addr: addr.to_string(),
                     source,
                 })?;
+            listening();
             if tls {
                 tracing::info!(addr = %sa, "gRPC API listening on TCP with mutual TLS");
             } else {

@@ -82,6 +82,10 @@ pub struct RunArgs {
     /// [default: cluster].
     #[arg(long, value_name = "cluster|node")]
     pub kubernetes_peers: Option<String>,
+    /// Serve Prometheus metrics on /metrics, liveness on /healthz and readiness on /readyz at
+    /// this address, e.g. 0.0.0.0:9090 or 127.0.0.1:0 (a free port, logged) [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Settings from defaults, the config file and these flags.
@@ -116,6 +120,7 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         kubernetes_api: args.kubernetes_api,
         kubernetes_api_url: args.kubernetes_api_url,
         kubernetes_peers: args.kubernetes_peers,
+        metrics_listen: args.metrics_listen,
     };
     let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;
     agent::preflight::check(&settings)?;
