@@ -774,6 +774,7 @@ async fn socket_mode_health_and_reflection() {
             "StreamEvents",
             "AcceptAnomaly",
             "Relearn",
+            "GetInfo",
         ]
     );
 

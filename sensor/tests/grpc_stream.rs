@@ -908,6 +908,9 @@ async fn events_stream_live_with_filters() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
+    let e = c.get_info(proto::GetInfoRequest {}).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert!(e.message().contains("probes"), "{}", e.message());
     node.stop().await;
 }
 

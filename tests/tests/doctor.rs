@@ -1,6 +1,7 @@
 //! `sensor doctor` on the real kernel: it loads and attaches every probe for real, finds a runc
 //! pod in its kubelet-shaped cgroup, agrees with the DaemonSet's measured capability set, and
-//! says "cannot run" (exit code 1) with the reason when BTF or a capability is missing.
+//! says "cannot run" (exit code 1) with the reason when BTF or a capability is missing. And
+//! `sensor info` (gRPC `GetInfo`) reports the running agent's probes the same way.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -8,7 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use sensor_tests::{
-    CgroupDriver, ContainerConfig, Kubelet, Pod, Runc, Runtime, Sensor, deploy, util,
+    Agent, AgentConfig, CgroupDriver, ContainerConfig, Kubelet, Pod, Runc, Runtime, Sensor, deploy,
+    util,
 };
 
 fn doctor(wrapper: &[String], args: &[&str]) -> Output {
@@ -162,5 +164,35 @@ fn missing_btf_is_named_and_fails() {
     assert!(
         stdout.contains("verdict: the sensor cannot run on this node"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn the_running_agent_reports_its_probes_over_grpc() {
+    let dir = util::TempDir::new("info");
+    let kubelet = Kubelet::new();
+    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let info = agent.client(&["info", "--json"]);
+    let info = info.ok().json();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(info["kernelRelease"], release.trim());
+    let programs: Vec<String> = info["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["attached"], true, "{p:#}");
+            assert!(p["needs"].as_str().is_some_and(|n| !n.is_empty()), "{p:#}");
+            p["program"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(programs, table_programs());
+    assert_eq!(info["notCaptured"], serde_json::json!([]));
+    let text = agent.client(&["info"]);
+    let text = text.ok();
+    assert!(
+        text.stdout.contains("every probe is attached"),
+        "{}",
+        text.stdout
     );
 }

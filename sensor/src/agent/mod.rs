@@ -91,7 +91,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         mut events,
         mut pipeline,
         preexisting,
-        ..
+        cgroup2,
     } = Capture::start(&CaptureOptions {
         kubelet: settings.kubelet.clone(),
         proc_root: settings.proc_root.clone(),
@@ -143,7 +143,12 @@ pub async fn run(settings: Settings) -> Result<()> {
     .with_control(Arc::new(services::Controls {
         store: store.clone(),
         state_dir: settings.state_dir.clone(),
-    }));
+    }))
+    .with_info(api::info::agent_info(
+        &settings.node_name,
+        &cgroup2.mount_point,
+        &collector.probes.status,
+    ));
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = metrics.health.clone();
     let api_task = tokio::spawn(api::serve_reporting(

@@ -27,6 +27,7 @@ pub mod control;
 pub mod convert;
 pub mod filter;
 pub mod hub;
+pub mod info;
 pub mod limits;
 pub mod lookup;
 pub mod message;

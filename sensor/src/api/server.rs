@@ -80,6 +80,8 @@ pub struct Services {
     pub events: Option<Arc<dyn EventSource>>,
     /// `AcceptAnomaly`, `Relearn`.
     pub control: Option<Arc<dyn Control>>,
+    /// `GetInfo`.
+    pub info: Option<Arc<proto::AgentInfo>>,
 }
 
 impl Services {
@@ -89,7 +91,13 @@ impl Services {
             anomalies: None,
             events: None,
             control: None,
+            info: None,
         }
+    }
+
+    pub fn with_info(mut self, info: proto::AgentInfo) -> Self {
+        self.info = Some(Arc::new(info));
+        self
     }
 
     pub fn with_anomalies(mut self, anomalies: Arc<dyn AnomalySource>) -> Self {
@@ -386,6 +394,16 @@ impl Sensor for SensorService {
             node_name: self.node_name(),
             time: convert::now(),
         }))
+    }
+
+    async fn get_info(
+        &self,
+        _request: Request<proto::GetInfoRequest>,
+    ) -> Result<Response<proto::AgentInfo>, Status> {
+        let info = self.services.info.clone().ok_or_else(|| {
+            Status::unimplemented("this agent does not report its probes (no info)")
+        })?;
+        Ok(Response::new(info.as_ref().clone()))
     }
 
     async fn relearn(

@@ -5,6 +5,7 @@ pub mod client;
 pub mod debug;
 pub mod debug_records;
 pub mod doctor;
+pub mod info;
 pub mod run;
 pub mod trace;
 pub mod usage;
@@ -47,6 +48,8 @@ pub enum Command {
     /// Checks this node: kernel, BTF, cgroups, each probe (really loaded), container layout,
     /// kubelet directories; exit code 0 when the sensor can run here.
     Doctor(doctor::DoctorArgs),
+    /// The running agent: version, kernel, each probe's status and what is not captured.
+    Info(info::InfoArgs),
     /// Developer tools (benchmark helpers).
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -63,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Netpol(args) => client::netpol(args).await,
         Command::Watch(args) => watch::run(*args).await,
         Command::Doctor(args) => doctor::run(args),
+        Command::Info(args) => info::run(args).await,
         Command::Debug(cmd) => debug::run(cmd).await,
     }
 }
