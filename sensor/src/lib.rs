@@ -2,6 +2,7 @@
 //! the commands built on them. The `sensor` binary is a thin CLI over this crate.
 
 pub mod agent;
+pub mod ai;
 pub mod api;
 pub mod attribution;
 pub mod capture;

@@ -14,8 +14,9 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use tonic::{Code, Status};
 
+use crate::ai::{self, PeerClass};
 use crate::api::{self, ClientTls, ListenAddr, client::ConnectOptions, convert, proto, render};
-use crate::profile::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey};
+use crate::profile::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey, Protocol};
 
 #[derive(Subcommand, Debug)]
 pub enum ProfilesCommand {
@@ -660,6 +661,21 @@ pub fn summary_table(rows: &[proto::ProfileSummary]) -> String {
 }
 
 /// The readable form of `sensor profiles show`.
+/// The class of an egress flow against the embedded AI catalogue.
+fn egress_class(f: &proto::Flow) -> PeerClass {
+    let protocol = match proto::Protocol::try_from(f.protocol) {
+        Ok(proto::Protocol::Udp) => Protocol::Udp,
+        _ => Protocol::Tcp,
+    };
+    ai::classify::classify_peer(
+        &f.dns_names,
+        u16::try_from(f.port).unwrap_or_default(),
+        protocol,
+        f.peer.as_ref().is_some_and(|p| !p.pod.is_empty()),
+        ai::Catalogue::embedded(),
+    )
+}
+
 pub fn profile_text(p: &proto::Profile) -> String {
     let mut o = String::new();
     let ts = |t: &Option<prost_types::Timestamp>| convert::rfc3339(t.as_ref());
@@ -746,16 +762,24 @@ pub fn profile_text(p: &proto::Profile) -> String {
     }
 
     let _ = writeln!(o, "\negress ({}):", p.egress.len());
-    for f in &p.egress {
+    let classes: Vec<PeerClass> = p.egress.iter().map(egress_class).collect();
+    if !p.egress.is_empty() {
+        let _ = writeln!(o, "  calls {}", ai::classify::summary(&classes));
+    }
+    for (f, class) in p.egress.iter().zip(&classes) {
         let _ = writeln!(
             o,
-            "  {}:{}/{}{}{}  {}",
+            "  {}:{}/{}{}{}  {}  [{}]",
             host(&f.ip),
             f.port,
             convert::protocol_name(f.protocol),
             names(&f.dns_names),
             peer(f.peer.as_ref()),
-            flow_counts(f)
+            flow_counts(f),
+            match &class.name {
+                Some(name) => format!("{}: {name}", class.class.label()),
+                None => class.class.label().to_string(),
+            }
         );
     }
     let _ = writeln!(o, "\ningress ({}):", p.ingress.len());

@@ -12,6 +12,9 @@
 //! - `sensor.io/egress-names`: the DNS names the containers resolved for each `ipBlock` peer, as
 //!   a JSON object `{"<cidr>": ["<name>", ...]}` (sorted), so a reviewer can tell what
 //!   `203.0.113.7/32` is and that the address may change;
+//! - `sensor.io/egress-classes`: what the egress peers are, from the AI catalogue
+//!   ([`crate::ai`]): e.g. `Amazon Bedrock (model API), Pinecone (vector store), 1 cluster
+//!   service, nothing else`;
 //! - `sensor.io/review`: one line per guess the generator had to make (a guessed pod selector,
 //!   a pod allowed by address, a Service address...);
 //! - `sensor.io/notes`: one line per caveat of the profiles ([`super::draft_notes`]: partial,
@@ -137,6 +140,12 @@ const MAX_LINES_ANNOTATION: usize = 16 * 1024;
 pub(crate) fn annotations(t: &Traffic) -> BTreeMap<String, String> {
     let mut a = BTreeMap::new();
     a.insert(format!("{ANNOTATION_PREFIX}profiles"), t.sources.join(", "));
+    if !t.egress_classes.is_empty() {
+        a.insert(
+            format!("{ANNOTATION_PREFIX}egress-classes"),
+            crate::ai::classify::summary(&t.egress_classes),
+        );
+    }
     if !t.egress_names.is_empty() {
         let mut names: BTreeMap<String, Vec<&String>> = BTreeMap::new();
         let mut size = 2;

@@ -155,6 +155,8 @@ pub struct Traffic {
     pub review: Vec<String>,
     /// [`super::draft_notes`] of the profiles (prefixed with the container when several).
     pub notes: Vec<String>,
+    /// What each egress flow's peer is (model API, vector store, ...), in flow order.
+    pub egress_classes: Vec<crate::ai::PeerClass>,
 }
 
 impl Traffic {
@@ -254,12 +256,26 @@ impl Traffic {
             review: BTreeSet::new(),
         };
         let mut egress_ports: BTreeMap<PeerRef, BTreeSet<PortProto>> = BTreeMap::new();
+        let mut egress_classes = Vec::new();
         for f in profiles.iter().flat_map(|p| &p.egress) {
             let ip = f.ip.to_canonical();
             // Port 0 cannot be written in a policy (and reaches nothing).
             if is_local(ip) || f.port == 0 || (f.port == 53 && all_resolvers.contains(&ip)) {
                 continue;
             }
+            let names: Vec<String> = names_by_ip
+                .get(&ip)
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            egress_classes.push(crate::ai::classify::classify_peer(
+                &names,
+                f.port,
+                f.protocol,
+                f.peer.is_some(),
+                crate::ai::Catalogue::embedded(),
+            ));
             egress_ports
                 .entry(classify.peer(f))
                 .or_default()
@@ -320,6 +336,7 @@ impl Traffic {
             egress_names,
             review,
             notes,
+            egress_classes,
         }
     }
 }
