@@ -22,15 +22,18 @@ const PACKAGE_SUFFIX: &str = "-cloud-amd64";
 
 /// The cached `vmlinuz` of the newest Debian 6.1 cloud kernel, downloading it if needed.
 pub fn ensure_debian_61(root: &Path) -> Result<PathBuf> {
-    let package = match newest_package()? {
-        Some(p) => p,
-        None => {
-            run(Command::new("apt-get").args(["update", "-q"]))?;
-            newest_package()?.context(
-                "apt knows no linux-image-6.1.0-*-cloud-amd64 package (is Debian bookworm in the apt sources?)",
-            )?
-        }
-    };
+    fetch(root).or_else(|e| {
+        // Package lists missing or stale (naming a version the mirror no longer has).
+        eprintln!("xtask: {e:#}; updating apt's package lists and retrying");
+        run(Command::new("apt-get").args(["update", "-q"]))?;
+        fetch(root)
+    })
+}
+
+fn fetch(root: &Path) -> Result<PathBuf> {
+    let package = newest_package()?.context(
+        "apt knows no linux-image-6.1.0-*-cloud-amd64 package (is Debian bookworm in the apt sources?)",
+    )?;
     let version = candidate_version(&package)?;
     let dir = root
         .join("target/kernels")
