@@ -89,6 +89,22 @@ pub fn header(kind: EventKind) -> EventHeader {
     }
 }
 
+/// Fills a header for an event about a socket rather than the current task (packets, flows):
+/// `cgroup_id` and `pid` are given. No current-task helper is called: 6.1's verifier does not
+/// offer them to cgroup_skb programs (`unknown func bpf_get_current_pid_tgid#14`; 6.18's does),
+/// and in softirq the current task is unrelated anyway.
+#[inline(always)]
+pub fn socket_header(kind: EventKind, cgroup_id: u64, pid: u32, tid: u32) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        size: kind.size() as u32,
+        ts_ns: unsafe { bpf_ktime_get_boot_ns() },
+        cgroup_id,
+        pid,
+        tid,
+    }
+}
+
 /// Reserves room for an event of type `T` in the ring buffer, counting a failure under the
 /// event kind's loss counter.
 #[inline(always)]

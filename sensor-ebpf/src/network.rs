@@ -30,7 +30,7 @@ use sensor_common::{
 
 use crate::{
     kernel::{current_file, read_at, read_ptr},
-    maps::{DNS_CLIENTS, FLOWS, LISTENERS, conf, count, header, reserve},
+    maps::{DNS_CLIENTS, FLOWS, LISTENERS, conf, count, reserve, socket_header},
 };
 
 const IPPROTO_TCP: u8 = 6;
@@ -70,9 +70,17 @@ fn v6_words(words: [u32; 4]) -> [u8; 16] {
 }
 
 /// Records one more connection (or the first send) on a flow; its first sighting is reported
-/// (once per aggregate). `pid` is 0 outside the process's context.
+/// (once per aggregate). `pid_tgid` is the acting thread's (`bpf_get_current_pid_tgid` in
+/// process context), or the listener's pid in both halves for an accept seen in softirq, or 0.
 #[inline(always)]
-fn open_flow(key: &FlowKey, origin: FlowOrigin, local_addr: [u8; 16], increment: bool, pid: u32) {
+fn open_flow(
+    key: &FlowKey,
+    origin: FlowOrigin,
+    local_addr: [u8; 16],
+    increment: bool,
+    pid_tgid: u64,
+) {
+    let pid = (pid_tgid >> 32) as u32;
     let now = unsafe { bpf_ktime_get_boot_ns() };
     let stats = match FLOWS.get_ptr_mut(key) {
         Some(stats) => stats,
@@ -110,13 +118,8 @@ fn open_flow(key: &FlowKey, origin: FlowOrigin, local_addr: [u8; 16], increment:
     let Some(mut entry) = reserve::<FlowEvent>(EventKind::Flow) else {
         return;
     };
-    let mut h = header(EventKind::Flow);
     // Not necessarily the current task: an accept is seen in softirq and names the listener.
-    h.cgroup_id = key.cgroup_id;
-    if h.pid != pid {
-        h.pid = pid;
-        h.tid = pid;
-    }
+    let h = socket_header(EventKind::Flow, key.cgroup_id, pid, pid_tgid as u32);
     entry.write(FlowEvent {
         header: h,
         key: *key,
@@ -178,13 +181,20 @@ fn on_sock_addr(ctx: &SockAddrContext, v6: bool, origin: FlowOrigin) {
     let port = u16::from_be(port_raw as u16);
     let cgroup_id = unsafe { aya_ebpf::helpers::bpf_get_current_cgroup_id() };
     let key = egress_key(cgroup_id, addr, port, protocol);
-    let pid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let pid = (pid_tgid >> 32) as u32;
     if port == DNS_PORT {
         // The answer arrives in softirq: remember who asked, by socket.
         let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr.cast()) };
         let _ = DNS_CLIENTS.insert(cookie, pid, 0);
     }
-    open_flow(&key, origin, [0; 16], origin == FlowOrigin::Connect, pid);
+    open_flow(
+        &key,
+        origin,
+        [0; 16],
+        origin == FlowOrigin::Connect,
+        pid_tgid,
+    );
 }
 
 #[cgroup_sock_addr(connect4)]
@@ -334,8 +344,8 @@ fn account(skb: &SkBuffContext, egress: bool) {
             port: local_port,
             _pad: [0; 6],
         };
-        let pid = unsafe { LISTENERS.get(listener) }.copied().unwrap_or(0);
-        open_flow(&key, FlowOrigin::Accept, pkt.dst, true, pid);
+        let pid = unsafe { LISTENERS.get(listener) }.copied().unwrap_or(0) as u64;
+        open_flow(&key, FlowOrigin::Accept, pkt.dst, true, (pid << 32) | pid);
     }
     let stats = FLOWS
         .get_ptr_mut(egress_key(cgroup_id, remote, remote_port, pkt.protocol))
@@ -385,14 +395,10 @@ fn dns_answer(skb: &SkBuffContext, pkt: &Packet, cgroup_id: u64) {
     };
     let ev = entry.as_mut_ptr();
     unsafe {
-        let mut h = header(EventKind::Dns);
         // Softirq context: the current task is unrelated; the socket's cgroup is what counts.
-        h.cgroup_id = cgroup_id;
         let cookie = bpf_get_socket_cookie(skb.skb.skb.cast());
         let pid = DNS_CLIENTS.get(cookie).copied().unwrap_or(0);
-        h.pid = pid;
-        h.tid = pid;
-        (*ev).header = h;
+        (*ev).header = socket_header(EventKind::Dns, cgroup_id, pid, pid);
         (*ev).flags = flags;
         (*ev).wire_len = wire_len;
         (*ev).server_addr = pkt.src;

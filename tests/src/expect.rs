@@ -136,6 +136,18 @@ impl fmt::Display for Expect {
     }
 }
 
+/// The events closest to matching `e` (fewest failed conditions first, at most `max`), each
+/// with the conditions it failed: what a failure message shows when an event never arrived.
+pub fn near_misses(e: &Expect, events: &[Value], max: usize) -> String {
+    let mut near: Vec<(Vec<&str>, &Value)> = events.iter().map(|v| (e.failures(v), v)).collect();
+    near.sort_by_key(|(fails, _)| fails.len());
+    let mut out = String::from("closest events (failed conditions):\n");
+    for (fails, v) in near.iter().take(max) {
+        out.push_str(&format!("  {v}\n    failed: {}\n", fails.join("; ")));
+    }
+    out
+}
+
 /// `field` as a top-level key, or a JSON pointer when it starts with `/`.
 pub fn get<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
     if field.starts_with('/') {

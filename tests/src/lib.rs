@@ -16,6 +16,7 @@
 
 pub mod agent;
 pub mod anomaly;
+pub mod capture_checks;
 pub mod cgroup;
 pub mod containerd;
 pub mod deploy;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod netns;
 pub mod oci;
 pub mod pod;
+pub mod qemu;
 pub mod rootfs;
 pub mod runc;
 pub mod sensor;

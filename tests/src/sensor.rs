@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::expect::Expect;
+use crate::expect::{self, Expect};
 use crate::util;
 
 /// Text on the sensor's stderr that says its probes are attached.
@@ -396,16 +396,7 @@ impl SensorProcess {
         }
         out.push('\n');
         if let Some(e) = e {
-            let mut near: Vec<(usize, &Value, Vec<&str>)> = st
-                .events
-                .iter()
-                .map(|v| (e.failures(v).len(), v, e.failures(v)))
-                .collect();
-            near.sort_by_key(|(n, _, _)| *n);
-            out.push_str("closest events (failed conditions):\n");
-            for (_, v, fails) in near.iter().take(8) {
-                out.push_str(&format!("  {v}\n    failed: {}\n", fails.join("; ")));
-            }
+            out.push_str(&expect::near_misses(e, &st.events, 8));
         }
         let last: Vec<String> = st
             .events

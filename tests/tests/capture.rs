@@ -9,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::process::Command;
 use std::time::Duration;
 
+use sensor_tests::capture_checks::{
+    answers_map, common, ev, num, process_fields, qtype, rcode, with_question,
+};
 use sensor_tests::expect::{self, Expect};
 use sensor_tests::{
     CgroupDriver, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Qos, Runc, Runtime, Sensor,
@@ -26,42 +29,6 @@ fn sensor_for(kubelet: &Kubelet, ns: &str) -> SensorProcess {
     let mut args = vec!["--namespace".to_string(), ns.to_string()];
     args.extend(kubelet.sensor_args());
     Sensor::trace(&args)
-}
-
-/// Fields every event carries.
-fn common() -> Expect {
-    Expect::any()
-        .str_that("time", "is RFC3339", |t| {
-            t.len() >= 20 && t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b'T'
-        })
-        .str_that("node", "non-empty", |n| !n.is_empty())
-        .num_that("cgroup_id", "> 1", |x| x > 1.0)
-}
-
-/// Fields of events observed in the context of the process that acted (syscall-level hooks:
-/// exec, exit, connect, accept, file). Not required of the per-container aggregates (`flow`,
-/// `syscalls`) nor of `dns`, whose answers are seen on packets, outside any process.
-fn process_fields() -> Expect {
-    Expect::any()
-        .num_that("pid", "> 0", |x| x > 0.0)
-        .present("comm")
-}
-
-/// An event of `kind` attributed to `container` of `pod`, with the common fields.
-fn ev(kind: &str, pod: &Pod, container: &str) -> Expect {
-    let e = Expect::kind(kind)
-        .attributed(pod, container)
-        .that("common fields", |v| common().matches(v));
-    match kind {
-        "flow" | "syscalls" => e,
-        _ => e.that("pid > 0, comm present", |v| process_fields().matches(v)),
-    }
-}
-
-fn num(v: &Value, field: &str) -> f64 {
-    v[field]
-        .as_f64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {v}"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,47 +295,6 @@ fn accept_and_ingress_flow_bytes() {
 
 // ---------------------------------------------------------------------------------------------
 // 3: DNS answers (A through a CNAME chain, AAAA, NXDOMAIN).
-
-fn norm_name(n: &str) -> String {
-    n.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// `qtype` as a mnemonic ("A") or a number (1).
-fn qtype(v: &Value, name: &str, code: u64) -> bool {
-    v["qtype"]
-        .as_str()
-        .is_some_and(|s| s.eq_ignore_ascii_case(name))
-        || v["qtype"].as_u64() == Some(code)
-}
-
-/// `rcode` as a mnemonic ("NOERROR", "NXDOMAIN") or a number.
-fn rcode(v: &Value, name: &str, code: u64) -> bool {
-    v["rcode"]
-        .as_str()
-        .is_some_and(|s| s.replace('_', "").eq_ignore_ascii_case(name))
-        || v["rcode"].as_u64() == Some(code)
-}
-
-/// Whether `answers` maps `ip` to a name list containing all of `names`.
-fn answers_map(v: &Value, ip: IpAddr, names: &[String]) -> bool {
-    v["answers"].as_array().is_some_and(|answers| {
-        answers.iter().any(|a| {
-            let ip_ok = a["ip"].as_str().and_then(|s| s.parse::<IpAddr>().ok()) == Some(ip);
-            let got: Vec<String> = a["names"]
-                .as_array()
-                .map(|n| n.iter().filter_map(|x| x.as_str()).map(norm_name).collect())
-                .unwrap_or_default();
-            let ttl_ok = a["ttl"].as_u64().is_some_and(|t| t > 0 && t <= 300);
-            ip_ok && ttl_ok && names.iter().all(|n| got.contains(&norm_name(n)))
-        })
-    })
-}
-
-/// `question == q`, ignoring case and a trailing dot.
-fn with_question(e: Expect, q: &str) -> Expect {
-    let q = norm_name(q);
-    e.str_that("question", &format!("is {q:?}"), move |s| norm_name(s) == q)
-}
 
 #[test]
 fn dns_answers_attributed() {

@@ -4,6 +4,7 @@
 mod bench;
 mod fuzz;
 mod image;
+mod kernels;
 mod setup;
 
 use std::{
@@ -112,6 +113,7 @@ fn main() -> Result<()> {
             setup::ensure_ebpf_toolchain()?;
             setup::ensure_packages(setup::TEST_PACKAGES)?;
             let python_tools = setup::ensure_python_tools(&root)?;
+            let guest_kernel = kernels::ensure_debian_61(&root)?;
             let bin = build(&root, false)?;
             // The image tests run the debug binary's image: a release build would add minutes.
             let image = image::build(
@@ -125,7 +127,8 @@ fn main() -> Result<()> {
                 .env("SENSOR_BIN", &bin)
                 .env("SENSOR_IMAGE", &image.path)
                 .env("KUBERNETES_VALIDATE", &python_tools.kubernetes_validate)
-                .env("SENSOR_TEST_PYTHON", &python_tools.python);
+                .env("SENSOR_TEST_PYTHON", &python_tools.python)
+                .env("SENSOR_GUEST_KERNEL", &guest_kernel);
             run(&mut cmd)?;
             // The whole suite (not a single target picked with arguments) fuzzes too.
             if args.is_empty() {

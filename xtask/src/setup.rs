@@ -18,7 +18,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Packages the end-to-end tests use: runc and a static busybox for real containers, iproute2
 /// for network namespaces, python3 for the test DNS server; for the deploy tests shellcheck
 /// (the kind quickstart script) and containerd (`ctr images import` and its RuntimeDefault
-/// seccomp profile); their `setpriv` is in util-linux, always installed.
+/// seccomp profile); their `setpriv` is in util-linux, always installed; for the 6.1 kernel test
+/// QEMU and cpio (the guest's initramfs).
 pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "busybox-static",
@@ -26,6 +27,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "python3",
     "shellcheck",
     "containerd",
+    "qemu-system-x86",
+    "cpio",
 ];
 /// The benchmark also compares against bpftrace.
 pub const BENCH_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "bpftrace"];
@@ -47,7 +50,7 @@ pub fn path_with_cargo_bin() -> OsString {
     env::join_paths(paths).unwrap_or_default()
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -58,7 +61,7 @@ fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
