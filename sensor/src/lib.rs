@@ -15,6 +15,7 @@ pub mod drafts;
 pub mod event;
 pub mod kernel;
 pub mod metrics;
+pub mod netpol_eval;
 pub mod pipeline;
 pub mod profile;
 pub mod syscall_names;
