@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 pub mod attribution;
+pub mod audit;
 pub mod capture;
 pub mod cli;
 pub mod clock;
