@@ -99,31 +99,23 @@ impl CompiledPolicy {
                 types.iter().any(|t| t == "Egress"),
             )
         };
+        let ingress_rules: Vec<_> = spec
+            .ingress
+            .iter()
+            .flatten()
+            .map(|r| (&r.from, &r.ports))
+            .collect();
+        let egress_rules: Vec<_> = spec
+            .egress
+            .iter()
+            .flatten()
+            .map(|r| (&r.to, &r.ports))
+            .collect();
         let ingress = has_ingress
-            .then(|| {
-                spec.ingress
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        rule(r.from.as_deref(), r.ports.as_deref())
-                            .map_err(|e| fail(format!("spec.ingress[{i}].{e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .then(|| rules("spec.ingress", &ingress_rules).map_err(fail))
             .transpose()?;
         let egress = has_egress
-            .then(|| {
-                spec.egress
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        rule(r.to.as_deref(), r.ports.as_deref())
-                            .map_err(|e| fail(format!("spec.egress[{i}].{e}")))
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            })
+            .then(|| rules("spec.egress", &egress_rules).map_err(fail))
             .transpose()?;
         Ok(CompiledPolicy {
             id,
@@ -132,6 +124,21 @@ impl CompiledPolicy {
             egress,
         })
     }
+}
+
+type RuleFields<'a> = (
+    &'a Option<Vec<NetworkPolicyPeer>>,
+    &'a Option<Vec<NetworkPolicyPort>>,
+);
+
+/// The rules of one direction; an error names the field (`spec.egress[2].ports[0]: ...`).
+fn rules(field: &str, list: &[RuleFields]) -> Result<Vec<Rule>, String> {
+    list.iter()
+        .enumerate()
+        .map(|(i, (peers, ports))| {
+            rule(peers.as_deref(), ports.as_deref()).map_err(|e| format!("{field}[{i}].{e}"))
+        })
+        .collect()
 }
 
 fn rule(
