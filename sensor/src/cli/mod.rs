@@ -1,6 +1,7 @@
 //! Command-line interface (clap). Every flag is validated here, so bad input exits with one
 //! precise message before anything is loaded.
 
+pub mod audit;
 pub mod client;
 pub mod debug;
 pub mod debug_records;
@@ -43,6 +44,9 @@ pub enum Command {
     Seccomp(client::SeccompArgs),
     /// The NetworkPolicy draft of a workload.
     Netpol(client::NetpolArgs),
+    /// Audits of candidate policies against the recorded traffic (`audit netpol`).
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Anomalies as they happen (after replaying the log with --since), from the agent.
     Watch(Box<watch::WatchArgs>),
     /// Checks this node: kernel, BTF, cgroups, each probe (really loaded), container layout,
@@ -64,6 +68,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Profiles(cmd) => client::profiles(cmd).await,
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Watch(args) => watch::run(*args).await,
         Command::Doctor(args) => doctor::run(args),
         Command::Info(args) => info::run(args).await,

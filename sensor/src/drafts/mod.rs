@@ -14,7 +14,7 @@
 pub mod cilium;
 pub mod netpol;
 pub mod seccomp;
-mod traffic;
+pub(crate) mod traffic;
 
 use serde::Serialize;
 
