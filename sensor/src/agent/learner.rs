@@ -10,7 +10,7 @@ use std::{
 
 use sensor_common::{FlowKey, FlowStats, SyscallSet, flow_direction};
 
-use super::store::ProfileStore;
+use super::{inventory::PackageScanner, store::ProfileStore};
 use crate::{
     attribution::{Attribution, Scope, kube::KubeMetadata, workload::WorkloadKind},
     collector::syscall_sets::numbers,
@@ -119,6 +119,8 @@ pub struct Learner {
     node: String,
     /// Pods known from the Kubernetes API: the peers of flows.
     pods: Option<KubeMetadata>,
+    /// Scans containers' filesystems for agent frameworks (AI inventory).
+    packages: Option<PackageScanner>,
 }
 
 /// Labels and the exact workload kind of the event's pod, when the API knows them.
@@ -137,7 +139,14 @@ impl Learner {
             resolv: HashMap::new(),
             node,
             pods: None,
+            packages: None,
         }
+    }
+
+    /// Records the agent frameworks and SDKs installed in each container.
+    pub fn with_package_scanner(mut self, scanner: PackageScanner) -> Self {
+        self.packages = Some(scanner);
+        self
     }
 
     /// Names the peers of flows from the Kubernetes API's pods.
@@ -156,6 +165,11 @@ impl Learner {
             return;
         };
         let now = ev.time.clone();
+        if let (Some(scanner), Some(container_id), Some(pid)) =
+            (&self.packages, &ev.who.container_id, ev.pid)
+        {
+            scanner.on_process(&key, container_id, pid, &now);
+        }
         let cgroup_id = ev.who.cgroup_id;
         let preexisting = self.preexisting.contains(&cgroup_id);
         let pod = ev.who.pod.clone().unwrap_or_default();

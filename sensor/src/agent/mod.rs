@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod drafts_out;
+pub mod inventory;
 pub mod learner;
 pub mod listen;
 pub mod losses;
@@ -27,6 +28,7 @@ use tracing::{info, warn};
 
 use self::{
     config::Settings,
+    inventory::PackageScanner,
     learner::{Learner, ResolvConf, parse_resolv_conf},
     store::ProfileStore,
 };
@@ -113,7 +115,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }
     let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone())
-        .with_pod_metadata(pod_metadata);
+        .with_pod_metadata(pod_metadata)
+        .with_package_scanner(PackageScanner::new(
+            settings.proc_root.clone(),
+            store.clone(),
+        ));
     // Quiet for an hour: the next occurrence is a new anomaly again.
     let engine = Engine::new(
         log,

@@ -4,6 +4,7 @@
 
 pub mod catalogue;
 pub mod classify;
+pub mod inventory;
 pub mod packages;
 
 pub use catalogue::{Catalogue, CatalogueError, EndpointClass};

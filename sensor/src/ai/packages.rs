@@ -16,6 +16,7 @@ use std::{
 use serde::Serialize;
 
 use super::catalogue::{Catalogue, Ecosystem, PackageKind};
+use crate::profile::model::PackageEntry;
 
 /// Where images put Python environments and Node applications (relative to the root).
 const PYTHON_LIB_DIRS: &[&str] = &[
@@ -53,6 +54,25 @@ pub struct FoundPackage {
     pub kind: PackageKind,
     /// Where it was found, relative to the container's root.
     pub path: String,
+}
+
+impl FoundPackage {
+    /// The profile's record of it.
+    pub fn entry(&self, now: &str) -> PackageEntry {
+        let name_of = |v: serde_json::Result<serde_json::Value>| {
+            v.ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        PackageEntry {
+            ecosystem: name_of(serde_json::to_value(self.ecosystem)),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            kind: name_of(serde_json::to_value(self.kind)),
+            path: self.path.clone(),
+            first_seen: now.to_string(),
+        }
+    }
 }
 
 /// Scans the filesystem under `root` (a container's `/proc/<pid>/root`) for catalogued packages.

@@ -122,6 +122,7 @@ pub(crate) mod testutil {
             }],
             resolvers: vec![],
             files: vec![],
+            packages: vec![],
             overflow: Overflow::default(),
         }
     }

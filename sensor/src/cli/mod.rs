@@ -1,6 +1,7 @@
 //! Command-line interface (clap). Every flag is validated here, so bad input exits with one
 //! precise message before anything is loaded.
 
+pub mod agents;
 pub mod audit;
 pub mod client;
 pub mod debug;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Checks this node: kernel, BTF, cgroups, each probe (really loaded), container layout,
     /// kubelet directories; exit code 0 when the sensor can run here.
     Doctor(doctor::DoctorArgs),
+    /// Workloads that behave like AI agents: model APIs and vector stores they call, agent
+    /// frameworks, SDKs and MCP packages installed (the runtime AI-BOM).
+    Agents(agents::AgentsArgs),
     /// The running agent: version, kernel, each probe's status and what is not captured.
     Info(info::InfoArgs),
     /// Developer tools (benchmark helpers).
@@ -72,6 +76,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Watch(args) => watch::run(*args).await,
         Command::Doctor(args) => doctor::run(args),
         Command::Info(args) => info::run(args).await,
+        Command::Agents(args) => agents::run(args).await,
         Command::Debug(cmd) => debug::run(cmd).await,
     }
 }

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use super::{
     model::{
         ApplicationProfile, Completeness, DnsName, ExecEntry, FileEntry, Flow, PROFILE_VERSION,
-        ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, caps,
+        PackageEntry, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, caps,
     },
     normalize::{args_match, glob, normalize_args},
 };
@@ -81,6 +81,7 @@ impl ApplicationProfile {
             dns: Vec::new(),
             resolvers: Vec::new(),
             files: Vec::new(),
+            packages: Vec::new(),
             overflow: Default::default(),
         }
     }
@@ -181,6 +182,38 @@ impl ApplicationProfile {
             last_seen: now.to_string(),
         });
         self.touched(now)
+    }
+
+    /// Packages found in a container of this profile: new ones are added, a known one takes
+    /// the newest version seen. An inventory, not behaviour: recorded in any state.
+    pub fn record_packages(&mut self, found: &[PackageEntry], now: &str) -> bool {
+        let mut changed = false;
+        for f in found {
+            match self
+                .packages
+                .iter_mut()
+                .find(|p| p.ecosystem == f.ecosystem && p.name == f.name)
+            {
+                Some(p) if p.version != f.version && f.version.is_some() => {
+                    p.version = f.version.clone();
+                    changed = true;
+                }
+                Some(_) => {}
+                None => {
+                    self.packages.push(PackageEntry {
+                        first_seen: now.to_string(),
+                        ..f.clone()
+                    });
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            self.packages
+                .sort_by(|a, b| (&a.ecosystem, &a.name).cmp(&(&b.ecosystem, &b.name)));
+            self.touched(now);
+        }
+        changed
     }
 
     /// A DNS answer: the name asked, the addresses returned, and who answered.

@@ -101,8 +101,28 @@ pub struct ApplicationProfile {
     /// Sensitive files opened.
     #[serde(default)]
     pub files: Vec<FileEntry>,
+    /// Agent frameworks and SDKs found in the container's filesystem (AI catalogue); bounded
+    /// by the catalogue's size.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageEntry>,
     #[serde(default)]
     pub overflow: Overflow,
+}
+
+/// A catalogued package found installed in the container (`ai::packages`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageEntry {
+    /// `python` or `node`.
+    pub ecosystem: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// `framework`, `mcp`, `model-sdk`, `model-runtime`, `vector-store-sdk`.
+    pub kind: String,
+    /// Where, inside the container.
+    pub path: String,
+    pub first_seen: String,
 }
 
 /// Syscall names (sorted), native ABI and 32-bit compat ABI apart.

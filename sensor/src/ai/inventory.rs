@@ -1,0 +1,204 @@
+//! The runtime AI-BOM of one profile: which model APIs, vector stores and cloud APIs the
+//! container calls, and which agent frameworks, SDKs and MCP packages it has installed.
+
+use serde::Serialize;
+
+use super::{
+    catalogue::Catalogue,
+    classify::{EgressClass, classify},
+};
+use crate::profile::model::{ApplicationProfile, PackageEntry};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInventory {
+    pub namespace: String,
+    pub workload: String,
+    pub container: String,
+    /// Calls a model API or has an agent framework, model SDK or MCP package installed.
+    pub is_agent: bool,
+    pub model_apis: Vec<String>,
+    pub vector_stores: Vec<String>,
+    pub cloud_apis: Vec<String>,
+    /// `name version (ecosystem)` per kind.
+    pub frameworks: Vec<String>,
+    pub sdks: Vec<String>,
+    pub mcp: Vec<String>,
+    pub cluster_services: usize,
+    pub other_peers: usize,
+}
+
+fn describe(p: &PackageEntry) -> String {
+    match &p.version {
+        Some(v) => format!("{} {v} ({})", p.name, p.ecosystem),
+        None => format!("{} ({})", p.name, p.ecosystem),
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
+}
+
+/// The inventory of `profile` against `catalogue`.
+pub fn of_profile(profile: &ApplicationProfile, catalogue: &Catalogue) -> AgentInventory {
+    let mut inv = AgentInventory {
+        namespace: profile.key.namespace.clone(),
+        workload: profile.key.workload.clone(),
+        container: profile.key.container.clone(),
+        ..Default::default()
+    };
+    for flow in &profile.egress {
+        // DNS queries to the resolvers are plumbing, not peers.
+        if flow.port == 53 && profile.resolvers.iter().any(|r| r.ip == flow.ip) {
+            continue;
+        }
+        let class = classify(flow, catalogue);
+        let name = class.name.clone().unwrap_or_default();
+        match class.class {
+            EgressClass::ModelApi => push_unique(&mut inv.model_apis, name),
+            EgressClass::VectorStore => push_unique(&mut inv.vector_stores, name),
+            EgressClass::CloudApi => push_unique(&mut inv.cloud_apis, name),
+            EgressClass::ClusterService => inv.cluster_services += 1,
+            EgressClass::Other => inv.other_peers += 1,
+        }
+    }
+    for p in &profile.packages {
+        let list = match p.kind.as_str() {
+            "framework" => &mut inv.frameworks,
+            "mcp" => &mut inv.mcp,
+            _ => &mut inv.sdks,
+        };
+        push_unique(list, describe(p));
+    }
+    inv.is_agent = !inv.model_apis.is_empty()
+        || !inv.frameworks.is_empty()
+        || !inv.mcp.is_empty()
+        || profile
+            .packages
+            .iter()
+            .any(|p| p.kind == "model-sdk" || p.kind == "model-runtime");
+    inv
+}
+
+/// Text block for `sensor agents`.
+pub fn render(inv: &AgentInventory) -> String {
+    let mut out = format!(
+        "{}/{}/{}{}\n",
+        inv.namespace,
+        inv.workload,
+        inv.container,
+        if inv.is_agent { "  (agent)" } else { "" }
+    );
+    let mut line = |label: &str, items: &[String]| {
+        if !items.is_empty() {
+            out.push_str(&format!("  {label:<15}{}\n", items.join(", ")));
+        }
+    };
+    line("model APIs:", &inv.model_apis);
+    line("vector stores:", &inv.vector_stores);
+    line("cloud APIs:", &inv.cloud_apis);
+    line("frameworks:", &inv.frameworks);
+    line("SDKs:", &inv.sdks);
+    line("MCP:", &inv.mcp);
+    let mut also = Vec::new();
+    if inv.cluster_services > 0 {
+        also.push(format!("{} cluster service(s)", inv.cluster_services));
+    }
+    if inv.other_peers > 0 {
+        also.push(format!("{} other peer(s)", inv.other_peers));
+    }
+    if !also.is_empty() {
+        out.push_str(&format!("  {:<15}{}\n", "also calls:", also.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attribution::workload::WorkloadKind;
+    use crate::profile::model::{Flow, ProfileKey, Protocol, RateStats, Resolver};
+
+    fn flow(ip: &str, port: u16, protocol: Protocol, names: &[&str]) -> Flow {
+        Flow {
+            ip: ip.parse().unwrap(),
+            port,
+            protocol,
+            dns_names: names.iter().map(|n| n.to_string()).collect(),
+            peer: None,
+            connections: 1,
+            bytes_sent: 1,
+            bytes_recv: 1,
+            rate: RateStats::default(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_agent_is_described_by_what_it_calls_and_has() {
+        let key = ProfileKey {
+            namespace: "shop".into(),
+            workload: "assistant".into(),
+            container: "agent".into(),
+        };
+        let mut p = ApplicationProfile::new(key, WorkloadKind::Deployment, 60, "t0");
+        p.resolvers.push(Resolver {
+            ip: "10.0.0.10".parse().unwrap(),
+            cluster_dns: true,
+        });
+        p.egress = vec![
+            flow("10.0.0.10", 53, Protocol::Udp, &[]),
+            flow(
+                "52.1.1.1",
+                443,
+                Protocol::Tcp,
+                &["bedrock-runtime.eu-west-1.amazonaws.com"],
+            ),
+            flow(
+                "52.1.1.2",
+                443,
+                Protocol::Tcp,
+                &["bedrock-runtime.us-east-1.amazonaws.com"],
+            ),
+            flow(
+                "34.1.1.1",
+                443,
+                Protocol::Tcp,
+                &["x.svc.us-east1.pinecone.io"],
+            ),
+            flow("93.184.216.34", 443, Protocol::Tcp, &["example.com"]),
+        ];
+        let pkg = |name: &str, kind: &str| PackageEntry {
+            ecosystem: "python".into(),
+            name: name.into(),
+            version: Some("1.0".into()),
+            kind: kind.into(),
+            path: String::new(),
+            first_seen: String::new(),
+        };
+        p.record_packages(
+            &[pkg("langchain-core", "framework"), pkg("mcp", "mcp")],
+            "t1",
+        );
+        let inv = of_profile(&p, Catalogue::embedded());
+        assert!(inv.is_agent);
+        assert_eq!(inv.model_apis, ["Amazon Bedrock"]);
+        assert_eq!(inv.vector_stores, ["Pinecone"]);
+        assert_eq!(inv.frameworks, ["langchain-core 1.0 (python)"]);
+        assert_eq!(inv.mcp, ["mcp 1.0 (python)"]);
+        assert_eq!((inv.cluster_services, inv.other_peers), (0, 1));
+        let text = render(&inv);
+        assert!(
+            text.starts_with("shop/assistant/agent  (agent)\n"),
+            "{text}"
+        );
+        assert!(text.contains("model APIs:    Amazon Bedrock\n"), "{text}");
+
+        let mut plain = ApplicationProfile::new(p.key.clone(), WorkloadKind::Deployment, 60, "t0");
+        plain.egress = vec![flow("93.184.216.34", 443, Protocol::Tcp, &["example.com"])];
+        assert!(!of_profile(&plain, Catalogue::embedded()).is_agent);
+    }
+}
