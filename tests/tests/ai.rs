@@ -53,8 +53,15 @@ fn egress_to_catalogued_providers_is_classified() {
     ] {
         std::fs::create_dir_all(usr.path().join(d)).unwrap();
     }
+    // A stdio MCP server it starts (busybox under that name: the exec is what counts).
+    std::fs::create_dir_all(usr.path().join("local/bin")).unwrap();
+    std::os::unix::fs::symlink(
+        "/bin/busybox",
+        usr.path().join("local/bin/mcp-server-fetch"),
+    )
+    .unwrap();
     // Alive for a moment after its calls: the sensor reads its filesystem through /proc.
-    let script = format!("{script}; sleep 1");
+    let script = format!("{script}; /usr/local/bin/mcp-server-fetch 2>/dev/null; sleep 1");
     let out = Runc::new().run(
         &ContainerConfig::sh(&pod, "agent", &script).bind_mount(usr.path(), "/usr", true),
         RUN,
@@ -69,7 +76,13 @@ fn egress_to_catalogued_providers_is_classified() {
                 .as_array()
                 .is_some_and(|fs| fs.iter().any(|f| f["ip"] == ip && f["port"] == 443))
         };
-        has(&model_ip) && has(&store_ip) && p["packages"].as_array().is_some_and(|p| p.len() == 2)
+        has(&model_ip)
+            && has(&store_ip)
+            && p["packages"].as_array().is_some_and(|p| p.len() == 2)
+            && p["execs"].as_array().is_some_and(|e| {
+                e.iter()
+                    .any(|e| e["path"] == "/usr/local/bin/mcp-server-fetch")
+            })
     });
     let packages: Vec<(&str, &str, &str)> = profile["packages"]
         .as_array()
@@ -131,6 +144,10 @@ fn egress_to_catalogued_providers_is_classified() {
         serde_json::json!(["langchain_core 0.3.15 (python)"])
     );
     assert_eq!(inv["mcp"], serde_json::json!(["mcp 1.2.0 (python)"]));
+    assert_eq!(
+        inv["mcpServers"],
+        serde_json::json!(["/usr/local/bin/mcp-server-fetch"])
+    );
     let text = agent.client(&["agents", "-n", key.0]);
     let text = text.ok();
     eprintln!("sensor agents:\n{}", text.stdout);

@@ -56,6 +56,8 @@ struct File {
     endpoints: Vec<EndpointEntry>,
     #[serde(default)]
     packages: Vec<PackageEntry>,
+    #[serde(default, rename = "mcpServers")]
+    mcp_servers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -181,6 +183,7 @@ pub struct Catalogue {
     pub version: u32,
     endpoints: Vec<Endpoint>,
     packages: HashMap<(Ecosystem, String), PackageKind>,
+    mcp_servers: Vec<String>,
 }
 
 impl Catalogue {
@@ -229,10 +232,19 @@ impl Catalogue {
                 });
             }
         }
+        for pattern in &file.mcp_servers {
+            if pattern.trim_matches('*').len() < 4 {
+                return Err(CatalogueError::Invalid {
+                    id: pattern.clone(),
+                    message: "MCP server pattern too broad (at least 4 literal characters)".into(),
+                });
+            }
+        }
         Ok(Catalogue {
             version: file.version,
             endpoints,
             packages,
+            mcp_servers: file.mcp_servers,
         })
     }
 
@@ -270,6 +282,39 @@ impl Catalogue {
             .get(&(ecosystem, normalise(ecosystem, name)))
             .copied()
     }
+}
+
+impl Catalogue {
+    /// The argument of a command line that names a catalogued MCP server, if any: the whole
+    /// argument or, for a path, its last component.
+    pub fn mcp_server<'a>(&self, args: &'a [String]) -> Option<&'a str> {
+        args.iter().map(String::as_str).find(|arg| {
+            let last = arg.rsplit('/').next().unwrap_or(arg);
+            self.mcp_servers
+                .iter()
+                .any(|p| wildcard_match(p, arg) || wildcard_match(p, last))
+        })
+    }
+}
+
+/// `*` matches any run of characters (including none); everything else literally.
+fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Python distribution names compare normalised (PEP 503: case, `-`, `_`, `.` alike); Node
@@ -362,6 +407,39 @@ mod tests {
         );
         assert_eq!(c.package(Ecosystem::Node, "requests"), None);
         assert_eq!(c.package(Ecosystem::Python, "requests"), None);
+    }
+
+    #[test]
+    fn mcp_servers_by_command_line() {
+        let c = Catalogue::embedded();
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let npx = args(&[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            "/data",
+        ]);
+        assert_eq!(
+            c.mcp_server(&npx),
+            Some("@modelcontextprotocol/server-filesystem")
+        );
+        let uvx = args(&["uvx", "mcp-server-git", "--repository", "."]);
+        assert_eq!(c.mcp_server(&uvx), Some("mcp-server-git"));
+        let path = args(&["/usr/local/bin/github-mcp-server", "stdio"]);
+        assert_eq!(
+            c.mcp_server(&path),
+            Some("/usr/local/bin/github-mcp-server")
+        );
+        let module = args(&["python", "-m", "mcp_server_fetch"]);
+        assert_eq!(c.mcp_server(&module), Some("mcp_server_fetch"));
+        assert_eq!(c.mcp_server(&args(&["python", "app.py"])), None);
+        assert_eq!(
+            c.mcp_server(&args(&["mcp-server"])),
+            None,
+            "a prefix needs its suffix"
+        );
+        assert!(wildcard_match("a*b*c", "aXbYc") && !wildcard_match("a*b*c", "aXc"));
+        assert!(wildcard_match("ab*", "ab") && !wildcard_match("*ab*ab", "ab"));
     }
 
     #[test]

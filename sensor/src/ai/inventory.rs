@@ -24,6 +24,8 @@ pub struct AgentInventory {
     pub frameworks: Vec<String>,
     pub sdks: Vec<String>,
     pub mcp: Vec<String>,
+    /// MCP servers it ran as child processes (the argument that names them).
+    pub mcp_servers: Vec<String>,
     pub cluster_services: usize,
     pub other_peers: usize,
 }
@@ -72,9 +74,15 @@ pub fn of_profile(profile: &ApplicationProfile, catalogue: &Catalogue) -> AgentI
         };
         push_unique(list, describe(p));
     }
+    for exec in &profile.execs {
+        if let Some(server) = catalogue.mcp_server(&exec.args) {
+            push_unique(&mut inv.mcp_servers, server.to_string());
+        }
+    }
     inv.is_agent = !inv.model_apis.is_empty()
         || !inv.frameworks.is_empty()
         || !inv.mcp.is_empty()
+        || !inv.mcp_servers.is_empty()
         || profile
             .packages
             .iter()
@@ -102,6 +110,7 @@ pub fn render(inv: &AgentInventory) -> String {
     line("frameworks:", &inv.frameworks);
     line("SDKs:", &inv.sdks);
     line("MCP:", &inv.mcp);
+    line("MCP servers:", &inv.mcp_servers);
     let mut also = Vec::new();
     if inv.cluster_services > 0 {
         also.push(format!("{} cluster service(s)", inv.cluster_services));
@@ -200,5 +209,14 @@ mod tests {
         let mut plain = ApplicationProfile::new(p.key.clone(), WorkloadKind::Deployment, 60, "t0");
         plain.egress = vec![flow("93.184.216.34", 443, Protocol::Tcp, &["example.com"])];
         assert!(!of_profile(&plain, Catalogue::embedded()).is_agent);
+        // Running an MCP server makes it an agent host.
+        let args: Vec<String> = ["npx", "-y", "@modelcontextprotocol/server-github"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        plain.record_exec("/usr/local/bin/npx", &args, "t2");
+        let inv = of_profile(&plain, Catalogue::embedded());
+        assert!(inv.is_agent);
+        assert_eq!(inv.mcp_servers, ["@modelcontextprotocol/server-github"]);
     }
 }
