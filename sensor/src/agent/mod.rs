@@ -188,6 +188,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         last_seq: agent.last_seq.clone(),
         anomaly_hub: agent.anomaly_hub.clone(),
         event_hub: agent.event_hub.clone(),
+        netpol_audit_overflow: agent
+            .netpol
+            .as_ref()
+            .map(|a| a.overflow.clone())
+            .unwrap_or_default(),
     });
     info!(listen = %agent.settings.grpc_listen, "agent running");
 

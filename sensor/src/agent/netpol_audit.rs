@@ -8,7 +8,10 @@
 
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
+};
 
 use tracing::{info, warn};
 
@@ -41,6 +44,8 @@ pub struct LiveAudit {
     status: SharedAuditStatus,
     /// Warned once that the judged set is full.
     warned_full: bool,
+    /// Flows judged while the judged set was full (`/metrics`).
+    pub overflow: Arc<AtomicU64>,
 }
 
 impl LiveAudit {
@@ -51,6 +56,7 @@ impl LiveAudit {
             judged: Judged::new(JUDGED_CAPACITY),
             status,
             warned_full: false,
+            overflow: Arc::default(),
         };
         audit.publish_status("loaded");
         Ok(audit)
@@ -123,11 +129,14 @@ impl LiveAudit {
         if !self.judged.first_time(&flow_key) {
             return;
         }
+        self.overflow
+            .store(self.judged.overflow(), Ordering::Relaxed);
         if self.judged.overflow() > 0 && !self.warned_full {
             self.warned_full = true;
             warn!(
                 "audit NetworkPolicies: {JUDGED_CAPACITY} flows judged, the set is full: further \
-                 new flows are judged at every occurrence (counted)"
+                 new flows are judged at every occurrence (counted in \
+                 sensor_netpol_audit_judged_overflow_total)"
             );
         }
         let flow = Flow {
@@ -159,11 +168,6 @@ impl LiveAudit {
         if let Err(e) = engine.report(finding, &story, profile, publish) {
             warn!("anomaly log: {e}");
         }
-    }
-
-    /// Flows judged while the judged set was full.
-    pub fn overflow(&self) -> u64 {
-        self.judged.overflow()
     }
 }
 
