@@ -33,6 +33,7 @@ pub struct ConfigFile {
     pub ring_buffer_bytes: Option<u32>,
     pub install_seccomp_dir: Option<PathBuf>,
     pub graduation_window: Option<String>,
+    pub audit_netpol: Option<PathBuf>,
     pub anomaly_window: Option<String>,
     pub anomaly_log_max_bytes: Option<u64>,
     pub anomaly_log_max_age: Option<String>,
@@ -85,6 +86,8 @@ pub struct Settings {
     pub tls: Option<crate::api::TlsFiles>,
     /// A workload graduates when no unexpected syscall/egress anomaly fired within this.
     pub graduation_window: Duration,
+    /// Candidate NetworkPolicies audited live (`would-deny` anomalies), if any.
+    pub audit_netpol: Option<PathBuf>,
     /// Repeats of an anomaly are summarised once per window.
     pub anomaly_window: Duration,
     pub anomaly_retention: crate::detect::log::Retention,
@@ -168,6 +171,7 @@ pub struct Overrides {
     pub install_seccomp_dir: Option<PathBuf>,
     pub insecure_tcp: bool,
     pub graduation_window: Option<String>,
+    pub audit_netpol: Option<PathBuf>,
     pub anomaly_window: Option<String>,
     pub grpc_tls_cert: Option<PathBuf>,
     pub grpc_tls_key: Option<PathBuf>,
@@ -384,6 +388,7 @@ pub fn settings(
         insecure_tcp: flags.insecure_tcp && tls.is_none(),
         tls,
         graduation_window,
+        audit_netpol: flags.audit_netpol.or(file.audit_netpol),
         anomaly_window,
         anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
         kubernetes,
@@ -448,6 +453,7 @@ pub fn flag_of(key: &'static str) -> &'static str {
         "sensitivePaths" => "--sensitive-path",
         "installSeccompDir" => "--install-seccomp-dir",
         "graduationWindow" => "--graduation-window",
+        "auditNetpol" => "--audit-netpol",
         "anomalyWindow" => "--anomaly-window",
         "grpcTlsCert" => "--grpc-tls-cert",
         "grpcTlsKey" => "--grpc-tls-key",

@@ -155,7 +155,7 @@ impl Learner {
         self
     }
 
-    fn peer(&self, ip: &IpAddr) -> Option<Peer> {
+    pub fn peer(&self, ip: &IpAddr) -> Option<Peer> {
         self.pods.as_ref()?.peer(ip)
     }
 

@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod learner;
 pub mod listen;
 pub mod losses;
+pub mod netpol_audit;
 pub mod preflight;
 pub mod services;
 pub mod store;
@@ -128,6 +129,11 @@ pub async fn run(settings: Settings) -> Result<()> {
         Duration::from_secs(3600),
     );
     engine.seed_last_fired(settings.graduation_window);
+    let netpol_status = netpol_audit::SharedAuditStatus::default();
+    let netpol = match &settings.audit_netpol {
+        Some(dir) => Some(netpol_audit::LiveAudit::start(dir, netpol_status.clone())?),
+        None => None,
+    };
     let last_seq = Arc::new(AtomicU64::new(engine.log.last_seq()));
     let anomaly_hub = Arc::new(Hub::new(HUB_QUEUE));
     let event_hub = Arc::new(Hub::new(HUB_QUEUE));
@@ -137,6 +143,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         node: settings.node_name.clone(),
         last_fired: engine.last_fired.clone(),
         graduation_window: settings.graduation_window,
+        netpol_audit: netpol_status,
     }))
     .with_anomalies(Arc::new(services::Anomalies {
         state_dir: settings.state_dir.clone(),
@@ -180,12 +187,18 @@ pub async fn run(settings: Settings) -> Result<()> {
         last_seq,
         losses: losses::LossReporter::default(),
         anomaly_counts: metrics.anomalies.clone(),
+        netpol,
     };
     metrics.set_agent(AgentSource {
         store: agent.store.clone(),
         last_seq: agent.last_seq.clone(),
         anomaly_hub: agent.anomaly_hub.clone(),
         event_hub: agent.event_hub.clone(),
+        netpol_audit_overflow: agent
+            .netpol
+            .as_ref()
+            .map(|a| a.overflow.clone())
+            .unwrap_or_default(),
     });
     info!(listen = %agent.settings.grpc_listen, "agent running");
 
@@ -218,6 +231,9 @@ pub async fn run(settings: Settings) -> Result<()> {
             _ = poll.tick() => {
                 agent.poll_kernel(&mut pipeline, &collector);
                 agent.losses.check(&collector.snapshot());
+                if let Some(audit) = agent.netpol.as_mut() {
+                    audit.poll();
+                }
             }
             _ = window.tick() => agent.close_window(&mut pipeline),
             _ = flush.tick() => {
@@ -276,6 +292,8 @@ struct Agent {
     /// Losses warned about as they happen.
     losses: losses::LossReporter,
     anomaly_counts: Arc<AnomalyCounts>,
+    /// The live NetworkPolicy audit (`--audit-netpol`).
+    netpol: Option<netpol_audit::LiveAudit>,
 }
 
 /// Logged first, then published: a stream that replays the log up to `last_seq` and then
@@ -317,6 +335,19 @@ impl Agent {
             self.learner.on_event(&ev, |cgroup_id| {
                 resolv_conf(pipeline, &proc_root, cgroup_id)
             });
+            // After the learner: the container's profile exists by now.
+            if let Some(audit) = self.netpol.as_mut() {
+                let mut publish =
+                    publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
+                audit.on_event(
+                    &ev,
+                    &self.store,
+                    &self.learner,
+                    &mut self.engine,
+                    &pipeline.attributor.processes,
+                    &mut publish,
+                );
+            }
         }
     }
 

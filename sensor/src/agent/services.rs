@@ -16,6 +16,7 @@ use crate::{
         AcceptOutcome, AnomalySource, Control, ControlError, EventSource, Graduation, Hub,
         ProfileSource, Subscription, control::fold_of,
     },
+    audit::live,
     detect::{
         engine::{LastFired, allowed_behaviour, fold_into},
         log,
@@ -34,6 +35,8 @@ pub struct Profiles {
     pub node: String,
     pub last_fired: LastFired,
     pub graduation_window: Duration,
+    /// The live NetworkPolicy audit, for the network draft's graduation.
+    pub netpol_audit: super::netpol_audit::SharedAuditStatus,
 }
 
 impl ProfileSource for Profiles {
@@ -59,7 +62,16 @@ impl ProfileSource for Profiles {
             return Graduation::unknown();
         };
         let fired = self.last_fired.lock().expect("last-fired lock");
-        graduation(p, &fired, self.graduation_window, SystemTime::now())
+        let now = SystemTime::now();
+        let mut g = graduation(p, &fired, self.graduation_window, now);
+        let audit = self.netpol_audit.read().expect("audit status lock").clone();
+        g.network = Some(live::network_graduation(
+            audit.as_ref(),
+            live::graduation::last_would_deny(&fired, &key.namespace, &key.workload),
+            self.graduation_window,
+            now,
+        ));
+        g
     }
 }
 
@@ -102,6 +114,7 @@ pub fn graduation(
         evaluated: true,
         ready_to_enforce: reasons.is_empty(),
         reasons,
+        network: None,
     }
 }
 

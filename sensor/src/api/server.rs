@@ -225,6 +225,11 @@ fn graduation(g: Graduation) -> proto::Graduation {
         } else {
             vec!["not evaluated by this agent".into()]
         },
+        network: g.network.map(|n| proto::NetworkGraduation {
+            audited: n.audited,
+            ready_to_enforce: n.ready_to_enforce,
+            summary: n.summary,
+        }),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Graduation {
     pub ready_to_enforce: bool,
     /// Why not; empty when ready.
     pub reasons: Vec<String>,
+    /// The network draft, judged by the live NetworkPolicy audit (`None`: not evaluated).
+    pub network: Option<crate::audit::live::NetworkGraduation>,
 }
 
 impl Graduation {
@@ -62,6 +64,7 @@ impl Graduation {
             evaluated: true,
             ready_to_enforce: true,
             reasons: Vec::new(),
+            network: None,
         }
     }
 
@@ -70,6 +73,7 @@ impl Graduation {
             evaluated: true,
             ready_to_enforce: false,
             reasons,
+            network: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 //!   by workload and peer (pure), as text or JSON.
 
 pub mod flows;
+pub mod live;
 pub mod policy_files;
 pub mod report;
 

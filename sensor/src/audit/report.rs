@@ -171,7 +171,7 @@ pub fn count(n: usize, what: &str) -> String {
 }
 
 /// One line per side that denies: which policies selected the pod and why each did not allow.
-fn why(v: &Verdict) -> Vec<String> {
+pub fn why(v: &Verdict) -> Vec<String> {
     let mut lines = Vec::new();
     for (side, what) in [
         (&v.egress, "egress of the source"),

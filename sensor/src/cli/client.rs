@@ -602,6 +602,11 @@ fn summary_json(s: &proto::ProfileSummary) -> serde_json::Value {
             "evaluated": g.evaluated,
             "readyToEnforce": g.ready_to_enforce,
             "reasons": g.reasons,
+            "network": g.network.as_ref().map(|n| serde_json::json!({
+                "audited": n.audited,
+                "readyToEnforce": n.ready_to_enforce,
+                "summary": n.summary,
+            })),
         })),
     })
 }
@@ -718,6 +723,10 @@ pub fn profile_text(p: &proto::Profile) -> String {
     }
     if let Some(g) = &p.graduation {
         let _ = writeln!(o, "enforce:       {}", graduation_text(g));
+        // The network draft's own graduation (live NetworkPolicy audit).
+        if let Some(n) = &g.network {
+            let _ = writeln!(o, "network:       {}", n.summary);
+        }
     }
     let _ = writeln!(o, "updated:       {}", ts(&p.updated));
     let _ = writeln!(o, "pods:          {}", list_or_none(&p.pods));
@@ -1044,6 +1053,7 @@ mod tests {
             evaluated,
             ready_to_enforce: ready,
             reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            network: None,
         };
         assert_eq!(
             graduation_text(&g(true, true, &[])),
@@ -1065,6 +1075,14 @@ mod tests {
         );
         p.graduation = Some(g(true, false, &["still learning"]));
         assert!(profile_text(&p).contains("\nenforce:       not ready: still learning\n"));
+        p.graduation.as_mut().unwrap().network = Some(proto::NetworkGraduation {
+            audited: true,
+            ready_to_enforce: false,
+            summary: "not ready: would-deny 3m ago".into(),
+        });
+        assert!(profile_text(&p).contains(
+            "\nenforce:       not ready: still learning\nnetwork:       not ready: would-deny 3m ago\n"
+        ));
     }
 
     #[test]

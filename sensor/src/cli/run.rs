@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// this window [default: 24h].
     #[arg(long, value_name = "DURATION")]
     pub graduation_window: Option<String>,
+    /// Audit the NetworkPolicies of this directory live: each new flow they would deny is a
+    /// `would-deny` anomaly; reloaded when the directory changes.
+    #[arg(long, value_name = "DIR")]
+    pub audit_netpol: Option<PathBuf>,
     /// Repeats of the same anomaly are reported once per window, with a count [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub anomaly_window: Option<String>,
@@ -113,6 +117,7 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         install_seccomp_dir: args.install_seccomp_dir,
         insecure_tcp: args.grpc_insecure,
         graduation_window: args.graduation_window,
+        audit_netpol: args.audit_netpol,
         anomaly_window: args.anomaly_window,
         grpc_tls_cert: args.grpc_tls_cert,
         grpc_tls_key: args.grpc_tls_key,
@@ -124,6 +129,9 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
     };
     let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;
     agent::preflight::check(&settings)?;
+    if let Some(dir) = &settings.audit_netpol {
+        agent::netpol_audit::check(dir)?;
+    }
     Ok(settings)
 }
 

@@ -142,6 +142,18 @@ impl Engine {
         Ok(())
     }
 
+    /// A finding made outside the rules (the live NetworkPolicy audit), for any profile status:
+    /// attributed, logged, aggregated and published like the others.
+    pub fn report(
+        &mut self,
+        finding: Finding,
+        story: &Story<'_>,
+        profile: &ApplicationProfile,
+        publish: &mut dyn FnMut(&Anomaly),
+    ) -> Result<(), LogError> {
+        self.emit(finding, story, None, profile, publish)
+    }
+
     fn emit(
         &mut self,
         finding: Finding,

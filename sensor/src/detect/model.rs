@@ -33,10 +33,12 @@ pub enum RuleId {
     LargePayload,
     /// Another sensitive file read outside the baseline.
     SensitiveFileRead,
+    /// A new flow the audited candidate NetworkPolicies (`--audit-netpol`) would deny.
+    WouldDeny,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 10] = [
+    pub const ALL: [RuleId; 11] = [
         RuleId::UnexpectedExec,
         RuleId::UnexpectedSyscall,
         RuleId::UnexpectedEgress,
@@ -47,6 +49,7 @@ impl RuleId {
         RuleId::EgressVolumeSpike,
         RuleId::LargePayload,
         RuleId::SensitiveFileRead,
+        RuleId::WouldDeny,
     ];
 
     /// The public id, e.g. `unexpected-exec`.
@@ -62,6 +65,7 @@ impl RuleId {
             RuleId::EgressVolumeSpike => "egress-volume-spike",
             RuleId::LargePayload => "large-payload",
             RuleId::SensitiveFileRead => "sensitive-file-read",
+            RuleId::WouldDeny => "would-deny",
         }
     }
 

@@ -31,6 +31,8 @@ pub struct AgentSource {
     pub last_seq: Arc<AtomicU64>,
     pub anomaly_hub: Arc<Hub<Anomaly>>,
     pub event_hub: Arc<Hub<Event>>,
+    /// Flows the live NetworkPolicy audit judged while its set of judged flows was full.
+    pub netpol_audit_overflow: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for AgentSource {
@@ -96,6 +98,7 @@ pub struct AgentCounts {
     pub last_seq: u64,
     pub anomaly_stream: HubStats,
     pub event_stream: HubStats,
+    pub netpol_audit_overflow: u64,
 }
 
 impl AgentSource {
@@ -111,6 +114,7 @@ impl AgentSource {
             last_seq: self.last_seq.load(Ordering::Acquire),
             anomaly_stream: self.anomaly_hub.stats(),
             event_stream: self.event_hub.stats(),
+            netpol_audit_overflow: self.netpol_audit_overflow.load(Ordering::Relaxed),
         }
     }
 }
@@ -180,6 +184,13 @@ pub fn encode(c: &AgentCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Sequence number of the last anomaly record logged (0: none yet); continues across \
          restarts",
         c.last_seq,
+    )?;
+    families::counter(
+        enc,
+        "sensor_netpol_audit_judged_overflow",
+        "Flows the live NetworkPolicy audit judged while its set of judged flows was full \
+         (judged again at every occurrence instead of once)",
+        c.netpol_audit_overflow,
     )?;
     let streams = [("anomalies", c.anomaly_stream), ("events", c.event_stream)];
     families::gauges(

@@ -104,6 +104,7 @@ fn agent_metrics() -> (
         last_seq: Arc::new(AtomicU64::new(3)),
         anomaly_hub: anomaly_hub.clone(),
         event_hub,
+        netpol_audit_overflow: Arc::new(AtomicU64::new(2)),
     });
     let mut a = sample_anomaly("/usr/bin/curl");
     for seq in 1..=3 {
@@ -183,6 +184,7 @@ fn an_agent_scrape_has_help_type_and_the_agents_numbers() {
         "1"
     );
     assert_eq!(s("sensor_anomaly_log_last_seq"), "3");
+    assert_eq!(s("sensor_netpol_audit_judged_overflow_total"), "2");
     assert_eq!(s(r#"sensor_grpc_subscribers{stream="anomalies"}"#), "1");
     assert_eq!(s(r#"sensor_grpc_subscribers{stream="events"}"#), "1");
     assert_eq!(

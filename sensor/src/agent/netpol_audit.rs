@@ -1,0 +1,321 @@
+//! The agent's side of the live NetworkPolicy audit (`--audit-netpol DIR`): polls the policy
+//! directory, judges each new flow of a workload (connect, UDP send, accept events - never
+//! packets) once under the current set, and reports the ones the set would deny through the
+//! anomaly engine as `would-deny`.
+//!
+//! Judged whatever the profile's status: the audit is about the candidate policies, not the
+//! baseline, so a learning workload is audited too (its drafts are what is being audited).
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicU64, Ordering},
+};
+
+use tracing::{info, warn};
+
+use super::{learner::Learner, store::ProfileStore};
+use crate::{
+    attribution::processes::ProcessTable,
+    audit::{
+        PolicyFileError,
+        flows::Direction,
+        live::{AuditStatus, FlowKey, Judged, PolicyDir, Reload, verdict},
+    },
+    detect::{
+        engine::{Engine, Story},
+        model::Anomaly,
+    },
+    event::{Detail, Event},
+    netpol_eval,
+    profile::model::{self, Flow, RateStats},
+};
+
+/// The audit status the API reads (`None`: no audit set).
+pub type SharedAuditStatus = Arc<RwLock<Option<AuditStatus>>>;
+
+/// Flows remembered as judged; past it they are judged at every occurrence (and counted).
+const JUDGED_CAPACITY: usize = 65_536;
+
+pub struct LiveAudit {
+    policies: PolicyDir,
+    judged: Judged,
+    status: SharedAuditStatus,
+    /// Warned once that the judged set is full.
+    warned_full: bool,
+    /// Flows judged while the judged set was full (`/metrics`).
+    pub overflow: Arc<AtomicU64>,
+}
+
+impl LiveAudit {
+    pub fn start(dir: &Path, status: SharedAuditStatus) -> Result<Self, PolicyFileError> {
+        let policies = PolicyDir::load(dir)?;
+        let audit = Self {
+            policies,
+            judged: Judged::new(JUDGED_CAPACITY),
+            status,
+            warned_full: false,
+            overflow: Arc::default(),
+        };
+        audit.publish_status("loaded");
+        Ok(audit)
+    }
+
+    fn publish_status(&self, what: &str) {
+        let loaded = self.policies.policies();
+        info!(
+            dir = %self.policies.dir().display(),
+            policies = loaded.policies.len(),
+            files = loaded.files,
+            "audit NetworkPolicies {what}: {} policies",
+            loaded.policies.len()
+        );
+        *self.status.write().expect("audit status lock") = Some(AuditStatus {
+            policies: loaded.policies.len(),
+            since: self.policies.loaded_at(),
+        });
+    }
+
+    /// Reloads the set when its directory changed.
+    pub fn poll(&mut self) {
+        match self.policies.poll() {
+            Reload::Unchanged => {}
+            Reload::Reloaded => {
+                self.judged.clear();
+                self.publish_status("reloaded");
+            }
+            Reload::Failed(e) => warn!(
+                "audit NetworkPolicies not reloaded, keeping the previous {} policies: {e}",
+                self.policies.policies().policies.len()
+            ),
+        }
+    }
+
+    /// Judges `ev` when it is a flow event of a profiled container seen for the first time
+    /// under the current set.
+    pub fn on_event(
+        &mut self,
+        ev: &Event,
+        store: &RwLock<ProfileStore>,
+        learner: &Learner,
+        engine: &mut Engine,
+        processes: &ProcessTable,
+        publish: &mut dyn FnMut(&Anomaly),
+    ) {
+        let Some((direction, ip, port, protocol, names)) = observed(&ev.detail) else {
+            return;
+        };
+        let Some((key, _)) = super::learner::profile_key(&ev.who) else {
+            return;
+        };
+        let ip = ip.to_canonical();
+        let flow_key = FlowKey {
+            namespace: key.namespace.clone(),
+            workload: key.workload.clone(),
+            direction,
+            peer: ip,
+            port,
+            protocol: match protocol {
+                model::Protocol::Tcp => netpol_eval::Protocol::Tcp,
+                model::Protocol::Udp => netpol_eval::Protocol::Udp,
+            },
+        };
+        let store = store.read().expect("profile store lock");
+        // No profile yet: not judged, so the next occurrence is judged once it exists.
+        let Some(profile) = store.get(&key) else {
+            return;
+        };
+        if !self.judged.first_time(&flow_key) {
+            return;
+        }
+        self.overflow
+            .store(self.judged.overflow(), Ordering::Relaxed);
+        if self.judged.overflow() > 0 && !self.warned_full {
+            self.warned_full = true;
+            warn!(
+                "audit NetworkPolicies: {JUDGED_CAPACITY} flows judged, the set is full: further \
+                 new flows are judged at every occurrence (counted in \
+                 sensor_netpol_audit_judged_overflow_total)"
+            );
+        }
+        let flow = Flow {
+            ip,
+            port,
+            protocol,
+            dns_names: names.to_vec(),
+            peer: learner.peer(&ip),
+            connections: 1,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            rate: RateStats::default(),
+            first_seen: ev.time.clone(),
+            last_seen: ev.time.clone(),
+        };
+        let Some(recorded) = verdict::recorded_flow(profile, direction, flow) else {
+            return;
+        };
+        let dir = self.policies.dir().display().to_string();
+        let Some(finding) = verdict::would_deny(&recorded, self.policies.policies(), &dir) else {
+            return;
+        };
+        let story = Story {
+            who: &ev.who,
+            time: &ev.time,
+            pid: ev.pid,
+            processes,
+        };
+        if let Err(e) = engine.report(finding, &story, profile, publish) {
+            warn!("anomaly log: {e}");
+        }
+    }
+}
+
+/// Direction, peer address, port (remote for egress, local for ingress), protocol and the
+/// names the container resolved the peer to, of a flow event.
+fn observed(d: &Detail) -> Option<(Direction, IpAddr, u16, model::Protocol, &[String])> {
+    let protocol = |p: &str| match p {
+        "tcp" => Some(model::Protocol::Tcp),
+        "udp" => Some(model::Protocol::Udp),
+        _ => None,
+    };
+    match d {
+        Detail::Connect {
+            protocol: p,
+            remote_ip,
+            remote_port,
+            remote_names,
+            ..
+        } => Some((
+            Direction::Egress,
+            *remote_ip,
+            *remote_port,
+            protocol(p)?,
+            remote_names.as_slice(),
+        )),
+        Detail::Accept {
+            protocol: p,
+            remote_ip,
+            local_port,
+            ..
+        } => Some((
+            Direction::Ingress,
+            *remote_ip,
+            *local_port,
+            protocol(p)?,
+            &[],
+        )),
+        _ => None,
+    }
+}
+
+/// `--audit-netpol DIR` at start: a directory whose policy files all load, else one
+/// [`ConfigError`] (exit code 2) naming the file and what is wrong with it.
+pub fn check(dir: &Path) -> Result<(), super::config::ConfigError> {
+    let invalid = |message: String| super::config::ConfigError::Invalid {
+        origin: "audit policies".into(),
+        key: "--audit-netpol (auditNetpol)",
+        message,
+    };
+    if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return Err(invalid(format!("{} is not a directory", dir.display())));
+    }
+    PolicyDir::load(dir)
+        .map(drop)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::config::{self, Overrides};
+    use super::*;
+
+    #[test]
+    fn the_config_key_names_the_directory_and_the_flag_wins() {
+        let file = config::parse("auditNetpol: /etc/sensor/netpol\n").unwrap();
+        let s =
+            config::settings(file, "config file c.yaml", Overrides::default(), "n".into()).unwrap();
+        assert_eq!(s.audit_netpol, Some(PathBuf::from("/etc/sensor/netpol")));
+        let file = config::parse("auditNetpol: /etc/sensor/netpol\n").unwrap();
+        let flags = Overrides {
+            audit_netpol: Some(PathBuf::from("/tmp/p")),
+            ..Default::default()
+        };
+        let s = config::settings(file, "config file c.yaml", flags, "n".into()).unwrap();
+        assert_eq!(s.audit_netpol, Some(PathBuf::from("/tmp/p")));
+    }
+
+    #[test]
+    fn check_wants_a_directory_of_valid_policies() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = check(&tmp.path().join("missing")).unwrap_err().to_string();
+        assert!(
+            e.starts_with("audit policies: `--audit-netpol (auditNetpol)`: ")
+                && e.ends_with("missing is not a directory"),
+            "{e}"
+        );
+        // An empty directory holds no policy file: an error, not an audit of nothing.
+        let e = check(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("no .yaml, .yml or .json file"), "{e}");
+        let file = tmp.path().join("p.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n\
+             spec: {podSelector: {}}\n",
+        )
+        .unwrap();
+        let e = check(tmp.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&file.display().to_string()) && e.contains("no metadata.namespace"),
+            "{e}"
+        );
+        let e = check(&file).unwrap_err().to_string();
+        assert!(e.ends_with("p.yaml is not a directory"), "{e}");
+        std::fs::write(
+            &file,
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+             metadata: {name: p, namespace: ns}\nspec: {podSelector: {}}\n",
+        )
+        .unwrap();
+        check(tmp.path()).unwrap();
+    }
+
+    #[test]
+    fn flow_events_give_direction_peer_and_port() {
+        let connect = Detail::Connect {
+            protocol: "udp",
+            remote_ip: "10.0.0.1".parse().unwrap(),
+            remote_port: 53,
+            origin: "udp-send",
+            remote_names: Vec::new(),
+        };
+        let (d, ip, port, p, _) = observed(&connect).unwrap();
+        assert_eq!(
+            (d, ip.to_string(), port, p),
+            (
+                Direction::Egress,
+                "10.0.0.1".into(),
+                53,
+                model::Protocol::Udp
+            )
+        );
+        let accept = Detail::Accept {
+            protocol: "tcp",
+            remote_ip: "10.0.0.2".parse().unwrap(),
+            local_ip: "10.0.0.3".parse().unwrap(),
+            local_port: 8080,
+        };
+        let (d, ip, port, p, _) = observed(&accept).unwrap();
+        assert_eq!(
+            (d, ip.to_string(), port, p),
+            (
+                Direction::Ingress,
+                "10.0.0.2".into(),
+                8080,
+                model::Protocol::Tcp
+            )
+        );
+    }
+}
