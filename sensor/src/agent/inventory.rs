@@ -51,11 +51,13 @@ impl PackageScanner {
             scanned.insert(container_id.to_string());
         }
         let root = packages::process_root(&self.proc_root, pid);
+        let own_root = self.proc_root.join("self/root");
         let (store, scanned) = (self.store.clone(), self.scanned.clone());
         let (key, container_id, now) = (key.clone(), container_id.to_string(), now.to_string());
         runtime.spawn_blocking(move || {
-            if std::fs::read_dir(&root).is_err() {
-                // The process is gone (or not ours to read): let its next process retry.
+            // The process is gone, not ours to read, or not in its container's filesystem yet
+            // (the same root as the sensor's): let a later process of the container retry.
+            if std::fs::read_dir(&root).is_err() || same_directory(&root, &own_root) {
                 scanned
                     .lock()
                     .expect("scanned set lock")
@@ -77,5 +79,14 @@ impl PackageScanner {
                 .expect("profile store lock")
                 .update_existing(&key, |p| p.record_packages(&entries, &now));
         });
+    }
+}
+
+/// Whether two paths are the same directory (device and inode).
+fn same_directory(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }

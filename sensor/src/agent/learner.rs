@@ -165,8 +165,17 @@ impl Learner {
             return;
         };
         let now = ev.time.clone();
-        if let (Some(scanner), Some(container_id), Some(pid)) =
-            (&self.packages, &ev.who.container_id, ev.pid)
+        // The container's own programs only: the runtime's processes (runc init before its
+        // pivot_root) still see the host's filesystem.
+        if let (
+            Some(scanner),
+            Some(container_id),
+            Some(pid),
+            Detail::Exec {
+                path, exe, args, ..
+            },
+        ) = (&self.packages, &ev.who.container_id, ev.pid, &ev.detail)
+            && !runtime::is_runtime_reexec(path, exe.as_deref(), args)
         {
             scanner.on_process(&key, container_id, pid, &now);
         }
