@@ -153,26 +153,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::profile::model::{Peer, Protocol, RateStats};
+    use crate::profile::model::{Peer, Protocol};
 
     fn flow(names: &[&str], port: u16, peer: bool) -> Flow {
         Flow {
-            ip: "203.0.113.7".parse().unwrap(),
-            port,
-            protocol: Protocol::Tcp,
-            dns_names: names.iter().map(|n| n.to_string()).collect(),
             peer: peer.then(|| Peer {
                 namespace: "data".into(),
                 pod: Some("qdrant-0".into()),
                 workload: Some("qdrant".into()),
                 labels: BTreeMap::new(),
             }),
-            connections: 1,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            rate: RateStats::default(),
-            first_seen: String::new(),
-            last_seen: String::new(),
+            ..Flow::sample("203.0.113.7", port, Protocol::Tcp, names)
         }
     }
 

@@ -128,22 +128,10 @@ pub fn render(inv: &AgentInventory) -> String {
 mod tests {
     use super::*;
     use crate::attribution::workload::WorkloadKind;
-    use crate::profile::model::{Flow, ProfileKey, Protocol, RateStats, Resolver};
+    use crate::profile::model::{Flow, ProfileKey, Protocol, Resolver};
 
     fn flow(ip: &str, port: u16, protocol: Protocol, names: &[&str]) -> Flow {
-        Flow {
-            ip: ip.parse().unwrap(),
-            port,
-            protocol,
-            dns_names: names.iter().map(|n| n.to_string()).collect(),
-            peer: None,
-            connections: 1,
-            bytes_sent: 1,
-            bytes_recv: 1,
-            rate: RateStats::default(),
-            first_seen: String::new(),
-            last_seen: String::new(),
-        }
+        Flow::sample(ip, port, protocol, names)
     }
 
     #[test]

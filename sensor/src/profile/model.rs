@@ -175,6 +175,26 @@ pub struct Flow {
     pub last_seen: String,
 }
 
+#[cfg(test)]
+impl Flow {
+    /// A flow for unit tests: one connection, no bytes, no peer pod, no times.
+    pub fn sample(ip: &str, port: u16, protocol: Protocol, dns_names: &[&str]) -> Flow {
+        Flow {
+            ip: ip.parse().expect("test address"),
+            port,
+            protocol,
+            dns_names: dns_names.iter().map(|n| n.to_string()).collect(),
+            peer: None,
+            connections: 1,
+            bytes_sent: 0,
+            bytes_recv: 0,
+            rate: RateStats::default(),
+            first_seen: String::new(),
+            last_seen: String::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {

@@ -114,7 +114,7 @@ fn finding(flow: &RecordedFlow, verdict: &Verdict, policies: usize, dir: &str) -
 mod tests {
     use super::*;
     use crate::audit::policy_files;
-    use crate::profile::model::{Protocol, RateStats};
+    use crate::profile::model::Protocol;
 
     fn profile() -> ApplicationProfile {
         let text = r#"{"version":1,"namespace":"ns","workload":"web","container":"app",
@@ -126,19 +126,7 @@ mod tests {
     }
 
     fn flow(ip: &str, port: u16, protocol: Protocol) -> Flow {
-        Flow {
-            ip: ip.parse().unwrap(),
-            port,
-            protocol,
-            dns_names: Vec::new(),
-            peer: None,
-            connections: 1,
-            bytes_sent: 0,
-            bytes_recv: 0,
-            rate: RateStats::default(),
-            first_seen: String::new(),
-            last_seen: String::new(),
-        }
+        Flow::sample(ip, port, protocol, &[])
     }
 
     fn policies(text: &str) -> LoadedPolicies {
