@@ -177,6 +177,12 @@ impl KubeApi {
         self.with(|s| s.objects.insert(path, object));
     }
 
+    /// Serves `body` (an object or a list) at exactly `path`, e.g.
+    /// `/apis/networking.k8s.io/v1/networkpolicies`.
+    pub fn put_at(&self, path: &str, body: Value) {
+        self.with(|s| s.objects.insert(path.to_string(), body));
+    }
+
     /// Ends every open watch cleanly (what the API server does at `timeoutSeconds`): a client
     /// resumes from the last resourceVersion it saw.
     pub fn end_watches(&self) {

@@ -234,3 +234,111 @@ fn audit_of_the_draft_passes_and_a_narrower_policy_reports_the_missing_flow() {
         "{out:?}"
     );
 }
+
+/// `--from-cluster`: the policies and namespace labels come from the API server (the test API
+/// server serving real list JSON), not from files; a namespaceSelector on a label only the
+/// API's Namespace carries decides the verdict.
+#[test]
+fn policies_from_the_cluster_are_audited_like_files() {
+    let state = TempDir::new("audit-cluster");
+    let dir = state.path().join("profiles/shop/web");
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = serde_json::json!({
+        "version": 1, "namespace": "shop", "workload": "web", "container": "app",
+        "workloadKind": "deployment", "status": "ready", "completeness": "full",
+        "learningStarted": "2026-01-01T00:00:00Z", "learningPeriodSeconds": 60,
+        "updated": "2026-01-01T00:01:00Z", "labels": {"app": "web"},
+        "syscalls": {"native": []},
+        "egress": [{
+            "ip": "10.1.2.3", "port": 5432, "protocol": "tcp",
+            "peer": {"namespace": "data", "pod": "db-0", "workload": "db", "labels": {"app": "db"}},
+            "connections": 3, "bytesSent": 10, "bytesRecv": 10,
+            "rate": {"windowSeconds": 60, "windows": 1, "maxConnectionsPerWindow": 3,
+                     "maxBytesSentPerWindow": 10, "maxBytesRecvPerWindow": 10},
+            "firstSeen": "2026-01-01T00:00:10Z", "lastSeen": "2026-01-01T00:00:20Z"
+        }]
+    });
+    std::fs::write(dir.join("app.json"), profile.to_string()).unwrap();
+
+    let api = sensor_tests::kube_api::KubeApi::start();
+    let policy = |ns_label: &str| {
+        serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "web-egress", "namespace": "shop"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": "web"}},
+                "policyTypes": ["Egress"],
+                "egress": [{
+                    "to": [{"namespaceSelector": {"matchLabels": {"tier": ns_label}},
+                            "podSelector": {"matchLabels": {"app": "db"}}}],
+                    "ports": [{"protocol": "TCP", "port": 5432}]
+                }]
+            }
+        })
+    };
+    let list = |kind: &str, items: Vec<Value>| {
+        serde_json::json!({"apiVersion": "v1", "kind": kind,
+                           "metadata": {"resourceVersion": "7"}, "items": items})
+    };
+    let namespace = |name: &str, tier: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name,
+                         "labels": {"kubernetes.io/metadata.name": name, "tier": tier}}})
+    };
+    api.put_at(
+        "/api/v1/namespaces",
+        list(
+            "NamespaceList",
+            vec![namespace("shop", "frontend"), namespace("data", "storage")],
+        ),
+    );
+    let run = || {
+        sensor_cmd(
+            &[
+                "audit",
+                "netpol",
+                "--from-cluster",
+                "--kubernetes-api-url",
+                &api.url(),
+                "--state-dir",
+                &state.path().display().to_string(),
+                "--json",
+            ],
+            AUDIT_TIMEOUT,
+        )
+    };
+
+    // The policy wants namespaces labelled tier=database: `data` is tier=storage.
+    api.put_at(
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        list("NetworkPolicyList", vec![policy("database")]),
+    );
+    let denied = run();
+    assert_eq!(denied.code, Some(1), "{denied:?}");
+    let deny = denied.json()["wouldDeny"].as_array().unwrap().clone();
+    assert_eq!(deny.len(), 1, "{deny:?}");
+    assert_eq!(deny[0]["port"], 5432);
+    assert_eq!(deny[0]["connections"], 3);
+    assert!(denied.stderr.contains("the cluster"), "{}", denied.stderr);
+
+    // The same policy selecting the label the API's Namespace really has.
+    api.put_at(
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        list("NetworkPolicyList", vec![policy("storage")]),
+    );
+    let allowed = run();
+    assert_eq!(allowed.code, Some(0), "{allowed:?}");
+    assert_eq!(allowed.json()["wouldDeny"], serde_json::json!([]));
+
+    // The API refusing is an error naming the API, not a clean audit.
+    api.set_mode(sensor_tests::kube_api::Mode::Forbidden);
+    let refused = run();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused
+            .stderr
+            .contains("reading NetworkPolicies from the Kubernetes API"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -6,6 +6,7 @@
 //! - [`report`]: evaluates them with [`crate::netpol_eval`] and groups what would be denied
 //!   by workload and peer (pure), as text or JSON.
 
+pub mod cluster;
 pub mod flows;
 pub mod live;
 pub mod policy_files;

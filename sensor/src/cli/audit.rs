@@ -12,7 +12,8 @@ use clap::{Args, Subcommand};
 
 use super::client::{load_profile, out};
 use crate::agent::config::DEFAULT_STATE_DIR;
-use crate::audit::{policy_files, report};
+use crate::attribution::kube::Endpoint;
+use crate::audit::{cluster, policy_files, report};
 use crate::profile::model::ApplicationProfile;
 
 #[derive(Subcommand, Debug)]
@@ -24,8 +25,19 @@ pub enum AuditCommand {
 #[derive(Args, Debug)]
 pub struct NetpolAuditArgs {
     /// A policy file (YAML, multi-document YAML, JSON, `List`s) or a directory of them.
-    #[arg(long, value_name = "FILE|DIR")]
-    pub policy: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE|DIR",
+        required_unless_present = "from_cluster"
+    )]
+    pub policy: Option<PathBuf>,
+    /// Read the NetworkPolicies and Namespace labels from the Kubernetes API instead (in-cluster
+    /// credentials, or --kubernetes-api-url); needs list on networkpolicies and namespaces.
+    #[arg(long, conflicts_with = "policy")]
+    pub from_cluster: bool,
+    /// With --from-cluster: this API server, reached anonymously (e.g. `kubectl proxy`).
+    #[arg(long, value_name = "URL", requires = "from_cluster", value_parser = parse_api_url)]
+    pub kubernetes_api_url: Option<String>,
     /// Only the profiles of this namespace; also the namespace of policies without one.
     #[arg(long, short = 'n', value_name = "NS")]
     pub namespace: Option<String>,
@@ -40,14 +52,31 @@ pub struct NetpolAuditArgs {
     pub json: bool,
 }
 
-pub fn run(cmd: AuditCommand) -> Result<()> {
+fn parse_api_url(s: &str) -> Result<String, String> {
+    crate::attribution::kube::settings::parse_url(s)
+}
+
+pub async fn run(cmd: AuditCommand) -> Result<()> {
     match cmd {
-        AuditCommand::Netpol(args) => netpol(args),
+        AuditCommand::Netpol(args) => netpol(args).await,
     }
 }
 
-fn netpol(args: NetpolAuditArgs) -> Result<()> {
-    let loaded = policy_files::load(&args.policy, args.namespace.as_deref())?;
+async fn netpol(args: NetpolAuditArgs) -> Result<()> {
+    let (loaded, source) = match &args.policy {
+        Some(path) => (
+            policy_files::load(path, args.namespace.as_deref())?,
+            path.display().to_string(),
+        ),
+        None => {
+            let endpoint = match &args.kubernetes_api_url {
+                Some(url) => Endpoint::Url(url.clone()),
+                None => Endpoint::InCluster,
+            };
+            let loaded = cluster::load(&endpoint, args.namespace.as_deref()).await?;
+            (loaded, "the cluster".to_string())
+        }
+    };
     for note in &loaded.notes {
         eprintln!("note: {note}");
     }
@@ -85,7 +114,7 @@ fn netpol(args: NetpolAuditArgs) -> Result<()> {
         bail!(
             "{} would be denied by the policies in {}",
             report::count(audit.would_deny.len(), "recorded flow"),
-            args.policy.display()
+            source
         );
     }
     Ok(())

@@ -72,7 +72,7 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Profiles(cmd) => client::profiles(cmd).await,
         Command::Seccomp(args) => client::seccomp(args).await,
         Command::Netpol(args) => client::netpol(args).await,
-        Command::Audit(cmd) => audit::run(cmd),
+        Command::Audit(cmd) => audit::run(cmd).await,
         Command::Watch(args) => watch::run(*args).await,
         Command::Doctor(args) => doctor::run(args),
         Command::Info(args) => info::run(args).await,

@@ -33,6 +33,7 @@ pub use self::{
     model::ApiPod,
     settings::{ApiMode, Endpoint, KubeApiSettings, PeerScope},
     status::{KubeStatus, KubeStatusSnapshot},
+    watch::client,
 };
 use crate::profile::model::Peer;
 

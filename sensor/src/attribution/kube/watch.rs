@@ -87,7 +87,8 @@ pub(super) async fn run(endpoint: Endpoint, node: String, peers: PeerScope, shar
     }
 }
 
-fn client(endpoint: &Endpoint) -> Result<Client, String> {
+/// A client for `endpoint` (in-cluster credentials, or a URL reached anonymously).
+pub fn client(endpoint: &Endpoint) -> Result<Client, String> {
     let mut config = match endpoint {
         Endpoint::InCluster => kube::Config::incluster().map_err(|e| e.to_string())?,
         Endpoint::Url(url) => kube::Config::new(url.parse().map_err(|e| format!("{url}: {e}"))?),
