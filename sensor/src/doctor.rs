@@ -198,7 +198,7 @@ pub fn coverage(probes: &[ProbeStatus]) -> (Vec<String>, Vec<String>) {
     let missing = probes
         .iter()
         .filter(|p| !p.attached)
-        .map(|p| format!("{} ({}): {}", p.captures, p.program, p.without))
+        .map(ProbeStatus::loss)
         .collect();
     (captures, missing)
 }
@@ -372,18 +372,11 @@ pub fn container_layout(cgroup2: &Path) -> ContainerLayout {
                 CgroupKind::Container(c) => {
                     layout.containers += 1;
                     pods.insert(c.pod_uid.clone());
-                    let runtime = serde_json::to_value(c.runtime)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
-                    *layout.runtimes.entry(runtime).or_default() += 1;
-                    layout.drivers.insert(
-                        match c.driver {
-                            cgroup_path::CgroupDriver::Systemd => "systemd",
-                            cgroup_path::CgroupDriver::Cgroupfs => "cgroupfs",
-                        }
-                        .to_string(),
-                    );
+                    *layout
+                        .runtimes
+                        .entry(c.runtime.name().to_string())
+                        .or_default() += 1;
+                    layout.drivers.insert(c.driver.name().to_string());
                     // Nested cgroups of a container belong to it: not counted again.
                 }
                 CgroupKind::PodLevel { pod_uid, .. } => {

@@ -159,6 +159,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     }))
     .with_info(api::info::agent_info(
         &settings.node_name,
+        &crate::metrics::info::KernelInfo::read(&settings.btf),
         &cgroup2.mount_point,
         &collector.probes.status,
     ));

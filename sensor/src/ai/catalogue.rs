@@ -38,6 +38,16 @@ pub enum Ecosystem {
     Node,
 }
 
+impl Ecosystem {
+    /// The catalogue's (and profile's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Ecosystem::Python => "python",
+            Ecosystem::Node => "node",
+        }
+    }
+}
+
 /// What a catalogued package is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,6 +57,19 @@ pub enum PackageKind {
     ModelSdk,
     ModelRuntime,
     VectorStoreSdk,
+}
+
+impl PackageKind {
+    /// The catalogue's (and profile's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageKind::Framework => "framework",
+            PackageKind::Mcp => "mcp",
+            PackageKind::ModelSdk => "model-sdk",
+            PackageKind::ModelRuntime => "model-runtime",
+            PackageKind::VectorStoreSdk => "vector-store-sdk",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -407,6 +430,22 @@ mod tests {
         );
         assert_eq!(c.package(Ecosystem::Node, "requests"), None);
         assert_eq!(c.package(Ecosystem::Python, "requests"), None);
+    }
+
+    #[test]
+    fn names_are_the_serialized_forms() {
+        for e in [Ecosystem::Python, Ecosystem::Node] {
+            assert_eq!(serde_json::to_value(e).unwrap(), e.name());
+        }
+        for k in [
+            PackageKind::Framework,
+            PackageKind::Mcp,
+            PackageKind::ModelSdk,
+            PackageKind::ModelRuntime,
+            PackageKind::VectorStoreSdk,
+        ] {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.name());
+        }
     }
 
     #[test]

@@ -59,16 +59,11 @@ pub struct FoundPackage {
 impl FoundPackage {
     /// The profile's record of it.
     pub fn entry(&self, now: &str) -> PackageEntry {
-        let name_of = |v: serde_json::Result<serde_json::Value>| {
-            v.ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        };
         PackageEntry {
-            ecosystem: name_of(serde_json::to_value(self.ecosystem)),
+            ecosystem: self.ecosystem.name().to_string(),
             name: self.name.clone(),
             version: self.version.clone(),
-            kind: name_of(serde_json::to_value(self.kind)),
+            kind: self.kind.name().to_string(),
             path: self.path.clone(),
             first_seen: now.to_string(),
         }

@@ -3,27 +3,26 @@
 use std::path::Path;
 
 use super::proto;
-use crate::collector::ProbeStatus;
+use crate::{collector::ProbeStatus, metrics::info::KernelInfo};
 
 /// The answer to `GetInfo`, from the probes' load results.
 pub fn agent_info(
     node_name: &str,
+    kernel: &KernelInfo,
     cgroup2_mount: &Path,
     probes: &[ProbeStatus],
 ) -> proto::AgentInfo {
     proto::AgentInfo {
         node_name: node_name.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        machine: std::env::consts::ARCH.to_string(),
+        kernel_release: kernel.release.clone(),
+        machine: kernel.machine.clone(),
         cgroup2_mount: cgroup2_mount.display().to_string(),
         probes: probes.iter().map(probe_info).collect(),
         not_captured: probes
             .iter()
             .filter(|p| !p.attached)
-            .map(|p| format!("{} ({}): {}", p.captures, p.program, p.without))
+            .map(ProbeStatus::loss)
             .collect(),
         started: super::convert::now(),
     }
@@ -61,8 +60,10 @@ mod tests {
             permission_denied: false,
             error: (!attached).then(|| "Invalid argument".to_string()),
         };
+        let kernel = KernelInfo::read(Path::new("/sys/kernel/btf/vmlinux"));
         let info = agent_info(
             "n1",
+            &kernel,
             Path::new("/sys/fs/cgroup"),
             &[probe("a", true), probe("b", false)],
         );
@@ -71,6 +72,7 @@ mod tests {
         assert!(info.probes[0].attached && info.probes[0].error.is_empty());
         assert_eq!(info.probes[1].error, "Invalid argument");
         assert_eq!(info.not_captured, ["things (b): no things"]);
+        assert_eq!(info.kernel_release, kernel.release);
         assert!(!info.kernel_release.is_empty());
     }
 }

@@ -42,6 +42,18 @@ pub enum Runtime {
     Unknown,
 }
 
+impl Runtime {
+    /// The serialized name (`containerd`, `crio`, `docker`, `unknown`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "crio",
+            Runtime::Docker => "docker",
+            Runtime::Unknown => "unknown",
+        }
+    }
+}
+
 /// Pod QoS class, taken from the kubepods sub-hierarchy the pod lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,6 +69,16 @@ pub enum Qos {
 pub enum CgroupDriver {
     Cgroupfs,
     Systemd,
+}
+
+impl CgroupDriver {
+    /// The serialized name (`cgroupfs`, `systemd`).
+    pub fn name(self) -> &'static str {
+        match self {
+            CgroupDriver::Cgroupfs => "cgroupfs",
+            CgroupDriver::Systemd => "systemd",
+        }
+    }
 }
 
 /// Classifies a cgroup path relative to the cgroup2 mount (a leading `0::` from

@@ -91,33 +91,108 @@ pub struct ProfileFlows {
     pub notes: Vec<String>,
 }
 
-/// The flows of `profile` (see the module docs).
-pub fn of_profile(profile: &ApplicationProfile) -> ProfileFlows {
-    let mut out = ProfileFlows::default();
+/// What every flow of one profile shares: the workload's own pod (its labels, or the draft's
+/// guess with a note) and the addresses of its cluster DNS.
+struct Workload {
+    own: Pod,
+    cluster_dns: BTreeSet<IpAddr>,
+    note: Option<String>,
+}
+
+fn workload(profile: &ApplicationProfile) -> Workload {
     let key = &profile.key;
-    let labels = if profile.labels.is_empty() {
+    let (labels, note) = if profile.labels.is_empty() {
         let guess = guessed_labels(&key.workload);
-        out.notes.push(format!(
+        let note = format!(
             "{}/{}: pod labels unknown (no Kubernetes API): assumed {}, the draft's guess",
             key.namespace,
             key.workload,
             show_labels(&guess)
-        ));
-        guess
+        );
+        (guess, Some(note))
     } else {
-        profile.labels.clone()
+        (profile.labels.clone(), None)
     };
-    let own = Pod {
-        namespace: key.namespace.clone(),
-        labels,
-        ip: None,
+    Workload {
+        own: Pod {
+            namespace: key.namespace.clone(),
+            labels,
+            ip: None,
+        },
+        cluster_dns: profile
+            .resolvers
+            .iter()
+            .filter(|r| r.cluster_dns)
+            .map(|r| r.ip.to_canonical())
+            .collect(),
+        note,
+    }
+}
+
+/// One flow of the workload, or `None` when NetworkPolicy never applies to it (loopback,
+/// unspecified address, port 0).
+fn recorded(
+    w: &Workload,
+    direction: Direction,
+    f: &model::Flow,
+    guesses: &mut BTreeSet<String>,
+) -> Option<RecordedFlow> {
+    let ip = f.ip.to_canonical();
+    if is_local(ip) || f.port == 0 {
+        return None;
+    }
+    let to_cluster_dns =
+        direction == Direction::Egress && f.port == 53 && w.cluster_dns.contains(&ip);
+    let (peer, endpoint) = if to_cluster_dns {
+        (
+            PeerInfo {
+                cluster_dns: true,
+                ..peer_info(ip, f)
+            },
+            Endpoint::Pod(Pod {
+                namespace: KUBE_DNS_NAMESPACE.to_string(),
+                labels: Labels::from([(
+                    KUBE_DNS_LABEL.0.to_string(),
+                    KUBE_DNS_LABEL.1.to_string(),
+                )]),
+                ip: Some(ip),
+            }),
+        )
+    } else {
+        (peer_info(ip, f), peer_endpoint(ip, f, guesses))
     };
-    let cluster_dns: BTreeSet<IpAddr> = profile
-        .resolvers
-        .iter()
-        .filter(|r| r.cluster_dns)
-        .map(|r| r.ip.to_canonical())
-        .collect();
+    let own_endpoint = Endpoint::Pod(w.own.clone());
+    let (source, destination) = match direction {
+        Direction::Egress => (own_endpoint, endpoint),
+        Direction::Ingress => (endpoint, own_endpoint),
+    };
+    let protocol = match f.protocol {
+        model::Protocol::Tcp => Protocol::Tcp,
+        model::Protocol::Udp => Protocol::Udp,
+    };
+    Some(RecordedFlow {
+        direction,
+        peer,
+        protocol,
+        port: f.port,
+        connections: f.connections,
+        last_seen: f.last_seen.clone(),
+        flow: Flow {
+            source,
+            destination,
+            protocol,
+            port: f.port,
+            // Profiles do not record container port names.
+            port_name: None,
+        },
+    })
+}
+
+/// The flows of `profile` (see the module docs).
+pub fn of_profile(profile: &ApplicationProfile) -> ProfileFlows {
+    let w = workload(profile);
+    let mut out = ProfileFlows::default();
+    out.notes.extend(w.note.clone());
     let mut guesses = BTreeSet::new();
     for (direction, f) in profile
         .egress
@@ -125,59 +200,22 @@ pub fn of_profile(profile: &ApplicationProfile) -> ProfileFlows {
         .map(|f| (Direction::Egress, f))
         .chain(profile.ingress.iter().map(|f| (Direction::Ingress, f)))
     {
-        let ip = f.ip.to_canonical();
-        if is_local(ip) || f.port == 0 {
-            out.skipped += 1;
-            continue;
+        match recorded(&w, direction, f, &mut guesses) {
+            Some(r) => out.flows.push(r),
+            None => out.skipped += 1,
         }
-        let to_cluster_dns =
-            direction == Direction::Egress && f.port == 53 && cluster_dns.contains(&ip);
-        let (peer, endpoint) = if to_cluster_dns {
-            (
-                PeerInfo {
-                    cluster_dns: true,
-                    ..peer_info(ip, f)
-                },
-                Endpoint::Pod(Pod {
-                    namespace: KUBE_DNS_NAMESPACE.to_string(),
-                    labels: Labels::from([(
-                        KUBE_DNS_LABEL.0.to_string(),
-                        KUBE_DNS_LABEL.1.to_string(),
-                    )]),
-                    ip: Some(ip),
-                }),
-            )
-        } else {
-            (peer_info(ip, f), peer_endpoint(ip, f, &mut guesses))
-        };
-        let own_endpoint = Endpoint::Pod(own.clone());
-        let (source, destination) = match direction {
-            Direction::Egress => (own_endpoint, endpoint),
-            Direction::Ingress => (endpoint, own_endpoint),
-        };
-        let protocol = match f.protocol {
-            model::Protocol::Tcp => Protocol::Tcp,
-            model::Protocol::Udp => Protocol::Udp,
-        };
-        out.flows.push(RecordedFlow {
-            direction,
-            peer,
-            protocol,
-            port: f.port,
-            connections: f.connections,
-            last_seen: f.last_seen.clone(),
-            flow: Flow {
-                source,
-                destination,
-                protocol,
-                port: f.port,
-                // Profiles do not record container port names.
-                port_name: None,
-            },
-        });
     }
     out.notes.extend(guesses);
     out
+}
+
+/// One flow `f` of `profile`'s workload, built exactly as [`of_profile`] builds it.
+pub fn one(
+    profile: &ApplicationProfile,
+    direction: Direction,
+    f: &model::Flow,
+) -> Option<RecordedFlow> {
+    recorded(&workload(profile), direction, f, &mut BTreeSet::new())
 }
 
 fn peer_info(ip: IpAddr, f: &model::Flow) -> PeerInfo {

@@ -92,6 +92,11 @@ pub struct ProbeStatus {
 }
 
 impl ProbeStatus {
+    /// What the node does not capture without this probe, as one line.
+    pub fn loss(&self) -> String {
+        format!("{} ({}): {}", self.captures, self.program, self.without)
+    }
+
     /// Whether the sensor refuses to start because of this probe.
     pub fn blocks_start(&self) -> bool {
         !self.attached && (self.required || self.permission_denied)

@@ -9,7 +9,7 @@ use super::super::policy_files::LoadedPolicies;
 use super::super::report;
 use crate::detect::model::{Evidence, Finding, RuleId, Severity};
 use crate::netpol_eval::{Side, Verdict};
-use crate::profile::model::{ApplicationProfile, Flow, Syscalls};
+use crate::profile::model::{ApplicationProfile, Flow};
 
 /// The evaluator flow of `flow` seen by the workload of `profile` (its labels and resolvers);
 /// `None` for flows NetworkPolicy never applies to (loopback, port 0).
@@ -18,36 +18,7 @@ pub fn recorded_flow(
     direction: Direction,
     flow: Flow,
 ) -> Option<RecordedFlow> {
-    let (egress, ingress) = match direction {
-        Direction::Egress => (vec![flow], Vec::new()),
-        Direction::Ingress => (Vec::new(), vec![flow]),
-    };
-    // Only what `flows::of_profile` reads: identity, labels, resolvers, this one flow.
-    let one = ApplicationProfile {
-        version: profile.version,
-        key: profile.key.clone(),
-        workload_kind: profile.workload_kind,
-        status: profile.status,
-        completeness: profile.completeness,
-        partial_reasons: Vec::new(),
-        learning_started: String::new(),
-        learning_period_seconds: 0,
-        ready_at: None,
-        updated: String::new(),
-        nodes: Vec::new(),
-        pods: Vec::new(),
-        labels: profile.labels.clone(),
-        syscalls: Syscalls::default(),
-        execs: Vec::new(),
-        egress,
-        ingress,
-        dns: Vec::new(),
-        resolvers: profile.resolvers.clone(),
-        files: Vec::new(),
-        packages: Vec::new(),
-        overflow: Default::default(),
-    };
-    flows::of_profile(&one).flows.pop()
+    flows::one(profile, direction, &flow)
 }
 
 /// The finding when `set` would deny `flow`, else `None`.
