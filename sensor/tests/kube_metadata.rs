@@ -191,14 +191,31 @@ async fn lists_this_nodes_pods_with_exact_owners_and_follows_the_watch() {
     assert_eq!(peer.labels["app"], "llm");
 
     // Requests: one watch per set with its field selector, owners read for local pods only.
-    let reqs = api.requests();
-    let selectors: Vec<&str> = reqs
+    // Each set starts its watch after its own list, so the second watch may still be on its
+    // way when the cache is already complete: wait for it (bounded).
+    let watch_selectors = |reqs: &[sensor_tests::kube_api::Request]| -> Vec<String> {
+        reqs.iter()
+            .filter(|r| r.is_watch())
+            .filter_map(|r| r.query.get("fieldSelector").cloned())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reqs = api.requests();
+    while !(watch_selectors(&reqs)
         .iter()
-        .filter(|r| r.is_watch())
-        .filter_map(|r| r.query.get("fieldSelector").map(String::as_str))
-        .collect();
+        .any(|s| s == "spec.nodeName=node-a")
+        && watch_selectors(&reqs)
+            .iter()
+            .any(|s| s == "spec.nodeName!=node-a"))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        reqs = api.requests();
+    }
+    let selectors = watch_selectors(&reqs);
     assert!(
-        selectors.contains(&"spec.nodeName=node-a") && selectors.contains(&"spec.nodeName!=node-a"),
+        selectors.iter().any(|s| s == "spec.nodeName=node-a")
+            && selectors.iter().any(|s| s == "spec.nodeName!=node-a"),
         "{selectors:?}"
     );
     let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
