@@ -154,6 +154,19 @@ pub fn protocol_name(protocol: u8) -> &'static str {
     }
 }
 
+/// `10.0.0.1:443/tcp` or `[fd00::1]:80/tcp`, followed by the first name the container resolved
+/// the address to when there is one: `10.0.0.1:443/tcp (api.example.com)`.
+pub fn peer_label(ip: IpAddr, port: u16, protocol: &str, names: &[String]) -> String {
+    let peer = match ip.to_canonical() {
+        IpAddr::V4(v4) => format!("{v4}:{port}/{protocol}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}/{protocol}"),
+    };
+    match names.first() {
+        Some(n) => format!("{peer} ({n})"),
+        None => peer,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -775,6 +775,7 @@ async fn socket_mode_health_and_reflection() {
             "AcceptAnomaly",
             "Relearn",
             "GetInfo",
+            "GetAgents",
         ]
     );
 

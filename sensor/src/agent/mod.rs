@@ -34,6 +34,10 @@ use self::{
     store::ProfileStore,
 };
 use crate::{
+    ai::{
+        Catalogue,
+        tools::{Observation, SharedTools},
+    },
     api::{self, Hub, Services, Transport},
     attribution::{Attribution, kube::KubeMetadata},
     capture::{Capture, CaptureOptions},
@@ -135,6 +139,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         None => None,
     };
     let last_seq = Arc::new(AtomicU64::new(engine.log.last_seq()));
+    let tools = SharedTools::default();
     let anomaly_hub = Arc::new(Hub::new(HUB_QUEUE));
     let event_hub = Arc::new(Hub::new(HUB_QUEUE));
 
@@ -157,6 +162,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         store: store.clone(),
         state_dir: settings.state_dir.clone(),
     }))
+    .with_tools(tools.clone())
     .with_info(api::info::agent_info(
         &settings.node_name,
         &crate::metrics::info::KernelInfo::read(&settings.btf),
@@ -189,6 +195,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         losses: losses::LossReporter::default(),
         anomaly_counts: metrics.anomalies.clone(),
         netpol,
+        tools,
     };
     metrics.set_agent(AgentSource {
         store: agent.store.clone(),
@@ -200,6 +207,7 @@ pub async fn run(settings: Settings) -> Result<()> {
             .as_ref()
             .map(|a| a.overflow.clone())
             .unwrap_or_default(),
+        tools: agent.tools.clone(),
     });
     info!(listen = %agent.settings.grpc_listen, "agent running");
 
@@ -295,6 +303,8 @@ struct Agent {
     anomaly_counts: Arc<AnomalyCounts>,
     /// The live NetworkPolicy audit (`--audit-netpol`).
     netpol: Option<netpol_audit::LiveAudit>,
+    /// AI agents' tool calls (shared with the API).
+    tools: SharedTools,
 }
 
 /// Logged first, then published: a stream that replays the log up to `last_seq` and then
@@ -317,18 +327,30 @@ impl Agent {
         let proc_root = self.settings.proc_root.clone();
         for ev in out.drain(..) {
             self.event_hub.publish(ev.clone());
-            // Rules first: a ready baseline must be judged as it was before this event.
-            if let Some((key, _)) = learner::profile_key(&ev.who) {
+            let key = learner::profile_key(&ev.who).map(|(key, _)| key);
+            let mut observations = Vec::new();
+            // Rules first: a ready baseline must be judged as it was before this event. Tool
+            // calls before the rules: an exec that starts one is already part of it.
+            if let Some(key) = &key {
                 let store = self.store.read().expect("profile store lock");
-                if let Some(profile) = store.get(&key) {
+                let profile = store.get(key);
+                let processes = &pipeline.attributor.processes;
+                let mut tools = self.tools.lock().expect("tool tracker lock");
+                observations = tools.on_event(
+                    &ev,
+                    key,
+                    profile.map_or(&[][..], |p| &p.agent_programs[..]),
+                    processes,
+                    Catalogue::embedded(),
+                );
+                if let Some(profile) = profile {
                     let mut publish =
                         publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
-                    if let Err(e) = self.engine.on_event(
-                        &ev,
-                        profile,
-                        &pipeline.attributor.processes,
-                        &mut publish,
-                    ) {
+                    let chain = || ev.pid.and_then(|pid| tools.chain(pid, processes));
+                    if let Err(e) =
+                        self.engine
+                            .on_event(&ev, profile, processes, &chain, &mut publish)
+                    {
                         warn!("anomaly log: {e}");
                     }
                 }
@@ -336,6 +358,11 @@ impl Agent {
             self.learner.on_event(&ev, |cgroup_id| {
                 resolv_conf(pipeline, &proc_root, cgroup_id)
             });
+            if let Some(key) = &key
+                && !observations.is_empty()
+            {
+                record_tool_observations(&self.store, key, &observations, &ev.time);
+            }
             // After the learner: the container's profile exists by now.
             if let Some(audit) = self.netpol.as_mut() {
                 let mut publish =
@@ -400,6 +427,7 @@ impl Agent {
                 time: &now,
                 pid: None,
                 processes: &pipeline.attributor.processes,
+                agent: None,
             };
             let mut publish = publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
             if let Err(e) = self
@@ -427,6 +455,7 @@ impl Agent {
                 time: &now,
                 pid: None,
                 processes: &pipeline.attributor.processes,
+                agent: None,
             };
             let mut publish = publisher(&self.anomaly_hub, &self.last_seq, &self.anomaly_counts);
             if let Err(e) =
@@ -467,6 +496,37 @@ impl Agent {
         }
         flush_state(&self.state, &self.store, &self.settings);
     }
+}
+
+/// What the tool tracker learned, into the container's profile.
+fn record_tool_observations(
+    store: &RwLock<ProfileStore>,
+    key: &crate::profile::model::ProfileKey,
+    observations: &[Observation],
+    now: &str,
+) {
+    store
+        .write()
+        .expect("profile store lock")
+        .update_existing(key, |p| {
+            let mut changed = false;
+            for o in observations {
+                changed |= match o {
+                    Observation::AgentProgram { command } => p.record_agent_program(command, now),
+                    Observation::ToolStarted { path, args } => p.record_tool(path, args, None, now),
+                    Observation::ToolEnded {
+                        path,
+                        args,
+                        exit_code,
+                        signal,
+                    } => {
+                        let failed = signal.is_some() || exit_code.is_some_and(|c| c != 0);
+                        p.record_tool(path, args, Some(failed), now)
+                    }
+                };
+            }
+            changed
+        });
 }
 
 /// The resolv.conf of a container, read through one of its processes' root.

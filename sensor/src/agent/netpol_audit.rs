@@ -164,6 +164,7 @@ impl LiveAudit {
             time: &ev.time,
             pid: ev.pid,
             processes,
+            agent: None,
         };
         if let Err(e) = engine.report(finding, &story, profile, publish) {
             warn!("anomaly log: {e}");

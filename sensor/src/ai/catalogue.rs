@@ -93,6 +93,8 @@ struct EndpointEntry {
     domains: Vec<String>,
     #[serde(default)]
     ports: Vec<PortEntry>,
+    #[serde(default)]
+    lookalikes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -199,6 +201,9 @@ pub struct Endpoint {
     pub class: EndpointClass,
     domains: Vec<DomainPattern>,
     pub ports: Vec<PortEntry>,
+    /// Name tokens that only this provider's domains should carry (`openai`, `anthropic`): a
+    /// name with one that is not one of its domains imitates it.
+    pub lookalikes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -228,6 +233,16 @@ impl Catalogue {
             if e.domains.is_empty() && e.ports.is_empty() {
                 return Err(invalid("needs `domains` or `ports`".into()));
             }
+            if e.lookalikes.iter().any(|t| {
+                t.len() < 4
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            }) {
+                return Err(invalid(
+                    "lookalike tokens are lowercase letters and digits, at least 4".into(),
+                ));
+            }
             if e.ports.iter().any(|p| p.port == 0) {
                 return Err(invalid("port 0".into()));
             }
@@ -243,6 +258,7 @@ impl Catalogue {
                 class: e.class,
                 domains,
                 ports: e.ports,
+                lookalikes: e.lookalikes,
             });
         }
         let mut packages = HashMap::new();
@@ -293,6 +309,23 @@ impl Catalogue {
                 .iter()
                 .any(|p| p.port == port && p.protocol == protocol)
         })
+    }
+
+    /// The catalogued endpoint a name imitates: the name carries one of the endpoint's
+    /// look-alike tokens (as a whole label or a `-`/`_`-separated part of one) yet matches no
+    /// catalogued domain, e.g. `api-openai.com.example.net`.
+    pub fn look_alike(&self, name: &str) -> Option<&Endpoint> {
+        if self.endpoint_by_name(name).is_some() {
+            return None;
+        }
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let tokens: Vec<&str> = name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|t| !t.is_empty())
+            .collect();
+        self.endpoints
+            .iter()
+            .find(|e| e.lookalikes.iter().any(|l| tokens.contains(&l.as_str())))
     }
 
     pub fn endpoint(&self, id: &str) -> Option<&Endpoint> {

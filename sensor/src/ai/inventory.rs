@@ -1,16 +1,17 @@
 //! The runtime AI-BOM of one profile: which model APIs, vector stores and cloud APIs the
 //! container calls, and which agent frameworks, SDKs and MCP packages it has installed.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     catalogue::Catalogue,
     classify::{EgressClass, classify},
+    tools::ToolCall,
 };
-use crate::profile::model::{ApplicationProfile, PackageEntry};
+use crate::profile::model::{ApplicationProfile, PackageEntry, ToolEntry};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct AgentInventory {
     pub namespace: String,
     pub workload: String,
@@ -28,6 +29,12 @@ pub struct AgentInventory {
     pub mcp_servers: Vec<String>,
     pub cluster_services: usize,
     pub other_peers: usize,
+    /// Programs whose processes called a model API.
+    pub agent_programs: Vec<String>,
+    /// Tools the agent processes ran (profile).
+    pub tools: Vec<ToolEntry>,
+    /// Recent tool calls on this node (live, not persisted).
+    pub recent_calls: Vec<ToolCall>,
 }
 
 fn describe(p: &PackageEntry) -> String {
@@ -79,7 +86,10 @@ pub fn of_profile(profile: &ApplicationProfile, catalogue: &Catalogue) -> AgentI
             push_unique(&mut inv.mcp_servers, server.to_string());
         }
     }
+    inv.agent_programs = profile.agent_programs.clone();
+    inv.tools = profile.tools.clone();
     inv.is_agent = !inv.model_apis.is_empty()
+        || !inv.agent_programs.is_empty()
         || !inv.frameworks.is_empty()
         || !inv.mcp.is_empty()
         || !inv.mcp_servers.is_empty()
@@ -111,6 +121,20 @@ pub fn render(inv: &AgentInventory) -> String {
     line("SDKs:", &inv.sdks);
     line("MCP:", &inv.mcp);
     line("MCP servers:", &inv.mcp_servers);
+    line("agent:", &inv.agent_programs);
+    let tools: Vec<String> = inv
+        .tools
+        .iter()
+        .map(|t| {
+            let failed = if t.failures > 0 {
+                format!(", {} failed", t.failures)
+            } else {
+                String::new()
+            };
+            format!("{} ({}x{failed})", t.args.join(" "), t.invocations)
+        })
+        .collect();
+    line("tools:", &tools);
     let mut also = Vec::new();
     if inv.cluster_services > 0 {
         also.push(format!("{} cluster service(s)", inv.cluster_services));
@@ -121,7 +145,53 @@ pub fn render(inv: &AgentInventory) -> String {
     if !also.is_empty() {
         out.push_str(&format!("  {:<15}{}\n", "also calls:", also.join(", ")));
     }
+    let shown = inv.recent_calls.len().saturating_sub(RECENT_SHOWN);
+    if !inv.recent_calls.is_empty() {
+        out.push_str(&format!(
+            "  recent tool calls ({} of {}):\n",
+            inv.recent_calls.len() - shown,
+            inv.recent_calls.len()
+        ));
+    }
+    for call in &inv.recent_calls[shown..] {
+        out.push_str(&format!("    {}\n", render_call(call)));
+    }
     out
+}
+
+/// Tool calls `sensor agents` prints per container (`--json` has all).
+const RECENT_SHOWN: usize = 5;
+
+/// One line: `[id] started  command  -> exit 0; exec ..., connect ...`.
+pub fn render_call(c: &ToolCall) -> String {
+    let end = match (&c.ended, c.exit_code, c.signal) {
+        (None, _, _) if c.end_lost => "end not seen (event lost)".to_string(),
+        (None, _, _) => "running".to_string(),
+        (Some(_), _, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(_), Some(code), None) => format!("exit {code}"),
+        (Some(_), None, None) => "ended".to_string(),
+    };
+    let mut actions: Vec<String> = c.execs.iter().map(|e| format!("exec {e}")).collect();
+    actions.extend(c.connections.iter().map(|p| format!("connect {p}")));
+    actions.extend(c.files.iter().map(|f| format!("read {f}")));
+    if c.actions_dropped > 0 {
+        actions.push(format!("{} more", c.actions_dropped));
+    }
+    let mut command = c.tool.args.join(" ");
+    if command.len() > 80 {
+        let mut cut = 80;
+        while !command.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        command.truncate(cut);
+        command.push_str("...");
+    }
+    let mut line = format!("[{}] {}  {command}  -> {end}", c.id, c.started);
+    if !actions.is_empty() {
+        line.push_str("; ");
+        line.push_str(&actions.join(", "));
+    }
+    line
 }
 
 #[cfg(test)]

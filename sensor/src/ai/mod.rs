@@ -6,6 +6,7 @@ pub mod catalogue;
 pub mod classify;
 pub mod inventory;
 pub mod packages;
+pub mod tools;
 
 pub use catalogue::{Catalogue, CatalogueError, EndpointClass};
 pub use classify::{EgressClass, PeerClass, classify};

@@ -74,6 +74,15 @@ pub fn anomaly(a: &Anomaly) -> proto::Anomaly {
         last_seen: timestamp(&a.last_seen),
         fold: a.fold.as_ref().map(fold),
         json: anomaly_json(a),
+        agent_chain: a.agent_chain.as_ref().map(|c| proto::AgentChain {
+            agent: Some(super::agents::chain_process(&c.agent)),
+            tool: c.tool.as_ref().map(|t| proto::ChainTool {
+                id: t.id.clone(),
+                process: Some(super::agents::chain_process(&t.process)),
+                started: timestamp(&t.started),
+            }),
+            action: c.action.clone(),
+        }),
     }
 }
 

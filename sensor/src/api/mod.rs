@@ -22,6 +22,7 @@
 //! `options=[("grpc.default_authority", "localhost")]`, grpcurl `-authority localhost`.
 
 pub mod addr;
+pub mod agents;
 pub mod client;
 pub mod control;
 pub mod convert;
@@ -123,6 +124,8 @@ pub(crate) mod testutil {
             resolvers: vec![],
             files: vec![],
             packages: vec![],
+            agent_programs: vec![],
+            tools: vec![],
             overflow: Overflow::default(),
         }
     }
@@ -165,6 +168,7 @@ pub(crate) mod testutil {
                     ]),
                 },
             },
+            agent_chain: None,
             process: Some(ProcessRef {
                 pid: 4242,
                 ppid: Some(4200),

@@ -31,6 +31,7 @@ pub use super::source::{MemorySource, ProfileSource};
 use super::stream::{self, AnomalyStream, EventStream};
 use super::tls::{TlsError, TlsFiles};
 use super::{FILE_DESCRIPTOR_SET, ListenAddr, convert, lookup, render};
+use crate::ai::tools::SharedTools;
 use crate::profile::model::ProfileKey;
 
 /// The fully qualified service name (health checks, reflection).
@@ -82,6 +83,8 @@ pub struct Services {
     pub control: Option<Arc<dyn Control>>,
     /// `GetInfo`.
     pub info: Option<Arc<proto::AgentInfo>>,
+    /// Live tool calls for `GetAgents` (the inventory itself comes from the profiles).
+    pub tools: Option<SharedTools>,
 }
 
 impl Services {
@@ -92,7 +95,13 @@ impl Services {
             events: None,
             control: None,
             info: None,
+            tools: None,
         }
+    }
+
+    pub fn with_tools(mut self, tools: SharedTools) -> Self {
+        self.tools = Some(tools);
+        self
     }
 
     pub fn with_info(mut self, info: proto::AgentInfo) -> Self {
@@ -409,6 +418,49 @@ impl Sensor for SensorService {
             Status::unimplemented("this agent does not report its probes (no info)")
         })?;
         Ok(Response::new(info.as_ref().clone()))
+    }
+
+    async fn get_agents(
+        &self,
+        request: Request<proto::GetAgentsRequest>,
+    ) -> Result<Response<proto::GetAgentsResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = lookup::optional_name("namespace", &req.namespace)?;
+        let catalogue = crate::ai::Catalogue::embedded();
+        let mut agents = Vec::new();
+        self.source().visit(&mut |p| {
+            if !namespace.is_empty() && namespace != p.key.namespace {
+                return;
+            }
+            let inv = crate::ai::inventory::of_profile(p, catalogue);
+            if inv.is_agent || req.all {
+                agents.push(inv);
+            }
+        });
+        if let Some(tools) = &self.services.tools {
+            let tools = tools.lock().expect("tool tracker lock");
+            for inv in &mut agents {
+                let key = ProfileKey {
+                    namespace: inv.namespace.clone(),
+                    workload: inv.workload.clone(),
+                    container: inv.container.clone(),
+                };
+                inv.recent_calls = tools.calls(&key);
+            }
+        }
+        agents.sort_by(|a, b| {
+            (&a.namespace, &a.workload, &a.container).cmp(&(
+                &b.namespace,
+                &b.workload,
+                &b.container,
+            ))
+        });
+        Ok(Response::new(proto::GetAgentsResponse {
+            agents: agents.iter().map(super::agents::entry).collect(),
+            catalogue_version: catalogue.version,
+            node_name: self.node_name(),
+            time: convert::now(),
+        }))
     }
 
     async fn relearn(

@@ -1,14 +1,14 @@
 //! `sensor agents`: the runtime AI-BOM of the node's workloads - which containers behave like
 //! AI agents, the model APIs, vector stores and cloud APIs they call, and the agent frameworks,
-//! SDKs and MCP packages installed in them. Read from the agent's profiles over gRPC.
+//! SDKs and MCP packages installed in them, the tools their agent processes ran and the recent
+//! tool calls. Read from the agent over gRPC (`GetAgents`).
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::client::{ServerArg, out, status_error};
-use crate::ai::{Catalogue, inventory};
+use crate::ai::inventory::{self, AgentInventory};
 use crate::api::proto;
-use crate::profile::model::ApplicationProfile;
 
 #[derive(Args, Debug)]
 pub struct AgentsArgs {
@@ -28,40 +28,26 @@ pub struct AgentsArgs {
 pub async fn run(args: AgentsArgs) -> Result<()> {
     let addr = &args.server.server;
     let mut client = args.server.connect().await?;
-    let list = client
-        .list_profiles(proto::ListProfilesRequest {
+    let response = client
+        .get_agents(proto::GetAgentsRequest {
             namespace: args.namespace.clone().unwrap_or_default(),
-            workload: String::new(),
+            all: args.all,
         })
         .await
         .map_err(|s| status_error(addr, s))?
         .into_inner();
     let mut text = String::new();
-    for summary in list.profiles {
-        let profile = client
-            .get_profile(proto::ProfileRef {
-                namespace: summary.namespace.clone(),
-                workload: summary.workload.clone(),
-                container: summary.container.clone(),
-            })
-            .await
-            .map_err(|s| status_error(addr, s))?
-            .into_inner();
-        let profile: ApplicationProfile =
-            serde_json::from_str(&profile.json).with_context(|| {
-                format!(
-                    "profile {}/{}/{} from the agent",
-                    summary.namespace, summary.workload, summary.container
-                )
-            })?;
-        let inv = inventory::of_profile(&profile, Catalogue::embedded());
-        if !inv.is_agent && !args.all {
-            continue;
-        }
+    for entry in response.agents {
         if args.json {
-            text.push_str(&serde_json::to_string(&inv)?);
+            text.push_str(&entry.json);
             text.push('\n');
         } else {
+            let inv: AgentInventory = serde_json::from_str(&entry.json).with_context(|| {
+                format!(
+                    "agent entry {}/{}/{} from the agent",
+                    entry.namespace, entry.workload, entry.container
+                )
+            })?;
             text.push_str(&inventory::render(&inv));
         }
     }

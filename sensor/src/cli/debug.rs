@@ -399,6 +399,7 @@ mod bench_stream {
                     .collect(),
                 },
             },
+            agent_chain: None,
             process: Some(ProcessRef {
                 pid: 40_000 + (i % 20_000) as u32,
                 ppid: Some(4200),

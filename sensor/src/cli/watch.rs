@@ -314,6 +314,35 @@ pub fn line(a: &proto::Anomaly, colour: bool) -> String {
     } else if a.count > 1 {
         let _ = write!(s, " (x{})", a.count);
     }
+    if let Some(chain) = &a.agent_chain {
+        let _ = write!(s, " | {}", agent_chain(chain));
+    }
+    s
+}
+
+/// `agent: python3 agent.py(10) -> tool 10.1: sh -c curl ...(20) -> connect ...`.
+fn agent_chain(c: &proto::AgentChain) -> String {
+    let cmd = |p: &proto::ChainProcess| {
+        let text = if p.args.is_empty() {
+            p.path.clone()
+        } else {
+            p.args.join(" ")
+        };
+        format!("{}({})", cut(&text), p.pid)
+    };
+    let mut s = format!(
+        "agent: {}",
+        c.agent.as_ref().map_or_else(|| "?".to_string(), cmd)
+    );
+    if let Some(t) = &c.tool {
+        let _ = write!(
+            s,
+            " -> tool {}: {}",
+            t.id,
+            t.process.as_ref().map_or_else(|| "?".to_string(), cmd)
+        );
+    }
+    let _ = write!(s, " -> {}", cut(&c.action));
     s
 }
 

@@ -217,6 +217,7 @@ mod tests {
                 subject: subject.into(),
                 evidence: Evidence::default(),
             },
+            agent_chain: None,
             process: None,
             count: 1,
             repeat_of: None,

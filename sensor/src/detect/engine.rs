@@ -10,14 +10,16 @@ use std::{
 };
 
 use super::{
+    agent_rules,
     aggregate::{Aggregator, Verdict},
     log::{AnomalyLog, LogError},
-    model::{Ancestor, Anomaly, Finding, Fold, ProcessRef, RuleId},
+    model::{AgentChain, Ancestor, Anomaly, ChainTool, Finding, Fold, ProcessRef, RuleId},
     rules::{self, RuleConfig},
 };
 use crate::{
+    ai::{Catalogue, tools::Chain},
     attribution::{Attribution, processes::ProcessTable, workload::WorkloadKind},
-    event::{Detail, Event},
+    event::{Detail, Event, peer_label},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, ProfileKey, Protocol, Status},
@@ -47,6 +49,8 @@ pub struct Story<'a> {
     pub time: &'a str,
     pub pid: Option<u32>,
     pub processes: &'a ProcessTable,
+    /// agent -> tool -> action, when the process belongs to an AI agent.
+    pub agent: Option<AgentChain>,
 }
 
 impl Engine {
@@ -65,23 +69,43 @@ impl Engine {
         }
     }
 
-    /// Findings of one attributed event against its (ready) profile.
+    /// Findings of one attributed event against its (ready) profile: the generic rules, then
+    /// the agent rules. `chain` places the process in an AI agent's tool calls; it is asked
+    /// only when a rule needs it or a finding is made (it copies names).
     pub fn on_event(
         &mut self,
         ev: &Event,
         profile: &ApplicationProfile,
         processes: &ProcessTable,
+        chain: &dyn Fn() -> Option<Chain>,
         publish: &mut dyn FnMut(&Anomaly),
     ) -> Result<(), LogError> {
         if profile.status != Status::Ready {
             return Ok(());
         }
-        let findings = rules::on_event(ev, profile, &self.config);
+        let mut findings = rules::on_event(ev, profile, &self.config);
+        let asked = !findings.is_empty() || agent_rules::needs_chain(ev);
+        let mut chain_now = if asked { chain() } else { None };
+        let agent = agent_rules::on_event(
+            ev,
+            profile,
+            &findings,
+            chain_now.as_ref(),
+            Catalogue::embedded(),
+        );
+        findings.extend(agent);
+        if findings.is_empty() {
+            return Ok(());
+        }
+        if !asked {
+            chain_now = chain();
+        }
         let story = Story {
             who: &ev.who,
             time: &ev.time,
             pid: ev.pid,
             processes,
+            agent: chain_now.map(|c| agent_chain(&c, &ev.detail)),
         };
         for f in findings {
             let fold = fold_for_event(&f, ev);
@@ -181,6 +205,7 @@ impl Engine {
             labels: profile.labels.clone(),
             finding,
             process: story.pid.map(|pid| process_ref(story.processes, pid)),
+            agent_chain: story.agent.clone(),
             count: 1,
             repeat_of: None,
             last_seen: story.time.to_string(),
@@ -275,15 +300,71 @@ pub fn process_ref(processes: &ProcessTable, pid: u32) -> ProcessRef {
     }
 }
 
+/// The chain of an event's process, with the event as the action.
+fn agent_chain(chain: &Chain, detail: &Detail) -> AgentChain {
+    AgentChain {
+        agent: chain.agent.clone(),
+        tool: chain.tool.as_ref().map(|t| ChainTool {
+            id: t.id.clone(),
+            process: t.tool.clone(),
+            started: t.started.clone(),
+        }),
+        action: action(detail),
+    }
+}
+
+/// One event as an action: `exec curl -s x`, `connect 10.0.0.1:443/tcp (api.example.com)`.
+fn action(detail: &Detail) -> String {
+    let cut = |s: String| {
+        if s.len() > 200 {
+            let mut end = 200;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!("{}...", &s[..end])
+        } else {
+            s
+        }
+    };
+    cut(match detail {
+        Detail::Exec { path, args, .. } => match args.len() {
+            0 | 1 => format!("exec {path}"),
+            _ => format!("exec {path} {}", args[1..].join(" ")),
+        },
+        Detail::Connect {
+            protocol,
+            remote_ip,
+            remote_port,
+            remote_names,
+            ..
+        } => format!(
+            "connect {}",
+            peer_label(*remote_ip, *remote_port, protocol, remote_names)
+        ),
+        Detail::File {
+            path, open_flags, ..
+        } => {
+            if open_flags & 0o3 == 0 {
+                format!("read {path}")
+            } else {
+                format!("open {path} for writing")
+            }
+        }
+        Detail::Dns { question, .. } => format!("resolve {question}"),
+        other => other.kind().to_string(),
+    })
+}
+
 /// What accepting a finding adds to the baseline, from the event that raised it.
 fn fold_for_event(f: &Finding, ev: &Event) -> Option<Fold> {
     match (&ev.detail, f.rule) {
-        (Detail::Exec { path, args, .. }, RuleId::UnexpectedExec | RuleId::ShellSpawned) => {
-            Some(Fold::Exec {
-                path: path.clone(),
-                args: normalize_args(args),
-            })
-        }
+        (
+            Detail::Exec { path, args, .. },
+            RuleId::UnexpectedExec | RuleId::ShellSpawned | RuleId::AgentCodeExecution,
+        ) => Some(Fold::Exec {
+            path: path.clone(),
+            args: normalize_args(args),
+        }),
         (Detail::File { path, pattern, .. }, _) => Some(Fold::File {
             path: path.clone(),
             pattern: pattern.clone(),

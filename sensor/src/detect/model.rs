@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::ai::tools::ChainProcess;
 use crate::{attribution::workload::WorkloadKind, profile::model::Protocol};
 
 /// Stable rule identifiers (the strings are the public ids; never rename one).
@@ -35,10 +36,21 @@ pub enum RuleId {
     SensitiveFileRead,
     /// A new flow the audited candidate NetworkPolicies (`--audit-netpol`) would deny.
     WouldDeny,
+    /// An agent workload executed code (an interpreter given inline or piped code, or a
+    /// program under a writable temporary directory) of a kind its baseline never ran.
+    AgentCodeExecution,
+    /// A catalogued model API or vector store the baseline never called, or a name that
+    /// imitates one.
+    NewAiProvider,
+    /// Bytes sent per connection to a model API far above the baseline's.
+    PromptSizeSpike,
+    /// An agent workload read credentials (service-account/IRSA token, cloud or cluster
+    /// credential files) or reached the instance metadata service outside its baseline.
+    AgentCredentialAccess,
 }
 
 impl RuleId {
-    pub const ALL: [RuleId; 11] = [
+    pub const ALL: [RuleId; 15] = [
         RuleId::UnexpectedExec,
         RuleId::UnexpectedSyscall,
         RuleId::UnexpectedEgress,
@@ -50,6 +62,10 @@ impl RuleId {
         RuleId::LargePayload,
         RuleId::SensitiveFileRead,
         RuleId::WouldDeny,
+        RuleId::AgentCodeExecution,
+        RuleId::NewAiProvider,
+        RuleId::PromptSizeSpike,
+        RuleId::AgentCredentialAccess,
     ];
 
     /// The public id, e.g. `unexpected-exec`.
@@ -66,6 +82,10 @@ impl RuleId {
             RuleId::LargePayload => "large-payload",
             RuleId::SensitiveFileRead => "sensitive-file-read",
             RuleId::WouldDeny => "would-deny",
+            RuleId::AgentCodeExecution => "agent-code-execution",
+            RuleId::NewAiProvider => "new-ai-provider",
+            RuleId::PromptSizeSpike => "prompt-size-spike",
+            RuleId::AgentCredentialAccess => "agent-credential-access",
         }
     }
 
@@ -163,6 +183,55 @@ pub struct Ancestor {
     pub args: Vec<String>,
 }
 
+/// agent -> tool -> action, e.g. `python3 agent.py` -> `sh -c curl ...` -> `connect
+/// 203.0.113.9:80/tcp`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentChain {
+    pub agent: ChainProcess,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ChainTool>,
+    /// What was done, e.g. `exec /usr/bin/curl -s x`, `connect 10.0.0.1:443/tcp`.
+    pub action: String,
+}
+
+/// The tool invocation of a chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainTool {
+    /// The invocation id (as `sensor agents --calls` lists it).
+    pub id: String,
+    #[serde(flatten)]
+    pub process: ChainProcess,
+    /// RFC 3339.
+    pub started: String,
+}
+
+impl AgentChain {
+    /// `agent -> tool -> action` in one line.
+    pub fn render(&self) -> String {
+        let cmd = |p: &ChainProcess| {
+            if p.args.is_empty() {
+                p.path.clone()
+            } else {
+                p.args.join(" ")
+            }
+        };
+        let mut s = format!("{} (pid {})", cmd(&self.agent), self.agent.pid);
+        if let Some(t) = &self.tool {
+            s.push_str(&format!(
+                " -> {} (pid {}, call {})",
+                cmd(&t.process),
+                t.process.pid,
+                t.id
+            ));
+        }
+        s.push_str(" -> ");
+        s.push_str(&self.action);
+        s
+    }
+}
+
 /// One anomaly as logged and streamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,6 +257,10 @@ pub struct Anomaly {
     pub finding: Finding,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessRef>,
+    /// For a process of an AI agent: the agent process, the tool invocation it belongs to
+    /// (unset when the agent acted itself) and the action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_chain: Option<AgentChain>,
     /// How many occurrences this record stands for (1 for a first occurrence; a repeat record
     /// summarises the occurrences of one aggregation window).
     pub count: u64,

@@ -61,6 +61,11 @@ pub struct RuleConfig {
     pub large_payload_factor: f64,
     /// ...when at least this many bytes per connection. Default 256 KiB.
     pub min_large_payload_bytes: u64,
+    /// To a model API, bytes sent per connection above this many times the baseline's is a
+    /// prompt-size spike (it replaces the large-payload rule there). Default 4.0.
+    pub prompt_factor: f64,
+    /// ...when at least this many bytes per connection. Default 64 KiB.
+    pub min_prompt_bytes: u64,
 }
 
 impl Default for RuleConfig {
@@ -71,6 +76,8 @@ impl Default for RuleConfig {
             min_spike_bytes: 1 << 20,
             large_payload_factor: 8.0,
             min_large_payload_bytes: 256 << 10,
+            prompt_factor: 4.0,
+            min_prompt_bytes: 64 << 10,
         }
     }
 }
@@ -194,13 +201,25 @@ pub fn on_flow_window(
     let subject = peer_subject(id.ip, id.port, proto_name(id.protocol));
     let mut out = Vec::new();
     out.extend(spike_rule(flow, window, window_seconds, cfg, &subject));
-    out.extend(large_payload_rule(
-        flow,
-        window,
-        window_seconds,
-        cfg,
-        &subject,
-    ));
+    let catalogue = crate::ai::Catalogue::embedded();
+    if super::agent_rules::is_model_api(flow, catalogue) {
+        out.extend(super::agent_rules::prompt_rule(
+            flow,
+            window,
+            window_seconds,
+            cfg,
+            &subject,
+            catalogue,
+        ));
+    } else {
+        out.extend(large_payload_rule(
+            flow,
+            window,
+            window_seconds,
+            cfg,
+            &subject,
+        ));
+    }
     out
 }
 
@@ -333,7 +352,7 @@ fn programs_summary(execs: &[ExecEntry]) -> String {
 
 /// Interpreter families, for the MITRE sub-technique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Interpreter {
+pub(super) enum Interpreter {
     Shell,
     Python,
     JavaScript,
@@ -342,7 +361,7 @@ enum Interpreter {
 }
 
 impl Interpreter {
-    fn mitre(self) -> (&'static str, &'static str) {
+    pub(super) fn mitre(self) -> (&'static str, &'static str) {
         match self {
             Interpreter::Shell => ("T1059.004", "Command and Scripting Interpreter: Unix Shell"),
             Interpreter::Python => ("T1059.006", "Command and Scripting Interpreter: Python"),
@@ -356,7 +375,7 @@ impl Interpreter {
         }
     }
 
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Interpreter::Shell => "shell",
             Interpreter::Python => "python interpreter",
@@ -398,7 +417,7 @@ fn interpreter_name(name: &str) -> Option<Interpreter> {
 /// Whether an exec (path, argv) is a shell or interpreter: by the program's basename, or a
 /// multi-call binary (busybox, toybox, or busybox re-executing itself through `/proc/self/exe`)
 /// invoked as a shell by argv[0] (`sh -c ...`) or by its first argument (`busybox sh`).
-fn interpreter(path: &str, args: &[String]) -> Option<Interpreter> {
+pub(super) fn interpreter(path: &str, args: &[String]) -> Option<Interpreter> {
     if let Some(k) = interpreter_name(basename(path)) {
         return Some(k);
     }
@@ -419,7 +438,7 @@ fn interpreter(path: &str, args: &[String]) -> Option<Interpreter> {
     })
 }
 
-fn basename(path: &str) -> &str {
+pub(super) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -519,7 +538,7 @@ fn syscall_finding(
 
 /// The cloud instance metadata service: EC2 IMDS over IPv4 (also GCP's and Azure's address)
 /// and IPv6.
-fn is_metadata_service(ip: IpAddr) -> bool {
+pub(super) fn is_metadata_service(ip: IpAddr) -> bool {
     const V4: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(169, 254, 169, 254));
     const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254));
     let ip = ip.to_canonical();
@@ -530,7 +549,7 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
-fn protocol_from_name(p: &str) -> Option<Protocol> {
+pub(super) fn protocol_from_name(p: &str) -> Option<Protocol> {
     match p {
         "tcp" => Some(Protocol::Tcp),
         "udp" => Some(Protocol::Udp),
@@ -546,7 +565,7 @@ fn proto_name(p: Protocol) -> &'static str {
 }
 
 /// `10.0.0.1:443/tcp`, `[fd00:ec2::254]:80/tcp`.
-fn peer_subject(ip: IpAddr, port: u16, proto: &str) -> String {
+pub(super) fn peer_subject(ip: IpAddr, port: u16, proto: &str) -> String {
     match ip.to_canonical() {
         IpAddr::V4(v4) => format!("{v4}:{port}/{proto}"),
         IpAddr::V6(v6) => format!("[{v6}]:{port}/{proto}"),
@@ -683,7 +702,7 @@ fn connect_rules(
 
 // ---- dns -----------------------------------------------------------------------------------
 
-fn dns_key(name: &str) -> String {
+pub(super) fn dns_key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
@@ -966,7 +985,7 @@ fn window_scale(window_seconds: u64, baseline_window_seconds: u64) -> f64 {
 
 /// The baseline's busiest window for a flow: (connections, bytes sent, window length, label).
 /// Without closed windows, the learning totals bound any window.
-fn baseline_max(flow: &Flow) -> (u64, u64, u64, String) {
+pub(super) fn baseline_max(flow: &Flow) -> (u64, u64, u64, String) {
     let r = &flow.rate;
     if r.windows > 0 {
         (
@@ -1057,7 +1076,7 @@ fn spike_rule(
 }
 
 /// The baseline's bytes sent per connection on a flow.
-fn baseline_per_connection(flow: &Flow) -> u64 {
+pub(super) fn baseline_per_connection(flow: &Flow) -> u64 {
     let r = &flow.rate;
     if r.windows > 0 {
         r.max_bytes_sent_per_window / r.max_connections_per_window.max(1)
@@ -1073,11 +1092,42 @@ fn large_payload_rule(
     cfg: &RuleConfig,
     subject: &str,
 ) -> Option<Finding> {
+    let (per_conn, base, evidence) = payload_excess(
+        flow,
+        window,
+        window_seconds,
+        cfg.large_payload_factor,
+        cfg.min_large_payload_bytes,
+    )?;
+    Some(Finding {
+        rule: RuleId::LargePayload,
+        kubescape_rule: None,
+        severity: Severity::High,
+        // Same reasoning as the spike: exfiltration over an already established channel.
+        mitre: mitre("T1041", "Exfiltration Over C2 Channel", "Exfiltration"),
+        message: format!(
+            "{} sent per connection to {subject}, more than {}x the baseline's {}.",
+            fmt_bytes(per_conn),
+            cfg.large_payload_factor,
+            fmt_bytes(base)
+        ),
+        subject: subject.to_string(),
+        evidence,
+    })
+}
+
+/// Bytes sent per connection in a window vs the baseline's, when above `factor` times it and
+/// at least `min` bytes: (per connection, the baseline's per connection, the evidence).
+pub(super) fn payload_excess(
+    flow: &Flow,
+    window: FlowDelta,
+    window_seconds: u64,
+    factor: f64,
+    min: u64,
+) -> Option<(u64, u64, Evidence)> {
     let per_conn = window.bytes_sent / window.connections.max(1);
     let base = baseline_per_connection(flow);
-    if per_conn < cfg.min_large_payload_bytes
-        || per_conn as f64 <= cfg.large_payload_factor * base as f64
-    {
+    if per_conn < min || per_conn as f64 <= factor * base as f64 {
         return None;
     }
     let baseline = BTreeMap::from([
@@ -1103,26 +1153,12 @@ fn large_payload_rule(
             },
         ),
     ]);
-    Some(Finding {
-        rule: RuleId::LargePayload,
-        kubescape_rule: None,
-        severity: Severity::High,
-        // Same reasoning as the spike: exfiltration over an already established channel.
-        mitre: mitre("T1041", "Exfiltration Over C2 Channel", "Exfiltration"),
-        message: format!(
-            "{} sent per connection to {subject}, more than {}x the baseline's {}.",
-            fmt_bytes(per_conn),
-            cfg.large_payload_factor,
-            fmt_bytes(base)
-        ),
-        subject: subject.to_string(),
-        evidence: Evidence { baseline, observed },
-    })
+    Some((per_conn, base, Evidence { baseline, observed }))
 }
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn mitre(technique: &str, name: &str, tactic: &str) -> Option<Mitre> {
+pub(super) fn mitre(technique: &str, name: &str, tactic: &str) -> Option<Mitre> {
     Some(Mitre {
         technique: technique.into(),
         name: name.into(),
@@ -1132,7 +1168,7 @@ fn mitre(technique: &str, name: &str, tactic: &str) -> Option<Mitre> {
 
 /// Notes that the baseline may be missing entries: partial profile, or the cap of the
 /// category was hit.
-fn add_completeness(
+pub(super) fn add_completeness(
     baseline: &mut BTreeMap<String, String>,
     profile: &ApplicationProfile,
     overflowed: bool,
@@ -1153,7 +1189,7 @@ fn add_completeness(
 }
 
 /// `none`, or `N: a, b, c, ...` with at most `max` examples.
-fn summary(total: usize, items: impl Iterator<Item = String>, max: usize) -> String {
+pub(super) fn summary(total: usize, items: impl Iterator<Item = String>, max: usize) -> String {
     if total == 0 {
         return "none".into();
     }
@@ -1171,7 +1207,7 @@ fn count_label(n: usize, what: &str) -> String {
 }
 
 /// At most `max` bytes (on a char boundary), with `...` when cut.
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
@@ -1189,7 +1225,7 @@ fn capitalise(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn fmt_bytes(n: u64) -> String {
+pub(super) fn fmt_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::{
     agent::store::ProfileStore,
+    ai::tools::{SharedTools, TrackerLosses},
     api::{Hub, HubStats},
     detect::model::Anomaly,
     event::Event,
@@ -33,6 +34,8 @@ pub struct AgentSource {
     pub event_hub: Arc<Hub<Event>>,
     /// Flows the live NetworkPolicy audit judged while its set of judged flows was full.
     pub netpol_audit_overflow: Arc<AtomicU64>,
+    /// AI agents' tool calls (what the tracker could not follow).
+    pub tools: SharedTools,
 }
 
 impl fmt::Debug for AgentSource {
@@ -72,6 +75,7 @@ impl ProfileCounts {
             ("ingress", o.ingress),
             ("files", o.files),
             ("dns", o.dns),
+            ("tools", o.tools),
         ] {
             if !full {
                 continue;
@@ -99,6 +103,7 @@ pub struct AgentCounts {
     pub anomaly_stream: HubStats,
     pub event_stream: HubStats,
     pub netpol_audit_overflow: u64,
+    pub tool_tracker: TrackerLosses,
 }
 
 impl AgentSource {
@@ -115,6 +120,11 @@ impl AgentSource {
             anomaly_stream: self.anomaly_hub.stats(),
             event_stream: self.event_hub.stats(),
             netpol_audit_overflow: self.netpol_audit_overflow.load(Ordering::Relaxed),
+            tool_tracker: self
+                .tools
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .losses,
         }
     }
 }
@@ -191,6 +201,19 @@ pub fn encode(c: &AgentCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
         "Flows the live NetworkPolicy audit judged while its set of judged flows was full \
          (judged again at every occurrence instead of once)",
         c.netpol_audit_overflow,
+    )?;
+    let t = c.tool_tracker;
+    families::counters(
+        enc,
+        "sensor_tool_call_tracking_lost",
+        "What AI-agent tool-call attribution could not follow, by cause: members (processes not \
+         tracked, table full), calls (tool calls not tracked, too many running), unfinished \
+         (calls closed without their end, the exit event was lost)",
+        [
+            (labels([("cause", "members")]), t.members),
+            (labels([("cause", "calls")]), t.calls),
+            (labels([("cause", "unfinished")]), t.unfinished),
+        ],
     )?;
     let streams = [("anomalies", c.anomaly_stream), ("events", c.event_stream)];
     families::gauges(

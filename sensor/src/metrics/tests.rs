@@ -105,6 +105,7 @@ fn agent_metrics() -> (
         anomaly_hub: anomaly_hub.clone(),
         event_hub,
         netpol_audit_overflow: Arc::new(AtomicU64::new(2)),
+        tools: Default::default(),
     });
     let mut a = sample_anomaly("/usr/bin/curl");
     for seq in 1..=3 {

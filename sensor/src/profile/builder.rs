@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use super::{
     model::{
         ApplicationProfile, Completeness, DnsName, ExecEntry, FileEntry, Flow, PROFILE_VERSION,
-        PackageEntry, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, caps,
+        PackageEntry, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, ToolEntry, caps,
     },
     normalize::{args_match, glob, normalize_args},
 };
@@ -82,6 +82,8 @@ impl ApplicationProfile {
             resolvers: Vec::new(),
             files: Vec::new(),
             packages: Vec::new(),
+            agent_programs: Vec::new(),
+            tools: Vec::new(),
             overflow: Default::default(),
         }
     }
@@ -178,6 +180,60 @@ impl ApplicationProfile {
             path: path.to_string(),
             pattern: pattern.to_string(),
             count: 1,
+            first_seen: now.to_string(),
+            last_seen: now.to_string(),
+        });
+        self.touched(now)
+    }
+
+    /// A command whose process called a model API (the agent). Identity: any state.
+    pub fn record_agent_program(&mut self, command: &str, now: &str) -> bool {
+        if self.agent_programs.iter().any(|p| p == command)
+            || self.agent_programs.len() >= caps::AGENT_PROGRAMS
+        {
+            return false;
+        }
+        self.agent_programs.push(command.to_string());
+        self.agent_programs.sort();
+        self.touched(now)
+    }
+
+    /// A tool invocation started (`failed` None) or ended (`failed` Some). Arguments are
+    /// normalised like execs; new tools are learned only while learning, known ones counted.
+    pub fn record_tool(
+        &mut self,
+        path: &str,
+        args: &[String],
+        failed: Option<bool>,
+        now: &str,
+    ) -> bool {
+        let args = normalize_args(args);
+        if let Some(t) = self
+            .tools
+            .iter_mut()
+            .find(|t| glob(&t.path, path) && args_match(&t.args, &args))
+        {
+            match failed {
+                None => t.invocations += 1,
+                Some(true) => t.failures += 1,
+                Some(false) => return false,
+            }
+            t.last_seen = now.to_string();
+            return self.touched(now);
+        }
+        if !self.learning() || failed.is_some() {
+            return false;
+        }
+        if self.tools.len() >= caps::TOOLS {
+            let changed = !self.overflow.tools;
+            self.overflow.tools = true;
+            return changed && self.touched(now);
+        }
+        self.tools.push(ToolEntry {
+            path: path.to_string(),
+            args,
+            invocations: 1,
+            failures: 0,
             first_seen: now.to_string(),
             last_seen: now.to_string(),
         });

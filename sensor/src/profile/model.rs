@@ -23,6 +23,8 @@ pub mod caps {
     pub const PODS: usize = 32;
     pub const ARGS_PER_EXEC: usize = 32;
     pub const ARG_LEN: usize = 256;
+    pub const AGENT_PROGRAMS: usize = 16;
+    pub const TOOLS: usize = 128;
 }
 
 /// Identity of a profile: one container of one workload.
@@ -105,8 +107,31 @@ pub struct ApplicationProfile {
     /// by the catalogue's size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<PackageEntry>,
+    /// Commands (path and normalised arguments) whose processes called a model API: the
+    /// container's AI agent(s). Identity, not behaviour: recorded in any state, bounded by
+    /// `caps::AGENT_PROGRAMS`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_programs: Vec<String>,
+    /// Tools the agent ran (programs executed by children of an agent process), learned like
+    /// execs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolEntry>,
     #[serde(default)]
     pub overflow: Overflow,
+}
+
+/// A tool an agent process ran: the child's program and normalised arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolEntry {
+    pub path: String,
+    pub args: Vec<String>,
+    /// Invocations seen, and how many of those ended with a non-zero exit code or a signal.
+    pub invocations: u64,
+    #[serde(default)]
+    pub failures: u64,
+    pub first_seen: String,
+    pub last_seen: String,
 }
 
 /// A catalogued package found installed in the container (`ai::packages`).
@@ -257,10 +282,12 @@ pub struct Overflow {
     pub ingress: bool,
     pub files: bool,
     pub dns: bool,
+    #[serde(default)]
+    pub tools: bool,
 }
 
 impl Overflow {
     pub fn any(&self) -> bool {
-        self.execs || self.egress || self.ingress || self.files || self.dns
+        self.execs || self.egress || self.ingress || self.files || self.dns || self.tools
     }
 }
