@@ -685,6 +685,62 @@ async fn network_policy_drafts_parse_back() {
 }
 
 #[tokio::test]
+async fn get_agents_filters_by_namespace_and_agent_behaviour() {
+    let agent = Agent::start().await;
+    let mut client = agent.client().await;
+    let mut get = async |namespace: &str, all: bool| {
+        client
+            .get_agents(proto::GetAgentsRequest {
+                namespace: namespace.into(),
+                all,
+            })
+            .await
+            .map(|r| r.into_inner())
+    };
+    let everything = get("", true).await.expect("GetAgents all");
+    let names = |r: &proto::GetAgentsResponse| -> Vec<String> {
+        r.agents
+            .iter()
+            .map(|a| format!("{}/{}/{}", a.namespace, a.workload, a.container))
+            .collect()
+    };
+    assert_eq!(
+        names(&everything),
+        [
+            "shop/checkout/app",
+            "shop/checkout/envoy",
+            "tools/mcp-fetch/server"
+        ],
+        "all containers, sorted"
+    );
+    assert_eq!(everything.catalogue_version, 2);
+    assert_eq!(everything.node_name, "worker-1");
+    for a in &everything.agents {
+        let json: serde_json::Value = serde_json::from_str(&a.json).expect("entry json");
+        assert_eq!(json["isAgent"], a.is_agent, "{}", a.json);
+        assert_eq!(json["namespace"], a.namespace.as_str());
+        assert!(a.recent_calls.is_empty(), "no tool tracker here");
+    }
+    let agents_only = get("", false).await.expect("GetAgents");
+    let expected: Vec<String> = everything
+        .agents
+        .iter()
+        .filter(|a| a.is_agent)
+        .map(|a| format!("{}/{}/{}", a.namespace, a.workload, a.container))
+        .collect();
+    assert_eq!(names(&agents_only), expected);
+    assert_eq!(
+        names(&get("shop", true).await.expect("one namespace")),
+        ["shop/checkout/app", "shop/checkout/envoy"]
+    );
+    let bad = get("a/b", true)
+        .await
+        .expect_err("a namespace with a slash");
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    agent.stop().await;
+}
+
+#[tokio::test]
 async fn socket_mode_health_and_reflection() {
     use tonic_health::pb::{
         HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,

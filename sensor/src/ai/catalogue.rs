@@ -515,6 +515,22 @@ mod tests {
     }
 
     #[test]
+    fn look_alikes_carry_a_token_and_match_no_domain() {
+        let c = Catalogue::embedded();
+        let imitated = |n: &str| c.look_alike(n).map(|e| e.id.as_str());
+        assert_eq!(imitated("api-openai.com.example.net"), Some("openai"));
+        assert_eq!(imitated("claude.example.org"), Some("anthropic"));
+        assert_eq!(imitated("API.OPENAI.COM."), None, "the real one");
+        assert_eq!(imitated("bedrock-runtime.eu-west-1.amazonaws.com"), None);
+        assert_eq!(
+            imitated("openaiproxy.example.net"),
+            None,
+            "whole tokens only"
+        );
+        assert_eq!(imitated("example.net"), None);
+    }
+
+    #[test]
     fn bad_catalogues_are_refused_with_the_entry() {
         let err = |text: &str| Catalogue::parse(text).unwrap_err().to_string();
         assert!(
@@ -524,6 +540,7 @@ mod tests {
         assert!(err("version: 1\nendpoints:\n  - {id: a, name: A, class: model-api, domains: [\"*.com\"]}\n").contains("too broad"));
         assert!(err("version: 1\nendpoints:\n  - {id: a, name: A, class: model-api, domains: [x.io]}\n  - {id: a, name: B, class: cloud-api, domains: [y.io]}\n").contains("listed twice"));
         assert!(err("version: 1\nendpoints: []\nextra: 1\n").contains("unknown field"));
+        assert!(err("version: 1\nendpoints:\n  - {id: a, name: A, class: model-api, domains: [x.io], lookalikes: [ai]}\n").contains("lookalike tokens"));
         assert!(
             err("version: 1\nendpoints:\n  - {id: a, name: A, class: llm, domains: [x.io]}\n")
                 .contains("unknown variant")

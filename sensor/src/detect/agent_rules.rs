@@ -683,6 +683,17 @@ mod tests {
         );
         let f = on_event(&token, &p, &generic, None, Catalogue::embedded());
         assert_eq!(f[0].severity, Severity::High, "the agent itself");
+        // The metadata service is credentials too.
+        let imds = connect("169.254.169.254", 80, &[]);
+        let generic = super::super::rules::on_event(&imds, &p, &RuleConfig::default());
+        let f = on_event(&imds, &p, &generic, Some(&chain), Catalogue::embedded());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].rule, RuleId::AgentCredentialAccess);
+        assert_eq!(f[0].mitre.as_ref().unwrap().technique, "T1552.005");
+        // A workload that is not an agent: the generic rule only.
+        let mut plain = p.clone();
+        plain.egress.clear();
+        assert!(on_event(&token, &plain, &generic, None, Catalogue::embedded()).is_empty());
     }
 
     #[test]
