@@ -274,8 +274,13 @@ fn provider_rule(
                 .any(|f| f.dns_names.iter().any(|d| d.eq_ignore_ascii_case(n)))
     };
     let baseline_list = |profile: &ApplicationProfile| {
-        let providers = baseline_providers(profile, catalogue);
-        summary(providers.len(), providers.iter().map(|e| e.name.clone()), 4)
+        // By name: the egress order follows addresses, which say nothing to a reader.
+        let mut names: Vec<String> = baseline_providers(profile, catalogue)
+            .iter()
+            .map(|e| e.name.clone())
+            .collect();
+        names.sort();
+        summary(names.len(), names.into_iter(), 4)
     };
     if matches!(
         class.class,
