@@ -154,6 +154,16 @@ pub fn protocol_name(protocol: u8) -> &'static str {
     }
 }
 
+/// A command line as people read it: the path run, then the arguments after argv[0].
+pub fn command_label(path: &str, args: &[String]) -> String {
+    let mut s = path.to_string();
+    for a in args.iter().skip(1) {
+        s.push(' ');
+        s.push_str(a);
+    }
+    s
+}
+
 /// `10.0.0.1:443/tcp` or `[fd00::1]:80/tcp`, followed by the first name the container resolved
 /// the address to when there is one: `10.0.0.1:443/tcp (api.example.com)`.
 pub fn peer_label(ip: IpAddr, port: u16, protocol: &str, names: &[String]) -> String {

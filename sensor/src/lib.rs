@@ -21,4 +21,5 @@ pub mod netpol_eval;
 pub mod pipeline;
 pub mod profile;
 pub mod syscall_names;
+pub mod text;
 pub mod trace;

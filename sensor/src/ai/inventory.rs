@@ -177,15 +177,7 @@ pub fn render_call(c: &ToolCall) -> String {
     if c.actions_dropped > 0 {
         actions.push(format!("{} more", c.actions_dropped));
     }
-    let mut command = c.tool.args.join(" ");
-    if command.len() > 80 {
-        let mut cut = 80;
-        while !command.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        command.truncate(cut);
-        command.push_str("...");
-    }
+    let command = crate::text::truncate(&c.tool.args.join(" "), 80);
     let mut line = format!("[{}] {}  {command}  -> {end}", c.id, c.started);
     if !actions.is_empty() {
         line.push_str("; ");

@@ -20,11 +20,12 @@ use super::{
 };
 use crate::{
     attribution::processes::ProcessTable,
-    event::{Detail, Event, peer_label},
+    event::{Detail, Event, command_label, peer_label},
     profile::{
         model::{ProfileKey, Protocol},
         normalize::normalize_args,
     },
+    text::truncate,
 };
 
 /// Processes tracked as agents or tool members.
@@ -94,13 +95,18 @@ fn is_zero(n: &u64) -> bool {
 pub struct Chain {
     pub agent: ChainProcess,
     /// `None` when the agent process acted itself.
-    pub tool: Option<ToolRef>,
+    pub tool: Option<ChainTool>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ToolRef {
+/// The tool call of a chain, as anomalies carry it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainTool {
+    /// The call id (as `sensor agents` lists it).
     pub id: String,
-    pub tool: ChainProcess,
+    #[serde(flatten)]
+    pub process: ChainProcess,
+    /// RFC 3339.
     pub started: String,
 }
 
@@ -473,9 +479,9 @@ impl ToolTracker {
                 let open = self.open.get(&id)?;
                 Some(Chain {
                     agent: open.call.agent.clone(),
-                    tool: Some(ToolRef {
+                    tool: Some(ChainTool {
                         id: open.call.id.clone(),
-                        tool: open.call.tool.clone(),
+                        process: open.call.tool.clone(),
                         started: open.call.started.clone(),
                     }),
                 })
@@ -520,17 +526,7 @@ pub fn agent_command(path: &str, args: &[String]) -> String {
 }
 
 fn exec_label(path: &str, args: &[String]) -> String {
-    let mut s = path.to_string();
-    for a in args.iter().skip(1) {
-        s.push(' ');
-        s.push_str(a);
-        if s.len() > 200 {
-            s.truncate(200);
-            s.push_str("...");
-            break;
-        }
-    }
-    s
+    truncate(&command_label(path, args), 200)
 }
 
 #[cfg(test)]
@@ -662,7 +658,7 @@ mod tests {
         let chain = w.tracker.chain(22, &w.processes).expect("in the call");
         assert_eq!(chain.agent.pid, 10);
         let tool = chain.tool.expect("a tool");
-        assert_eq!((tool.id.as_str(), tool.tool.pid), ("10.1", 20));
+        assert_eq!((tool.id.as_str(), tool.process.pid), ("10.1", 20));
         assert!(w.exit(21, 0).is_empty(), "not the root");
         let obs = w.exit(20, 7);
         assert!(
@@ -751,6 +747,20 @@ mod tests {
             "30 still runs"
         );
         assert_eq!(w.tracker.losses.unfinished, 1);
+    }
+
+    #[test]
+    fn long_non_ascii_commands_are_cut_on_a_char_boundary() {
+        let mut w = World::new();
+        w.exec(10, 1, "/usr/bin/node", &["node", "agent.js"]);
+        w.connect(10, "10.0.0.5", 443, &["api.openai.com"]);
+        w.exec(20, 10, "/bin/sh", &["sh"]);
+        let long = "é".repeat(300);
+        // `/bin/cat ` is 9 bytes: byte 200 falls inside an `é` (2 bytes each).
+        w.exec(21, 20, "/bin/cat", &["cat", &long]);
+        let c = &w.tracker.calls(&w.key)[0];
+        assert!(c.execs[0].starts_with("/bin/cat é") && c.execs[0].ends_with("..."));
+        assert!(c.execs[0].len() <= 203, "{}", c.execs[0].len());
     }
 
     #[test]

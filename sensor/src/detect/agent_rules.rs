@@ -17,8 +17,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 use super::{
     model::{Evidence, Finding, Mitre, RuleId, Severity},
     rules::{
-        Interpreter, RuleConfig, add_completeness, basename, fmt_bytes, interpreter, mitre,
-        payload_excess, peer_subject, protocol_from_name, summary, truncate,
+        Interpreter, RuleConfig, add_completeness, basename, dns_key, fmt_bytes, interpreter,
+        knows_name, mitre, payload_excess, peer_subject, protocol_from_name, summary, truncate,
     },
 };
 use crate::{
@@ -262,40 +262,24 @@ fn provider_rule(
     let proto = protocol_from_name(protocol)?;
     let subject = peer_subject(ip, port, protocol);
     let class = classify_peer(names, port, proto, false, catalogue);
-    let known_names = |n: &str| {
-        let n = n.trim_end_matches('.');
-        profile
-            .dns
-            .iter()
-            .any(|d| d.name.trim_end_matches('.').eq_ignore_ascii_case(n))
-            || profile
-                .egress
-                .iter()
-                .any(|f| f.dns_names.iter().any(|d| d.eq_ignore_ascii_case(n)))
-    };
-    let baseline_list = |profile: &ApplicationProfile| {
+    let baseline_list = |providers: &[&Endpoint]| {
         // By name: the egress order follows addresses, which say nothing to a reader.
-        let mut names: Vec<String> = baseline_providers(profile, catalogue)
-            .iter()
-            .map(|e| e.name.clone())
-            .collect();
-        names.sort();
-        summary(names.len(), names.into_iter(), 4)
+        let mut names: Vec<&str> = providers.iter().map(|e| e.name.as_str()).collect();
+        names.sort_unstable();
+        summary(names.len(), names.into_iter().map(str::to_string), 4)
     };
     if matches!(
         class.class,
         EgressClass::ModelApi | EgressClass::VectorStore
     ) && let Some(id) = class.endpoint.as_deref()
     {
-        if baseline_providers(profile, catalogue)
-            .iter()
-            .any(|e| e.id == id)
-        {
+        let providers = baseline_providers(profile, catalogue);
+        if providers.iter().any(|e| e.id == id) {
             return None;
         }
         let name = class.name.clone().unwrap_or_default();
         let what = class.class.label();
-        let mut baseline = BTreeMap::from([("providers".to_string(), baseline_list(profile))]);
+        let mut baseline = BTreeMap::from([("providers".to_string(), baseline_list(&providers))]);
         add_completeness(&mut baseline, profile, profile.overflow.egress, "egress");
         let observed = BTreeMap::from([
             ("provider".to_string(), format!("{name} ({what})")),
@@ -317,9 +301,10 @@ fn provider_rule(
     }
     let (name, imitated) = names
         .iter()
-        .filter(|n| !known_names(n))
+        .filter(|n| !knows_name(profile, &dns_key(n)))
         .find_map(|n| catalogue.look_alike(n).map(|e| (n, e)))?;
-    let mut baseline = BTreeMap::from([("providers".to_string(), baseline_list(profile))]);
+    let providers = baseline_providers(profile, catalogue);
+    let mut baseline = BTreeMap::from([("providers".to_string(), baseline_list(&providers))]);
     add_completeness(&mut baseline, profile, profile.overflow.egress, "egress");
     let observed = BTreeMap::from([
         ("name".to_string(), truncate(name, 160)),
@@ -453,7 +438,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        ai::tools::{ChainProcess, ToolRef},
+        ai::tools::{ChainProcess, ChainTool},
         attribution::{Attribution, workload::WorkloadKind},
         profile::model::{ProfileKey, Protocol},
     };
@@ -673,10 +658,9 @@ mod tests {
                 path: "/usr/bin/python3".into(),
                 args: vec![],
             },
-            tool: Some(ToolRef {
+            tool: Some(ChainTool {
                 id: "10.1".into(),
-                tool: ChainProcess::default(),
-                started: String::new(),
+                ..Default::default()
             }),
         };
         let generic = super::super::rules::on_event(&token, &p, &RuleConfig::default());

@@ -13,13 +13,13 @@ use super::{
     agent_rules,
     aggregate::{Aggregator, Verdict},
     log::{AnomalyLog, LogError},
-    model::{AgentChain, Ancestor, Anomaly, ChainTool, Finding, Fold, ProcessRef, RuleId},
+    model::{AgentChain, Ancestor, Anomaly, Finding, Fold, ProcessRef, RuleId},
     rules::{self, RuleConfig},
 };
 use crate::{
     ai::{Catalogue, tools::Chain},
     attribution::{Attribution, processes::ProcessTable, workload::WorkloadKind},
-    event::{Detail, Event, peer_label},
+    event::{Detail, Event, command_label, peer_label},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, ProfileKey, Protocol, Status},
@@ -304,33 +304,15 @@ pub fn process_ref(processes: &ProcessTable, pid: u32) -> ProcessRef {
 fn agent_chain(chain: &Chain, detail: &Detail) -> AgentChain {
     AgentChain {
         agent: chain.agent.clone(),
-        tool: chain.tool.as_ref().map(|t| ChainTool {
-            id: t.id.clone(),
-            process: t.tool.clone(),
-            started: t.started.clone(),
-        }),
+        tool: chain.tool.clone(),
         action: action(detail),
     }
 }
 
 /// One event as an action: `exec curl -s x`, `connect 10.0.0.1:443/tcp (api.example.com)`.
 fn action(detail: &Detail) -> String {
-    let cut = |s: String| {
-        if s.len() > 200 {
-            let mut end = 200;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            format!("{}...", &s[..end])
-        } else {
-            s
-        }
-    };
-    cut(match detail {
-        Detail::Exec { path, args, .. } => match args.len() {
-            0 | 1 => format!("exec {path}"),
-            _ => format!("exec {path} {}", args[1..].join(" ")),
-        },
+    let action = match detail {
+        Detail::Exec { path, args, .. } => format!("exec {}", command_label(path, args)),
         Detail::Connect {
             protocol,
             remote_ip,
@@ -352,7 +334,8 @@ fn action(detail: &Detail) -> String {
         }
         Detail::Dns { question, .. } => format!("resolve {question}"),
         other => other.kind().to_string(),
-    })
+    };
+    rules::truncate(&action, 200)
 }
 
 /// What accepting a finding adds to the baseline, from the event that raised it.

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::ai::tools::ChainProcess;
+pub use crate::ai::tools::{ChainProcess, ChainTool};
 use crate::{attribution::workload::WorkloadKind, profile::model::Protocol};
 
 /// Stable rule identifiers (the strings are the public ids; never rename one).
@@ -193,43 +193,6 @@ pub struct AgentChain {
     pub tool: Option<ChainTool>,
     /// What was done, e.g. `exec /usr/bin/curl -s x`, `connect 10.0.0.1:443/tcp`.
     pub action: String,
-}
-
-/// The tool invocation of a chain.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ChainTool {
-    /// The invocation id (as `sensor agents --calls` lists it).
-    pub id: String,
-    #[serde(flatten)]
-    pub process: ChainProcess,
-    /// RFC 3339.
-    pub started: String,
-}
-
-impl AgentChain {
-    /// `agent -> tool -> action` in one line.
-    pub fn render(&self) -> String {
-        let cmd = |p: &ChainProcess| {
-            if p.args.is_empty() {
-                p.path.clone()
-            } else {
-                p.args.join(" ")
-            }
-        };
-        let mut s = format!("{} (pid {})", cmd(&self.agent), self.agent.pid);
-        if let Some(t) = &self.tool {
-            s.push_str(&format!(
-                " -> {} (pid {}, call {})",
-                cmd(&t.process),
-                t.process.pid,
-                t.id
-            ));
-        }
-        s.push_str(" -> ");
-        s.push_str(&self.action);
-        s
-    }
 }
 
 /// One anomaly as logged and streamed.

@@ -702,6 +702,15 @@ fn connect_rules(
 
 // ---- dns -----------------------------------------------------------------------------------
 
+/// Whether the baseline resolved `key` (a [`dns_key`]) or reached a peer under that name.
+pub(super) fn knows_name(profile: &ApplicationProfile, key: &str) -> bool {
+    profile.dns.iter().any(|d| dns_key(&d.name) == key)
+        || profile
+            .egress
+            .iter()
+            .any(|f| f.dns_names.iter().any(|n| dns_key(n) == key))
+}
+
 pub(super) fn dns_key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
@@ -718,12 +727,7 @@ fn dns_rule(
     if key.is_empty() {
         return None;
     }
-    let known = profile.dns.iter().any(|d| dns_key(&d.name) == key)
-        || profile
-            .egress
-            .iter()
-            .any(|f| f.dns_names.iter().any(|n| dns_key(n) == key));
-    if known {
+    if knows_name(profile, &key) {
         return None;
     }
     let mut baseline = BTreeMap::from([(
@@ -1206,17 +1210,7 @@ fn count_label(n: usize, what: &str) -> String {
     }
 }
 
-/// At most `max` bytes (on a char boundary), with `...` when cut.
-pub(super) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}...", &s[..cut])
-}
+pub(super) use crate::text::truncate;
 
 fn capitalise(s: &str) -> String {
     let mut c = s.chars();
