@@ -166,6 +166,9 @@ pub mod exec_flags {
     pub const ARGS_TRUNCATED: u32 = 2;
     /// The argument area of the new image could not be read (paged out, or no mm).
     pub const ARGS_UNREADABLE: u32 = 4;
+    /// The first exec of the workload in a new container cgroup: what the cgroup did before it
+    /// was the container runtime's setup (see [`crate::SyscallSet`]).
+    pub const WORKLOAD_START: u32 = 8;
 }
 
 /// A successful exec (`sched_process_exec`), with the argument vector of the new image.
@@ -398,12 +401,30 @@ pub const fn anchor_hash(name: &[u8]) -> u32 {
 }
 
 /// The syscalls a cgroup has made, one bit per syscall number, native ABI and 32-bit compat
-/// ABI apart.
+/// ABI apart, and what the container runtime made there before the workload's first exec.
+///
+/// A cgroup created after the probes were loaded starts in [`syscall_phase::SETUP`]: its bits
+/// are the runtime's (runc init, crun) until the first exec that is not the runtime
+/// re-executing itself; at that exec the kernel moves `native`/`compat` into
+/// `setup_native`/`setup_compat` and switches to [`syscall_phase::WORKLOAD`]. The per-syscall
+/// path never looks at the phase: it always sets bits in `native`/`compat`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallSet {
+    /// [`syscall_phase`]. Written last at the switch, so a reader that sees `WORKLOAD` sees
+    /// the setup bits already moved.
+    pub phase: u64,
     pub native: [u64; SYSCALL_WORDS],
     pub compat: [u64; SYSCALL_WORDS],
+    pub setup_native: [u64; SYSCALL_WORDS],
+    pub setup_compat: [u64; SYSCALL_WORDS],
+}
+
+/// [`SyscallSet::phase`] values. 0 (the zeroed slot) is the workload, so a slot that is never
+/// marked (a cgroup older than the sensor) records everything as the workload's.
+pub mod syscall_phase {
+    pub const WORKLOAD: u64 = 0;
+    pub const SETUP: u64 = 1;
 }
 
 /// Per-CPU one-entry cache: the last cgroup seen on this CPU and its syscall-set slot.
@@ -605,7 +626,7 @@ const _: () = {
     );
     assert!(MAX_OPEN_PATH.is_power_of_two());
     assert!(PATH_NAME_SLOT.is_power_of_two());
-    assert!(size_of::<SyscallSet>() == 2 * 8 * SYSCALL_WORDS);
+    assert!(size_of::<SyscallSet>() == 8 + 4 * 8 * SYSCALL_WORDS);
     assert!(size_of::<SlotCache>() == 16);
     assert!(size_of::<KernelConfig>().is_multiple_of(8));
     assert!((Stat::FilePathUnresolved as u32) < NUM_STATS);

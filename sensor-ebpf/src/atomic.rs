@@ -20,3 +20,9 @@ pub unsafe fn or(dst: *mut u64, v: u64) {
 pub unsafe fn test_and_set(dst: *mut u64) -> u64 {
     unsafe { atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(dst, 1) }
 }
+
+/// Sets `*dst` to 0 and returns what it held, atomically against concurrent `or`s.
+#[inline(always)]
+pub unsafe fn take(dst: *mut u64) -> u64 {
+    unsafe { atomic_xchg::<u64, { AtomicOrdering::Relaxed }>(dst, 0) }
+}

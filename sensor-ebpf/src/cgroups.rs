@@ -45,6 +45,9 @@ fn emit(ctx: &RawTracePointContext, kind: EventKind) {
         let Some(id) = read_at::<u64>(kn, conf!(kernfs_node_id)) else {
             return;
         };
+        if kind == EventKind::CgroupMkdir {
+            crate::syscalls::cgroup_created(id);
+        }
         let Some(mut entry) = reserve::<CgroupEvent>(kind) else {
             return;
         };

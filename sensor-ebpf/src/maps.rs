@@ -48,6 +48,12 @@ pub static SYSCALL_SETS: Array<SyscallSet> = Array::with_max_entries(MAX_CGROUP_
 #[map]
 pub static FREE_SLOTS: Queue<u32> = Queue::with_max_entries(MAX_CGROUP_SLOTS, 0);
 
+/// cgroups created since the probes were loaded and not yet given a slot: their first slot
+/// starts in the setup phase (the runtime's work before the workload's first exec). A cgroup
+/// older than the sensor is not here, so its slot records everything as the workload's.
+#[map]
+pub static NEW_CGROUPS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_CGROUP_SLOTS, 0);
+
 /// Last cgroup seen on this CPU and its slot + 1 (0 = empty).
 #[map]
 pub static SLOT_CACHE: PerCpuArray<SlotCache> = PerCpuArray::with_max_entries(1, 0);

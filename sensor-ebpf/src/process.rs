@@ -53,6 +53,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(0);
     let bprm: *const u8 = ctx.arg(2);
+    let filename = unsafe { read_ptr(bprm, conf!(binprm_filename)) };
+    let workload_start = crate::syscalls::exec_in_cgroup(filename.unwrap_or(core::ptr::null()));
     let Some(mut entry) = reserve::<ExecEvent>(EventKind::Exec) else {
         return 0;
     };
@@ -68,7 +70,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
 
         // Filename as passed to execve.
         (*ev).filename_len = 0;
-        if let Some(name) = read_ptr(bprm, conf!(binprm_filename)) {
+        if let Some(name) = filename {
             let n = bpf_probe_read_kernel_str(
                 (&raw mut (*ev).filename).cast(),
                 MAX_PATH as u32,
@@ -81,6 +83,10 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
                     flags |= exec_flags::FILENAME_TRUNCATED;
                 }
             }
+        }
+
+        if workload_start {
+            flags |= exec_flags::WORKLOAD_START;
         }
 
         // Arguments: [arg_start, arg_end) of the new mm, NUL-separated.

@@ -39,6 +39,10 @@ pub enum Detail {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         path_truncated: bool,
         uid: u32,
+        /// The first exec of the workload in a container started after the sensor: what the
+        /// cgroup did before it was the container runtime's setup.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        workload_start: bool,
     },
     Exit {
         exit_code: Option<u32>,
@@ -83,8 +87,15 @@ pub enum Detail {
         open_flags: u32,
     },
     Syscalls {
+        /// The workload's: everything since its first exec (for a container older than the
+        /// sensor, everything seen).
         native: Vec<String>,
         compat: Vec<String>,
+        /// The container runtime's setup in the cgroup before the workload's first exec.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        setup_native: Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        setup_compat: Vec<String>,
         /// True when emitted because the cgroup was removed (the set is complete).
         #[serde(rename = "final")]
         is_final: bool,

@@ -21,11 +21,10 @@ use crate::{
         Collector, KernelEvent,
         decode::{c_str, exec_exe, file_path, requested_path, split_args},
         patterns::{SensitivePattern, match_path},
-        syscall_sets::numbers,
+        syscall_sets::named,
     },
     dns::{self, TcpReassembler, TcpStreamKey},
     event::{Detail, DnsAnswerRecord, Event, ip_from_mapped, protocol_name, wait_status},
-    syscall_names::{Abi, name},
 };
 
 /// How long events of a container whose names are not known yet are held back: kubelet writes
@@ -203,6 +202,7 @@ impl Pipeline {
                 != 0,
             path_truncated: e.flags & exec_flags::FILENAME_TRUNCATED != 0,
             uid: e.uid,
+            workload_start: e.flags & exec_flags::WORKLOAD_START != 0,
         };
         self.event(h.ts_ns, h.cgroup_id, h.pid, detail)
     }
@@ -227,21 +227,16 @@ impl Pipeline {
         set: &SyscallSet,
         is_final: bool,
     ) -> Event {
-        let native = numbers(&set.native)
-            .into_iter()
-            .map(|n| name(Abi::Native, n))
-            .collect();
-        let compat = numbers(&set.compat)
-            .into_iter()
-            .map(|n| name(Abi::Compat, n))
-            .collect();
+        let n = named(set);
         self.event(
             ts_ns,
             cgroup_id,
             0,
             Detail::Syscalls {
-                native,
-                compat,
+                native: n.native,
+                compat: n.compat,
+                setup_native: n.setup_native,
+                setup_compat: n.setup_compat,
                 is_final,
             },
         )

@@ -130,6 +130,7 @@ fn event(kind: &str, ns: &str, pod: &str) -> Event {
             path: "/usr/bin/curl".into(),
             args: vec!["curl".into()],
             args_truncated: false,
+            workload_start: false,
             path_truncated: false,
             uid: 0,
         },

@@ -192,10 +192,25 @@ impl RunOutput {
 }
 
 /// A runc instance with its own state root and bundle directory.
+/// An OCI runtime CLI: runc (the default), or crun.
 pub struct Runc {
     bin: PathBuf,
+    kind: OciRuntime,
     state: TempDir,
     bundles: TempDir,
+}
+
+/// Which runtime a [`Runc`] drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OciRuntime {
+    Runc,
+    /// crun refuses this machine's hybrid cgroup layout (v1 controllers with cgroup2 at
+    /// `/sys/fs/cgroup/unified`), so each crun command runs in its own mount namespace where
+    /// the unified hierarchy is mounted at `/sys/fs/cgroup`: the cgroup2-only layout of an
+    /// EKS node, with the same cgroup ids the sensor sees. The container's device rules are
+    /// dropped: on cgroup2 crun enforces them with a BPF program, which needs a memlock limit
+    /// this sandbox (no CAP_SYS_RESOURCE) cannot raise.
+    Crun,
 }
 
 impl Default for Runc {
@@ -209,13 +224,42 @@ impl Runc {
         util::require_root();
         Runc {
             bin: util::require_tool("runc", "runc"),
+            kind: OciRuntime::Runc,
             state: TempDir::new("runc-state"),
             bundles: TempDir::new("bundles"),
         }
     }
 
+    /// crun instead of runc (see [`OciRuntime::Crun`]).
+    pub fn crun() -> Runc {
+        util::require_root();
+        Runc {
+            bin: util::require_tool("crun", "crun"),
+            kind: OciRuntime::Crun,
+            state: TempDir::new("crun-state"),
+            bundles: TempDir::new("bundles"),
+        }
+    }
+
+    pub fn kind(&self) -> OciRuntime {
+        self.kind
+    }
+
     fn cmd(&self) -> Command {
-        let mut c = Command::new(&self.bin);
+        let mut c = match self.kind {
+            OciRuntime::Runc => Command::new(&self.bin),
+            OciRuntime::Crun => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--mount",
+                    "sh",
+                    "-c",
+                    "mount --make-rprivate / && mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"",
+                ])
+                .arg(&self.bin);
+                c
+            }
+        };
         c.arg("--root").arg(self.state.path());
         c
     }
@@ -224,7 +268,12 @@ impl Runc {
     pub fn bundle(&self, cfg: &ContainerConfig) -> PathBuf {
         let dir = self.bundles.path().join(&cfg.id);
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
-        let config = render_config(&self.bin, cfg);
+        let mut config = render_config(&util::require_tool("runc", "runc"), cfg);
+        if self.kind == OciRuntime::Crun
+            && let Some(resources) = config["linux"]["resources"].as_object_mut()
+        {
+            resources.remove("devices");
+        }
         fs::write(
             dir.join("config.json"),
             serde_json::to_vec_pretty(&config).unwrap(),

@@ -15,13 +15,14 @@ use anyhow::{Context, Result, bail};
 /// bpf-linker release known to build against the nightly's LLVM here.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Packages the end-to-end tests use: runc and a static busybox for real containers, iproute2
+/// Packages the end-to-end tests use: runc (and crun) and a static busybox for real containers, iproute2
 /// for network namespaces, python3 for the test DNS server; for the deploy tests shellcheck
 /// (the kind quickstart script) and containerd (`ctr images import` and its RuntimeDefault
 /// seccomp profile); their `setpriv` is in util-linux, always installed; for the 6.1 kernel test
 /// QEMU and cpio (the guest's initramfs).
 pub const TEST_PACKAGES: &[&str] = &[
     "runc",
+    "crun",
     "busybox-static",
     "iproute2",
     "python3",

@@ -13,14 +13,13 @@ use sensor_common::{FlowKey, FlowStats, SyscallSet, flow_direction};
 use super::{inventory::PackageScanner, store::ProfileStore};
 use crate::{
     attribution::{Attribution, Scope, kube::KubeMetadata, workload::WorkloadKind},
-    collector::syscall_sets::numbers,
+    collector::syscall_sets::named,
     event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, Peer, ProfileKey, Protocol, Resolver},
         runtime,
     },
-    syscall_names::{Abi, name},
 };
 
 /// Why a profile is partial when its first container predates the sensor.
@@ -244,8 +243,15 @@ impl Learner {
                             && p.record_exec(path, args, &now)
                     }
                     Detail::File { path, pattern, .. } => p.record_file(path, pattern, &now),
-                    Detail::Syscalls { native, compat, .. } => {
+                    Detail::Syscalls {
+                        native,
+                        compat,
+                        setup_native,
+                        setup_compat,
+                        ..
+                    } => {
                         p.record_syscalls(native, compat, &now)
+                            | p.record_runtime_setup(setup_native, setup_compat, &now)
                     }
                     Detail::Dns {
                         question,
@@ -290,17 +296,12 @@ impl Learner {
                 continue;
             };
             let pod = who.pod.clone().unwrap_or_default();
-            let native: Vec<String> = numbers(&set.native)
-                .into_iter()
-                .map(|n| name(Abi::Native, n))
-                .collect();
-            let compat: Vec<String> = numbers(&set.compat)
-                .into_iter()
-                .map(|n| name(Abi::Compat, n))
-                .collect();
+            let n = named(set);
             let preexisting = self.preexisting.contains(cgroup_id);
             store.update(&key, kind, now, preexisting, &pod, &self.node, |p| {
-                record_identity(p, &who, now) | p.record_syscalls(&native, &compat, now)
+                record_identity(p, &who, now)
+                    | p.record_syscalls(&n.native, &n.compat, now)
+                    | p.record_runtime_setup(&n.setup_native, &n.setup_compat, now)
             });
         }
     }

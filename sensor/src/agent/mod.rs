@@ -41,7 +41,7 @@ use crate::{
     api::{self, Hub, Services, Transport},
     attribution::{Attribution, kube::KubeMetadata},
     capture::{Capture, CaptureOptions},
-    collector::syscall_sets::numbers,
+    collector::syscall_sets::{NamedSyscalls, named},
     detect::{
         engine::{Engine, Story},
         log::AnomalyLog,
@@ -50,8 +50,7 @@ use crate::{
     event::Event,
     metrics::{AgentSource, AnomalyCounts, CaptureSource, Metrics},
     pipeline::Pipeline,
-    profile::persist::StateDir,
-    syscall_names::{Abi, name},
+    profile::{model::PROFILE_VERSION, persist::StateDir},
 };
 
 /// How often syscall bitmaps and flow counters are read into the profiles.
@@ -72,7 +71,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     };
     let state = StateDir::new(&settings.state_dir);
     state.create().context("preparing the state directory")?;
-    let (restored, quarantined) = state.load_profiles();
+    let loaded = state.load_profiles();
+    let (restored, quarantined) = (loaded.profiles, loaded.quarantined);
+    for key in &loaded.upgraded {
+        info!(profile = %key, "profile upgraded to format version {PROFILE_VERSION}: the runtime's setup syscalls (mount, unshare, pivot_root, ...) left the workload's set; its drafts are rewritten");
+    }
     if let Some(dir) = &settings.install_seccomp_dir {
         crate::profile::persist::remove_stale_temp_files(&dir.join("sensor"));
     }
@@ -90,6 +93,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.learning_period.as_secs(),
         restored,
     )));
+    {
+        let mut store = store.write().expect("profile store lock");
+        for key in &loaded.upgraded {
+            store.mark_dirty(key);
+        }
+    }
     // Before capture, so the first list races the probes' loading, not the first events.
     let pod_metadata = KubeMetadata::start(&settings.kubernetes, &settings.node_name);
 
@@ -414,14 +423,8 @@ impl Agent {
             let Some(profile) = store.get(&key) else {
                 continue;
             };
-            let native: Vec<String> = numbers(&set.native)
-                .into_iter()
-                .map(|n| name(Abi::Native, n))
-                .collect();
-            let compat: Vec<String> = numbers(&set.compat)
-                .into_iter()
-                .map(|n| name(Abi::Compat, n))
-                .collect();
+            // The workload's syscalls only: the runtime's setup is never judged.
+            let NamedSyscalls { native, compat, .. } = named(set);
             let story = Story {
                 who: &who,
                 time: &now,

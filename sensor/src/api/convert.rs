@@ -125,6 +125,11 @@ pub fn profile(p: &ApplicationProfile) -> proto::Profile {
         syscalls: Some(proto::Syscalls {
             native: p.syscalls.native.clone(),
             compat: p.syscalls.compat.clone(),
+            runtime_setup: Some(proto::RuntimeSetup {
+                native: p.syscalls.runtime_setup.native.clone(),
+                compat: p.syscalls.runtime_setup.compat.clone(),
+                inferred: p.syscalls.runtime_setup.inferred,
+            }),
         }),
         execs: p.execs.iter().map(exec).collect(),
         egress: p.egress.iter().map(flow).collect(),

@@ -194,6 +194,7 @@ pub fn event(e: &Event) -> proto::Event {
             args_truncated,
             path_truncated,
             uid,
+            workload_start,
         } => D::Exec(proto::ExecEvent {
             exe: exe.clone().unwrap_or_default(),
             path: path.clone(),
@@ -201,6 +202,7 @@ pub fn event(e: &Event) -> proto::Event {
             args_truncated: *args_truncated,
             path_truncated: *path_truncated,
             uid: *uid,
+            workload_start: *workload_start,
         }),
         Detail::Exit { exit_code, signal } => D::Exit(proto::ExitEvent {
             exit_code: *exit_code,
@@ -270,11 +272,15 @@ pub fn event(e: &Event) -> proto::Event {
         Detail::Syscalls {
             native,
             compat,
+            setup_native,
+            setup_compat,
             is_final,
         } => D::Syscalls(proto::SyscallsEvent {
             native: native.clone(),
             compat: compat.clone(),
             r#final: *is_final,
+            setup_native: setup_native.clone(),
+            setup_compat: setup_compat.clone(),
         }),
         Detail::Flow {
             protocol,

@@ -88,6 +88,7 @@ pub(crate) mod testutil {
                     .map(String::from)
                     .to_vec(),
                 compat: vec![],
+                runtime_setup: Default::default(),
             },
             execs: vec![ExecEntry {
                 path: "/usr/local/bin/checkout".into(),
@@ -222,6 +223,7 @@ pub(crate) mod testutil {
                 path: "/usr/bin/curl".into(),
                 args: vec!["curl".into(), "-s".into()],
                 args_truncated: false,
+                workload_start: false,
                 path_truncated: false,
                 uid: 0,
             },

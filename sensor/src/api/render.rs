@@ -46,6 +46,15 @@ pub fn seccomp(
         }
     })?;
     let mut notes = drafts::draft_notes(profile);
+    let floor = seccomp::floor_added(profile, arch);
+    if !floor.is_empty() {
+        notes.push(format!(
+            "allows {} syscalls the workload was not seen making, for the container runtime \
+             after it installs the filter (the runtime floor, docs/profiles.md): {}",
+            floor.len(),
+            floor.join(", ")
+        ));
+    }
     let unknown = seccomp::unknown_syscalls(profile, arch);
     if !unknown.is_empty() {
         notes.push(format!(
@@ -159,7 +168,18 @@ mod tests {
             enforce.content
         );
         assert_eq!(enforce.localhost_profile, "sensor/shop/checkout/app.json");
-        assert!(enforce.notes.is_empty(), "{:?}", enforce.notes);
+        // Only the runtime floor's line: the profile is ready, full and uncapped.
+        assert_eq!(enforce.notes.len(), 1, "{:?}", enforce.notes);
+        assert!(
+            enforce.notes[0].contains("runtime floor") && enforce.notes[0].contains("capset"),
+            "{:?}",
+            enforce.notes
+        );
+        assert!(
+            !enforce.notes[0].contains(" read,"),
+            "read is the workload's own: {:?}",
+            enforce.notes
+        );
         let audit = seccomp(&p, SeccompMode::Audit, SeccompFormat::OciJson).unwrap();
         assert!(audit.content.contains("SCMP_ACT_LOG"));
         assert_eq!(

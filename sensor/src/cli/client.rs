@@ -16,7 +16,10 @@ use tonic::{Code, Status};
 
 use crate::ai::{self, PeerClass};
 use crate::api::{self, ClientTls, ListenAddr, client::ConnectOptions, convert, proto, render};
-use crate::profile::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey, Protocol};
+use crate::profile::{
+    model::{ApplicationProfile, ProfileKey, Protocol},
+    upgrade,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum ProfilesCommand {
@@ -532,7 +535,8 @@ pub(crate) fn status_error(addr: &ListenAddr, s: Status) -> anyhow::Error {
 /// A saved profile; a file that does not parse gives one error with its line and column.
 pub fn load_profile(path: &Path) -> Result<ApplicationProfile> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    let profile: ApplicationProfile = serde_json::from_str(&text).map_err(|e| {
+    // Syntax first, for the line and column; then the version (an older one is upgraded).
+    serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
         let full = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
         let msg = full.strip_suffix(&suffix).unwrap_or(&full);
@@ -543,13 +547,7 @@ pub fn load_profile(path: &Path) -> Result<ApplicationProfile> {
             e.column()
         )
     })?;
-    if profile.version != PROFILE_VERSION {
-        bail!(
-            "{}: profile format version {}, this sensor reads version {PROFILE_VERSION}",
-            path.display(),
-            profile.version
-        );
-    }
+    let (profile, _) = upgrade::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok(profile)
 }
 
@@ -758,6 +756,27 @@ pub fn profile_text(p: &proto::Profile) -> String {
     if !sys.compat.is_empty() {
         let _ = writeln!(o, "  compat:");
         wrap_words(&mut o, &sys.compat, "    ");
+    }
+    if let Some(setup) = sys
+        .runtime_setup
+        .filter(|s| !s.native.is_empty() || !s.compat.is_empty())
+    {
+        let how = if setup.inferred {
+            "inferred by name when the profile was upgraded"
+        } else {
+            "observed"
+        };
+        let _ = writeln!(
+            o,
+            "runtime setup before the first exec ({} native, {} compat; {how}; not in the drafts):",
+            setup.native.len(),
+            setup.compat.len()
+        );
+        wrap_words(&mut o, &setup.native, "  ");
+        if !setup.compat.is_empty() {
+            let _ = writeln!(o, "  compat:");
+            wrap_words(&mut o, &setup.compat, "    ");
+        }
     }
 
     let _ = writeln!(o, "\nexecs ({}):", p.execs.len());

@@ -169,7 +169,7 @@ pub async fn run(cmd: DebugCommand) -> Result<()> {
         DebugCommand::Records(args) => super::debug_records::run(args).await,
         DebugCommand::Bench(BenchCommand::BenchStream(args)) => bench_stream::run(args),
         DebugCommand::Bench(BenchCommand::BenchDrafts { state_dir }) => {
-            let (profiles, _) = StateDir::new(&state_dir).load_profiles();
+            let profiles = StateDir::new(&state_dir).load_profiles().profiles;
             let mut workloads: std::collections::BTreeMap<
                 (String, String),
                 Vec<&ApplicationProfile>,

@@ -488,6 +488,7 @@ mod tests {
             exe: None,
             args: s(args),
             args_truncated: false,
+            workload_start: false,
             path_truncated: false,
             uid: 0,
         })

@@ -99,6 +99,7 @@ pub fn on_event(event: &Event, profile: &ApplicationProfile, cfg: &RuleConfig) -
             args_truncated,
             path_truncated,
             uid,
+            ..
         } => exec_rules(
             profile,
             path,
@@ -167,7 +168,7 @@ pub fn on_syscalls(
         let mut new: Vec<&str> = seen
             .iter()
             .map(String::as_str)
-            .filter(|s| !baseline.iter().any(|b| b == s) && !runtime::is_runtime_syscall(s))
+            .filter(|s| !baseline.iter().any(|b| b == s) && !runtime::is_floor_syscall(s))
             .collect();
         new.sort_unstable();
         new.dedup();
@@ -1373,6 +1374,7 @@ mod tests {
             path: path.into(),
             args: s(args),
             args_truncated: false,
+            workload_start: false,
             path_truncated: false,
             uid: 1000,
         })
@@ -1587,9 +1589,9 @@ mod tests {
 
         // A native name in the baseline does not cover its compat use, and a workload with no
         // compat baseline at all says so.
-        let f = on_syscalls(&[], &s(&["read"]), &p);
+        let f = on_syscalls(&[], &s(&["connect"]), &p);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].subject, "compat:read");
+        assert_eq!(f[0].subject, "compat:connect");
         assert_eq!(f[0].severity, Severity::High);
         assert!(f[0].message.contains("no compat"), "{}", f[0].message);
         assert_eq!(f[0].evidence.baseline["compat"], "none");
@@ -1598,7 +1600,7 @@ mod tests {
         p.record_syscalls(&s(&["read"]), &s(&["read"]), T1);
         let p = make_ready(p);
         assert!(on_syscalls(&s(&["read"]), &s(&["read"]), &p).is_empty());
-        let f = on_syscalls(&[], &s(&["write"]), &p);
+        let f = on_syscalls(&[], &s(&["connect"]), &p);
         assert_eq!(f[0].severity, Severity::Medium);
         assert!(!f[0].message.contains("no compat"));
 
@@ -1606,6 +1608,8 @@ mod tests {
         let e = event(Detail::Syscalls {
             native: s(&["setns"]),
             compat: vec![],
+            setup_native: vec![],
+            setup_compat: vec![],
             is_final: false,
         });
         let f = run(&p, &e);
@@ -2334,7 +2338,13 @@ mod tests {
             let native = subset(&p.syscalls.native, picks[0]);
             let compat = subset(&p.syscalls.compat, picks[1]);
             prop_assert!(on_syscalls(&native, &compat, &p).is_empty());
-            events.push(event(Detail::Syscalls { native, compat, is_final: true }));
+            events.push(event(Detail::Syscalls {
+                native,
+                compat,
+                setup_native: vec![],
+                setup_compat: vec![],
+                is_final: true,
+            }));
 
             for e in &events {
                 let f = on_event(e, &p, &cfg);

@@ -187,7 +187,9 @@ pub(crate) mod testutil {
         let path = testdata(&format!("{name}.profile.json"));
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+        crate::profile::upgrade::parse(&text)
+            .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+            .0
     }
 
     /// Whether `cidr` (`a.b.c.d/n` or `v6/n`) contains `ip` (compared in canonical form).

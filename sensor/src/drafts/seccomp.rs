@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::{ANNOTATION_PREFIX, draft_notes};
 use crate::profile::{
     model::{ApplicationProfile, ProfileKey},
-    runtime::RUNTIME_SYSCALLS,
+    runtime,
 };
 
 /// The architecture of the node the draft is for.
@@ -127,11 +127,12 @@ pub struct SyscallRule {
 const EPERM: u32 = 1;
 
 /// The draft for `profile` on a node of architecture `arch`: one `SCMP_ACT_ALLOW` rule with the
-/// native and compat syscall names of the profile (sorted, deduplicated), keeping only names the
+/// workload's native and compat syscall names (sorted, deduplicated), keeping only names the
 /// architecture's tables know ([`unknown_syscalls`] lists the others, e.g. `syscall_511` from a
-/// kernel newer than the tables). The container runtime's start-up syscalls
-/// ([`RUNTIME_SYSCALLS`]) are added: a start must not fail on one the learning runs happened to
-/// miss. A profile without syscalls gives an empty `syscalls` list.
+/// kernel newer than the tables). The runtime's setup before the workload's first exec is not
+/// in it (the filter does not exist yet then); what the runtime does after the filter is
+/// installed ([`runtime::RUNTIME_FLOOR`]) is added, so the container starts. A profile without
+/// syscalls gives an empty `syscalls` list.
 pub fn seccomp_draft(
     profile: &ApplicationProfile,
     mode: SeccompMode,
@@ -139,7 +140,7 @@ pub fn seccomp_draft(
 ) -> SeccompProfile {
     let mut names = allowed_syscalls(profile, arch);
     if !names.is_empty() {
-        let floor = RUNTIME_SYSCALLS.iter().filter(|n| arch.knows(n, false));
+        let floor = runtime::floor_names().filter(|n| arch.knows(n, false));
         names.extend(floor.map(|n| n.to_string()));
         names.sort_unstable();
         names.dedup();
@@ -161,6 +162,19 @@ pub fn seccomp_draft(
             }]
         },
     }
+}
+
+/// The [`runtime::RUNTIME_FLOOR`] names a draft of `profile` allows although the workload was
+/// not seen making them (sorted): what the draft grants for the container runtime alone. Empty
+/// for a profile without syscalls (its draft allows nothing).
+pub fn floor_added(profile: &ApplicationProfile, arch: NodeArch) -> Vec<&'static str> {
+    let workload = allowed_syscalls(profile, arch);
+    if workload.is_empty() {
+        return Vec::new();
+    }
+    runtime::floor_names()
+        .filter(|n| arch.knows(n, false) && !workload.iter().any(|w| w == n))
+        .collect()
 }
 
 /// The profile's syscall names (native and compat) that `arch`'s tables know, sorted, unique.
@@ -312,6 +326,7 @@ mod tests {
         p.syscalls = Syscalls {
             native: native.iter().map(|s| s.to_string()).collect(),
             compat: compat.iter().map(|s| s.to_string()).collect(),
+            runtime_setup: Default::default(),
         };
         p
     }
@@ -356,8 +371,12 @@ mod tests {
 
     /// `names` plus the runtime floor known on `arch`, sorted.
     fn with_runtime_floor(names: &[&str], arch: NodeArch) -> Vec<String> {
-        let floor = RUNTIME_SYSCALLS.iter().filter(|n| arch.knows(n, false));
-        let all: BTreeSet<String> = names.iter().chain(floor).map(|n| n.to_string()).collect();
+        let floor = runtime::floor_names().filter(|n| arch.knows(n, false));
+        let all: BTreeSet<String> = names
+            .iter()
+            .map(|n| n.to_string())
+            .chain(floor.map(str::to_string))
+            .collect();
         all.into_iter().collect()
     }
 

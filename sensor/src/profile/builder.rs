@@ -131,6 +131,23 @@ impl ApplicationProfile {
         (a || b) && self.touched(now)
     }
 
+    /// What the container runtime did before the workload's first exec: kept apart from the
+    /// workload's syscalls, while learning.
+    pub fn record_runtime_setup(
+        &mut self,
+        native: &[String],
+        compat: &[String],
+        now: &str,
+    ) -> bool {
+        if !self.learning() {
+            return false;
+        }
+        let setup = &mut self.syscalls.runtime_setup;
+        let a = merge_sorted(&mut setup.native, native);
+        let b = merge_sorted(&mut setup.compat, compat);
+        (a || b) && self.touched(now)
+    }
+
     /// A program run. Arguments are normalised (dynamic parts collapsed) before matching.
     pub fn record_exec(&mut self, path: &str, args: &[String], now: &str) -> bool {
         let args = normalize_args(args);

@@ -5,3 +5,4 @@ pub mod model;
 pub mod normalize;
 pub mod persist;
 pub mod runtime;
+pub mod upgrade;

@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::workload::WorkloadKind;
 
-/// Format version of the persisted profile. A file with another version is quarantined.
-pub const PROFILE_VERSION: u32 = 1;
+/// Format version of the persisted profile. Version 1 (before the runtime's setup was told
+/// apart) is upgraded on load (`profile::upgrade`); a file with any other version is
+/// quarantined.
+pub const PROFILE_VERSION: u32 = 2;
 
 /// Bounds per profile: beyond them new entries are dropped and `overflow` says so.
 pub mod caps {
@@ -150,13 +152,40 @@ pub struct PackageEntry {
     pub first_seen: String,
 }
 
-/// Syscall names (sorted), native ABI and 32-bit compat ABI apart.
+/// Syscall names (sorted), native ABI and 32-bit compat ABI apart: the workload's, i.e. what the
+/// container did from its first exec on. This is the baseline and what the seccomp drafts allow
+/// (with the runtime floor, `profile::runtime`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Syscalls {
     pub native: Vec<String>,
     #[serde(default)]
     pub compat: Vec<String>,
+    /// What the container runtime did in the container's cgroup before the workload's first
+    /// exec (runc init, crun: namespaces, mounts, `pivot_root`, capabilities). Shown, never
+    /// judged, never allowed by the drafts: the seccomp filter does not exist yet when these
+    /// run.
+    #[serde(default, skip_serializing_if = "RuntimeSetup::is_empty")]
+    pub runtime_setup: RuntimeSetup,
+}
+
+/// The container runtime's syscalls before the workload's first exec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeSetup {
+    pub native: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compat: Vec<String>,
+    /// Separated by name when a version-1 profile (learned before the kernel told the two
+    /// apart) was upgraded (`profile::upgrade`), not observed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+}
+
+impl RuntimeSetup {
+    pub fn is_empty(&self) -> bool {
+        self.native.is_empty() && self.compat.is_empty()
+    }
 }
 
 /// A program run, with dynamic argument parts collapsed into `*`.

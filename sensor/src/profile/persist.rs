@@ -16,7 +16,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::model::{ApplicationProfile, PROFILE_VERSION, ProfileKey};
+use super::{
+    model::{ApplicationProfile, ProfileKey},
+    upgrade,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -101,10 +104,12 @@ impl StateDir {
     }
 
     /// Every profile under `profiles/`; unusable files are quarantined and reported, stale temp
-    /// files from an interrupted write are removed.
-    pub fn load_profiles(&self) -> (Vec<ApplicationProfile>, Vec<Quarantined>) {
+    /// files from an interrupted write are removed, profiles of an older format version are
+    /// upgraded (`upgraded`: they should be written back, with their drafts).
+    pub fn load_profiles(&self) -> Loaded {
         let mut profiles = Vec::new();
         let mut quarantined = Vec::new();
+        let mut upgraded = Vec::new();
         for dir in ["profiles", "seccomp", "netpol"] {
             remove_stale_temp_files(&self.root.join(dir));
         }
@@ -117,7 +122,12 @@ impl StateDir {
                 continue;
             }
             match self.read_profile(&path) {
-                Ok(p) => profiles.push(p),
+                Ok((p, was_upgraded)) => {
+                    if was_upgraded {
+                        upgraded.push(p.key.clone());
+                    }
+                    profiles.push(p)
+                }
                 Err(reason) => {
                     let moved_to = quarantine(&path);
                     tracing::warn!(file = %path.display(), moved_to = %moved_to.display(), "quarantined a state file: {reason}");
@@ -130,25 +140,32 @@ impl StateDir {
             }
         }
         profiles.sort_by(|a, b| a.key.cmp(&b.key));
-        (profiles, quarantined)
+        upgraded.sort();
+        Loaded {
+            profiles,
+            quarantined,
+            upgraded,
+        }
     }
 
-    fn read_profile(&self, path: &Path) -> Result<ApplicationProfile, String> {
+    fn read_profile(&self, path: &Path) -> Result<(ApplicationProfile, bool), String> {
         let text = fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let profile: ApplicationProfile =
-            serde_json::from_str(&text).map_err(|e| format!("not a profile: {e}"))?;
-        if profile.version != PROFILE_VERSION {
-            return Err(format!(
-                "profile version {} (this sensor reads {PROFILE_VERSION})",
-                profile.version
-            ));
-        }
+        let (profile, upgraded) = upgrade::parse(&text).map_err(|e| e.to_string())?;
         let expected = self.profile_path(&profile.key).map_err(|e| e.to_string())?;
         if expected != path {
             return Err(format!("its key {} does not match its path", profile.key));
         }
-        Ok(profile)
+        Ok((profile, upgraded))
     }
+}
+
+/// What [`StateDir::load_profiles`] found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub profiles: Vec<ApplicationProfile>,
+    pub quarantined: Vec<Quarantined>,
+    /// Profiles read from an older format version and upgraded in memory.
+    pub upgraded: Vec<ProfileKey>,
 }
 
 /// Writes `bytes` to `path` atomically: temp file, fsync, rename, fsync of the directory.
@@ -257,9 +274,9 @@ mod tests {
         let p = profile("app");
         state.write_profile(&p).unwrap();
         assert!(root.join("profiles/team-a/agent/app.json").is_file());
-        let (loaded, bad) = state.load_profiles();
-        assert_eq!(loaded, vec![p]);
-        assert!(bad.is_empty());
+        let loaded = state.load_profiles();
+        assert_eq!(loaded.profiles, vec![p]);
+        assert!(loaded.quarantined.is_empty() && loaded.upgraded.is_empty());
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -282,7 +299,11 @@ mod tests {
             serde_json::to_vec(&other).unwrap(),
         )
         .unwrap();
-        let (loaded, bad) = state.load_profiles();
+        let Loaded {
+            profiles: loaded,
+            quarantined: bad,
+            ..
+        } = state.load_profiles();
         assert_eq!(loaded.len(), 1);
         assert_eq!(bad.len(), 2);
         assert!(dir.join("torn.json.corrupt").is_file());
@@ -294,7 +315,7 @@ mod tests {
         );
         // A second corruption of the same name does not overwrite the first quarantine.
         fs::write(dir.join("torn.json"), "again").unwrap();
-        let (_, bad) = state.load_profiles();
+        let bad = state.load_profiles().quarantined;
         assert_eq!(bad[0].moved_to, dir.join("torn.json.corrupt.1"));
         fs::remove_dir_all(&root).unwrap();
     }

@@ -59,6 +59,7 @@ fn details(d: &Detail) -> String {
             args,
             args_truncated,
             uid,
+            workload_start,
             ..
         } => {
             // argv[0] is noise when it just repeats the program name; shown when it differs
@@ -76,7 +77,12 @@ fn details(d: &Detail) -> String {
                 .collect::<Vec<_>>()
                 .join(" ");
             let more = if *args_truncated { " [truncated]" } else { "" };
-            format!("{path}{argv0} {rest}{more} uid={uid}")
+            let start = if *workload_start {
+                " (workload start)"
+            } else {
+                ""
+            };
+            format!("{path}{argv0} {rest}{more} uid={uid}{start}")
         }
         Detail::Exit { exit_code, signal } => match (exit_code, signal) {
             (_, Some(s)) => format!("killed by signal {s}"),
@@ -125,6 +131,8 @@ fn details(d: &Detail) -> String {
         Detail::Syscalls {
             native,
             compat,
+            setup_native,
+            setup_compat,
             is_final,
         } => {
             let state = if *is_final { "final" } else { "so far" };
@@ -133,8 +141,12 @@ fn details(d: &Detail) -> String {
             } else {
                 format!(" + {} compat", compat.len())
             };
+            let setup = match setup_native.len() + setup_compat.len() {
+                0 => String::new(),
+                n => format!(" [runtime setup before the first exec: {n}]"),
+            };
             format!(
-                "{} syscalls{compat} ({state}): {}",
+                "{} syscalls{compat} ({state}){setup}: {}",
                 native.len(),
                 native.join(",")
             )
