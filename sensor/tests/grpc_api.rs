@@ -25,7 +25,7 @@ use tonic::{Code, transport::Channel};
 
 fn checkout_app() -> serde_json::Value {
     json!({
-        "version": 1,
+        "version": 2,
         "namespace": "shop",
         "workload": "checkout",
         "container": "app",
@@ -95,7 +95,7 @@ fn checkout_app() -> serde_json::Value {
 
 fn checkout_envoy() -> serde_json::Value {
     json!({
-        "version": 1,
+        "version": 2,
         "namespace": "shop",
         "workload": "checkout",
         "container": "envoy",
@@ -129,7 +129,7 @@ fn checkout_envoy() -> serde_json::Value {
 /// Still learning, partial, an unknown syscall and a cap hit: every note at once.
 fn mcp_fetch() -> serde_json::Value {
     json!({
-        "version": 1,
+        "version": 2,
         "namespace": "tools",
         "workload": "mcp-fetch",
         "container": "server",
@@ -362,7 +362,7 @@ async fn get_profile_is_typed_and_carries_the_persisted_json() {
         ("shop", "app")
     );
     assert_eq!(p.node_name, "worker-1");
-    assert_eq!(p.version, 1);
+    assert_eq!(p.version, 2);
     assert_eq!(p.learning_period.unwrap().seconds, 86_400);
     let updated = p.updated.unwrap();
     assert_eq!(updated.nanos, 123_456_789);
@@ -539,7 +539,15 @@ async fn seccomp_drafts_enforce_audit_and_notes() {
     #[cfg(target_arch = "x86_64")]
     assert_eq!(json["architectures"][0], "SCMP_ARCH_X86_64");
     assert_eq!(enforce.localhost_profile, "sensor/shop/checkout/app.json");
-    assert!(enforce.notes.is_empty(), "{:?}", enforce.notes);
+    // A ready, full, uncapped profile: the only note names what the runtime floor adds.
+    assert!(
+        enforce.notes.len() == 1
+            && enforce.notes[0].contains("runtime floor")
+            && enforce.notes[0].contains("capset")
+            && !enforce.notes[0].contains(" accept4"),
+        "{:?}",
+        enforce.notes
+    );
     assert_eq!(enforce.status(), proto::ProfileStatus::Ready);
     assert_eq!(enforce.completeness(), proto::Completeness::Full);
     assert_eq!(enforce.node_name, "worker-1");
@@ -1098,6 +1106,29 @@ async fn cli_works_offline_from_saved_profiles() {
     assert!(
         err.contains("localhostProfile: sensor/tools/mcp-fetch/server.json"),
         "{err}"
+    );
+
+    // A profile saved by an older sensor (format version 1, the runtime's setup mixed in):
+    // upgraded on read, its draft leaves the setup primitives out.
+    let mut old = checkout_app();
+    old["version"] = serde_json::json!(1);
+    old["syscalls"]["native"]
+        .as_array_mut()
+        .unwrap()
+        .extend(["mount", "pivot_root", "unshare"].map(serde_json::Value::from));
+    let old = write("old.json", old);
+    let upgraded = sensor(&["seccomp", "--server", &nowhere, "--profile", &s(&old)]).await;
+    assert!(upgraded.status.success(), "{}", stderr(&upgraded));
+    let draft = stdout(&upgraded);
+    assert!(draft.contains("\"accept4\""), "{draft}");
+    for setup in ["mount", "pivot_root", "unshare"] {
+        assert!(!draft.contains(&format!("\"{setup}\"")), "{setup} in {draft}");
+    }
+    let shown = sensor(&["profiles", "show", "--profile", &s(&old)]).await;
+    assert!(
+        stdout(&shown).contains("inferred by name when the profile was upgraded"),
+        "{}",
+        stdout(&shown)
     );
 
     // The same bytes as the agent would serve.

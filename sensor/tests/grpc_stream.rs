@@ -42,7 +42,7 @@ fn profile(
     completeness: &str,
 ) -> ApplicationProfile {
     serde_json::from_value(json!({
-        "version": 1,
+        "version": 2,
         "namespace": ns,
         "workload": workload,
         "container": container,
