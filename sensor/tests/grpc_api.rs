@@ -1122,7 +1122,10 @@ async fn cli_works_offline_from_saved_profiles() {
     let draft = stdout(&upgraded);
     assert!(draft.contains("\"accept4\""), "{draft}");
     for setup in ["mount", "pivot_root", "unshare"] {
-        assert!(!draft.contains(&format!("\"{setup}\"")), "{setup} in {draft}");
+        assert!(
+            !draft.contains(&format!("\"{setup}\"")),
+            "{setup} in {draft}"
+        );
     }
     let shown = sensor(&["profiles", "show", "--profile", &s(&old)]).await;
     assert!(

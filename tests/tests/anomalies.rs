@@ -1291,6 +1291,196 @@ fn accept_folds_behaviour_into_the_baseline() {
     );
 }
 
+/// A CronJob's next pod (`<cronjob>-<schedule minute>-<suffix>`, workload `<cronjob>`), known
+/// to kubelet: each run of a short-lived Job is a new pod.
+fn cronjob_pod(bed: &Bed, cronjob: &str, run: u32) -> Pod {
+    let name = format!(
+        "{cronjob}-{}-{}",
+        29_412_000 + run,
+        util::random_k8s_suffix(5)
+    );
+    let pod = Pod::new(&bed.ns, &name).with_container("app");
+    bed.kubelet.add_pod(&pod);
+    pod
+}
+
+/// The Job's normal run: write a file, read it back.
+const JOB: &str = "echo data >/tmp/f; cat /tmp/f >/dev/null; exit 0";
+/// The same Job with one new call: busybox `truncate` is `ftruncate`.
+const JOB_TRUNCATE: &str = "echo data >/tmp/f; truncate -s 0 /tmp/f; cat /tmp/f >/dev/null; exit 0";
+/// ...plus `sync`, a second new call whose report shows the run's final set was judged.
+const JOB_TRUNCATE_SYNC: &str =
+    "echo data >/tmp/f; truncate -s 0 /tmp/f; cat /tmp/f >/dev/null; sync; exit 0";
+
+/// The allowed names of a seccomp draft.
+fn seccomp_allows(draft: &Value) -> Vec<String> {
+    draft["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect()
+}
+
+/// The first `unexpected-syscall` record of `name` in the log of `ns`.
+fn syscall_record(records: &[Value], name: &str) -> Option<Value> {
+    records
+        .iter()
+        .find(|a| a["rule"] == "unexpected-syscall" && a["subject"] == name)
+        .cloned()
+}
+
+#[test]
+fn syscall_drift_of_a_short_lived_job_is_accepted_from_its_final_syscall_set() {
+    let bed = Bed::new();
+    let ns = bed.ns.clone();
+    let agent = Agent::start(bed.config());
+    let mut run = 0;
+    let mut next_pod = |cronjob: &str| {
+        run += 1;
+        cronjob_pod(&bed, cronjob, run)
+    };
+
+    // Each pod lives a few ms, far less than the 2 s between syscall polls, so its calls reach
+    // the agent as the final set read when its cgroup goes. A poll can still land in those ms
+    // (then the periodic read reports it first): that attempt starts over with a new CronJob.
+    let mut found = None;
+    for attempt in 1..=3 {
+        let cronjob = format!("backup{attempt}");
+        for _ in 0..3 {
+            bed.sh(&next_pod(&cronjob), JOB);
+        }
+        let profile = wait_ready(&agent, &ns, &cronjob);
+        assert_eq!(profile["workloadKind"], "cronjob", "{profile}");
+        let native: Vec<&str> = profile["syscalls"]["native"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            native.contains(&"write")
+                && !native.contains(&"ftruncate")
+                && !native.contains(&"sync"),
+            "the learning runs write but never truncate or sync, yet the baseline has {native:?}"
+        );
+        bed.sh(&next_pod(&cronjob), JOB_TRUNCATE);
+        let record = wait_log(&agent, &ns, "unexpected-syscall ftruncate", DETECT, |r| {
+            syscall_record(r, "ftruncate").filter(|a| a["workload"] == cronjob.as_str())
+        });
+        match record["evidence"]["observed"]["syscallSet"].as_str() {
+            Some("final (container exited)") => {
+                found = Some((cronjob, record));
+                break;
+            }
+            Some("running (periodic read)") => eprintln!(
+                "attempt {attempt}: a periodic read caught the pod alive: {}",
+                brief(&record)
+            ),
+            other => panic!(
+                "the record does not say which read of the syscall set found ftruncate \
+                 ({other:?}): {}",
+                brief(&record)
+            ),
+        }
+    }
+    let (cronjob, record) =
+        found.expect("three Jobs in a row were caught alive by the 2 s syscall poll");
+    let seq = record["seq"].as_u64().unwrap();
+    assert_eq!(
+        record["fold"],
+        serde_json::json!({"kind": "syscall", "name": "ftruncate", "compat": false}),
+        "{}",
+        brief(&record)
+    );
+    assert_eq!(record["workloadKind"], "cronjob", "{}", brief(&record));
+
+    let draft_path = agent.seccomp_path(&ns, &cronjob, "app", false);
+    let before = util::poll_until(READY, Duration::from_millis(200), || {
+        Some(read_json_file(&draft_path)).filter(|d| !d.is_null())
+    })
+    .unwrap_or_else(|| panic!("no seccomp draft at {}", draft_path.display()));
+    assert!(
+        !seccomp_allows(&before).contains(&"ftruncate".to_string()),
+        "the draft allowed ftruncate before the accept: {before}"
+    );
+
+    let out = agent.client(&["profiles", "accept", &seq.to_string()]);
+    out.ok();
+    assert!(
+        out.stdout.contains(&format!("accepted #{seq}"))
+            && out.stdout.contains("syscall ftruncate"),
+        "{}",
+        out.stdout
+    );
+    let profile = agent.wait_profile(
+        (&ns, &cronjob, "app"),
+        "holding the accepted ftruncate",
+        READY,
+        |p| {
+            p["syscalls"]["native"]
+                .as_array()
+                .is_some_and(|n| n.iter().any(|s| s == "ftruncate"))
+        },
+    );
+    assert_eq!(profile["status"], "ready", "{profile}");
+
+    // The next draft allows it, and enforcing that draft runs the new Job.
+    let draft = util::poll_until(READY, Duration::from_millis(200), || {
+        let d = read_json_file(&draft_path);
+        seccomp_allows(&d)
+            .contains(&"ftruncate".to_string())
+            .then_some(d)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the seccomp draft {} never allowed ftruncate: {}",
+            draft_path.display(),
+            read_json_file(&draft_path)
+        )
+    });
+    let enforced = bed.runc.run(
+        &ContainerConfig::sh(&next_pod(&cronjob), "app", JOB_TRUNCATE).seccomp(draft.clone()),
+        RUN,
+    );
+    enforced.assert_success();
+
+    // The same Job again, plus `sync`: the set is judged (sync is reported) and ftruncate is
+    // not, neither as a new record nor as a repeat of the accepted one.
+    bed.sh(&next_pod(&cronjob), JOB_TRUNCATE_SYNC);
+    let marker = wait_log(&agent, &ns, "unexpected-syscall sync", DETECT, |r| {
+        syscall_record(r, "sync").filter(|a| a["workload"] == cronjob.as_str())
+    });
+    assert_eq!(
+        marker["evidence"]["observed"]["syscallSet"],
+        "final (container exited)",
+        "{}",
+        brief(&marker)
+    );
+    // Past the repeat window: a repeat of the accepted record would have been written by now.
+    std::thread::sleep(QUIET);
+    let again: Vec<Value> = read_log_ns(agent.state_dir(), &ns)
+        .into_iter()
+        .filter(|a| a["workload"] == cronjob.as_str())
+        .filter(|a| (a["subject"] == "ftruncate" && a["seq"] != seq) || a["repeatOf"] == seq)
+        .collect();
+    assert!(
+        again.is_empty(),
+        "the accepted ftruncate was reported again:\n{}",
+        describe(&again)
+    );
+}
+
+/// A JSON file, or `null` while it is missing or being written.
+fn read_json_file(path: &std::path::Path) -> Value {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
 // ---------------------------------------------------------------------------------------------
 // 7. Graduation: ready + complete + no unexpected syscall/egress within the window.
 

@@ -148,6 +148,20 @@ fn live_audit_reports_the_denied_flow_once_and_follows_the_policy_directory() {
         "{first}"
     );
     assert!(first["process"]["pid"].as_u64().is_some(), "{first}");
+    // What `profiles accept` would add: the flow, for the next NetworkPolicy draft.
+    assert_eq!(
+        (
+            &first["fold"]["kind"],
+            &first["fold"]["ip"],
+            &first["fold"]["port"]
+        ),
+        (
+            &Value::from("egress"),
+            &Value::from(ip.as_str()),
+            &Value::from(PORT)
+        ),
+        "{first}"
+    );
     let observed = &first["evidence"]["observed"];
     assert_eq!(observed["selectedBy"], format!("{ns}/dns-only"), "{first}");
     let verdict: Value = serde_json::from_str(observed["verdict"].as_str().unwrap()).unwrap();

@@ -2,6 +2,8 @@
 //! persisted state and drafts, served over gRPC. Shuts down cleanly on SIGINT/SIGTERM, flushing
 //! state; a `kill -9` loses at most one flush interval.
 
+#[cfg(test)]
+mod accept_tests;
 pub mod config;
 pub mod drafts_out;
 pub mod inventory;

@@ -25,11 +25,15 @@ use crate::{
     },
     detect::{
         engine::{Engine, Story},
+        fold::Observation,
         model::Anomaly,
     },
     event::{Detail, Event},
     netpol_eval,
-    profile::model::{self, Flow, RateStats},
+    profile::{
+        builder::{self, FlowId},
+        model::{self, Flow, RateStats},
+    },
 };
 
 /// The audit status the API reads (`None`: no audit set).
@@ -166,7 +170,19 @@ impl LiveAudit {
             processes,
             agent: None,
         };
-        if let Err(e) = engine.report(finding, &story, profile, publish) {
+        let observed = Observation::Flow {
+            id: FlowId {
+                direction: match direction {
+                    Direction::Egress => builder::Direction::Egress,
+                    Direction::Ingress => builder::Direction::Ingress,
+                },
+                ip,
+                port,
+                protocol,
+            },
+            names,
+        };
+        if let Err(e) = engine.report(finding, &observed, &story, profile, publish) {
             warn!("anomaly log: {e}");
         }
     }

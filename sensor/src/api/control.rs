@@ -85,11 +85,15 @@ pub fn fold_of(anomaly: &Anomaly) -> Result<(ProfileKey, &Fold), ControlError> {
             reason: format!("it is a repeat record of #{first}: accept #{first}"),
         });
     }
+    // Every first occurrence carries a fold now (detect/fold.rs); only records of older agents
+    // lack one: `would-deny`, and `unexpected-syscall` from a container's final syscall set.
     let Some(fold) = &anomaly.fold else {
         return Err(ControlError::NotFoldable {
             seq: anomaly.seq,
             reason: format!(
-                "rule {} records nothing that can be added to a baseline",
+                "this {} record carries no fold (it was logged by an older agent, which did not \
+                 record what accepting it adds); accept the next occurrence, reported after an \
+                 agent restart or an hour without one",
                 anomaly.finding.rule.as_str()
             ),
         });
@@ -137,6 +141,13 @@ pub fn describe(fold: &Fold) -> String {
                 s.push_str(&format!(" ({})", names.join(", ")));
             }
             s
+        }
+        Fold::Ingress { ip, port, protocol } => {
+            format!(
+                "ingress from {} to port {port}/{}",
+                host(ip),
+                proto(*protocol)
+            )
         }
         Fold::Dns { name, .. } => format!("dns {name}"),
         Fold::File { path, .. } => format!("file {path}"),
@@ -279,9 +290,11 @@ mod tests {
         let e = control.accept(repeat).unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.to_string().contains(&format!("accept #{first}")), "{e}");
-        assert_eq!(
-            control.accept(nofold).unwrap_err().code(),
-            Code::FailedPrecondition
+        let e = control.accept(nofold).unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(
+            e.to_string().contains("older agent") && e.to_string().contains("next occurrence"),
+            "{e}"
         );
         assert_eq!(control.accept(99).unwrap_err().code(), Code::NotFound);
 

@@ -209,6 +209,7 @@ fn flow(f: &model::Flow) -> proto::Flow {
             max_connections_per_window: f.rate.max_connections_per_window,
             max_bytes_sent_per_window: f.rate.max_bytes_sent_per_window,
             max_bytes_recv_per_window: f.rate.max_bytes_recv_per_window,
+            max_bytes_sent_per_connection: f.rate.max_bytes_sent_per_connection,
         }),
         first_seen: timestamp(&f.first_seen),
         last_seen: timestamp(&f.last_seen),

@@ -128,6 +128,15 @@ pub fn fold(f: &Fold) -> proto::Fold {
             protocol: protocol(*p).into(),
             names: names.clone(),
         }),
+        Fold::Ingress {
+            ip,
+            port,
+            protocol: p,
+        } => Kind::Ingress(proto::FoldIngress {
+            ip: ip.to_string(),
+            port: u32::from(*port),
+            protocol: protocol(*p).into(),
+        }),
         Fold::Dns { name, addresses } => Kind::Dns(proto::FoldDns {
             name: name.clone(),
             addresses: addresses.iter().map(ToString::to_string).collect(),

@@ -112,6 +112,7 @@ pub(crate) mod testutil {
                     max_connections_per_window: 4,
                     max_bytes_sent_per_window: 2048,
                     max_bytes_recv_per_window: 8192,
+                    max_bytes_sent_per_connection: 0,
                 },
                 first_seen: t("08:01:00"),
                 last_seen: t("09:20:00"),

@@ -12,6 +12,7 @@ use std::{
 use super::{
     agent_rules,
     aggregate::{Aggregator, Verdict},
+    fold::{self, Observation},
     log::{AnomalyLog, LogError},
     model::{AgentChain, Ancestor, Anomaly, Finding, Fold, ProcessRef, RuleId},
     rules::{self, RuleConfig},
@@ -22,13 +23,19 @@ use crate::{
     event::{Detail, Event, command_label, peer_label},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ApplicationProfile, ProfileKey, Protocol, Status},
-        normalize::normalize_args,
+        model::{ApplicationProfile, ProfileKey, Status},
     },
 };
 
 /// Ancestry depth carried in an anomaly.
 const ANCESTRY: usize = 8;
+
+/// Evidence of `unexpected-syscall`: which read of the container's set found the call. A final
+/// set is all a pod that lived between two polls (a Job, a tool container) leaves.
+const SET_KEY: &str = "syscallSet";
+const SET_RUNNING: &str = "running (periodic read)";
+const SET_FINAL: &str = "final (container exited)";
+const SET_AT_STOP: &str = "running (read as the agent stopped)";
 
 pub struct Engine {
     pub config: RuleConfig,
@@ -107,14 +114,25 @@ impl Engine {
             processes,
             agent: chain_now.map(|c| agent_chain(&c, &ev.detail)),
         };
-        for f in findings {
-            let fold = fold_for_event(&f, ev);
+        let set = match ev.detail {
+            Detail::Syscalls { is_final: true, .. } => Some(SET_FINAL),
+            Detail::Syscalls {
+                is_final: false, ..
+            } => Some(SET_AT_STOP),
+            _ => None,
+        };
+        for mut f in findings {
+            let fold = fold::of(&f, &Observation::Event(ev));
+            if let Some(set) = set {
+                f.evidence.observed.insert(SET_KEY.into(), set.into());
+            }
             self.emit(f, &story, fold, profile, publish)?;
         }
         Ok(())
     }
 
-    /// Findings of a container's syscall set (no process: bitmaps carry no pid).
+    /// Findings of a container's running syscall set, read by the periodic poll (no process:
+    /// bitmaps carry no pid).
     pub fn on_syscalls(
         &mut self,
         native: &[String],
@@ -126,12 +144,11 @@ impl Engine {
         if profile.status != Status::Ready {
             return Ok(());
         }
-        for f in rules::on_syscalls(native, compat, profile) {
-            let compat_call = compat.contains(&f.subject) && !native.contains(&f.subject);
-            let fold = Some(Fold::Syscall {
-                name: f.subject.clone(),
-                compat: compat_call,
-            });
+        for mut f in rules::on_syscalls(native, compat, profile) {
+            let fold = fold::of(&f, &Observation::SyscallPoll);
+            f.evidence
+                .observed
+                .insert(SET_KEY.into(), SET_RUNNING.into());
             self.emit(f, story, fold, profile, publish)?;
         }
         Ok(())
@@ -150,32 +167,30 @@ impl Engine {
         if profile.status != Status::Ready {
             return Ok(());
         }
+        let observed = Observation::FlowWindow {
+            id,
+            window,
+            window_seconds,
+        };
         for f in rules::on_flow_window(id, window, window_seconds, profile, &self.config) {
-            let fold = Some(Fold::Rate {
-                ip: id.ip,
-                port: id.port,
-                protocol: id.protocol,
-                ingress: id.direction == Direction::Ingress,
-                connections: window.connections,
-                bytes_sent: window.bytes_sent,
-                bytes_recv: window.bytes_recv,
-                window_seconds,
-            });
+            let fold = fold::of(&f, &observed);
             self.emit(f, story, fold, profile, publish)?;
         }
         Ok(())
     }
 
-    /// A finding made outside the rules (the live NetworkPolicy audit), for any profile status:
-    /// attributed, logged, aggregated and published like the others.
+    /// A finding made outside the rules (the live NetworkPolicy audit) of what was `observed`,
+    /// for any profile status: attributed, logged, aggregated and published like the others.
     pub fn report(
         &mut self,
         finding: Finding,
+        observed: &Observation<'_>,
         story: &Story<'_>,
         profile: &ApplicationProfile,
         publish: &mut dyn FnMut(&Anomaly),
     ) -> Result<(), LogError> {
-        self.emit(finding, story, None, profile, publish)
+        let fold = fold::of(&finding, observed);
+        self.emit(finding, story, fold, profile, publish)
     }
 
     fn emit(
@@ -338,51 +353,12 @@ fn action(detail: &Detail) -> String {
     rules::truncate(&action, 200)
 }
 
-/// What accepting a finding adds to the baseline, from the event that raised it.
-fn fold_for_event(f: &Finding, ev: &Event) -> Option<Fold> {
-    match (&ev.detail, f.rule) {
-        (
-            Detail::Exec { path, args, .. },
-            RuleId::UnexpectedExec | RuleId::ShellSpawned | RuleId::AgentCodeExecution,
-        ) => Some(Fold::Exec {
-            path: path.clone(),
-            args: normalize_args(args),
-        }),
-        (Detail::File { path, pattern, .. }, _) => Some(Fold::File {
-            path: path.clone(),
-            pattern: pattern.clone(),
-        }),
-        (
-            Detail::Dns {
-                question, answers, ..
-            },
-            _,
-        ) => Some(Fold::Dns {
-            name: question.clone(),
-            addresses: answers.iter().map(|a| a.ip).collect(),
-        }),
-        (
-            Detail::Connect {
-                protocol,
-                remote_ip,
-                remote_port,
-                remote_names,
-                ..
-            },
-            _,
-        ) => Some(Fold::Egress {
-            ip: *remote_ip,
-            port: *remote_port,
-            protocol: if *protocol == "udp" {
-                Protocol::Udp
-            } else {
-                Protocol::Tcp
-            },
-            names: remote_names.clone(),
-        }),
-        _ => None,
-    }
-}
+/// What an accepted flow counts as: the one connection that was reported.
+const ONE_CONNECTION: FlowDelta = FlowDelta {
+    connections: 1,
+    bytes_sent: 0,
+    bytes_recv: 0,
+};
 
 /// Adds an accepted anomaly's behaviour to a profile (even a ready one). Returns a description
 /// of what was added.
@@ -415,16 +391,18 @@ pub fn fold_into(profile: &mut ApplicationProfile, fold: &Fold, now: &str) -> St
                 port: *port,
                 protocol: *protocol,
             };
-            profile.record_flow(
-                id,
-                FlowDelta {
-                    connections: 1,
-                    ..Default::default()
-                },
-                names,
-                now,
-            );
+            profile.record_flow(id, ONE_CONNECTION, names, now);
             format!("egress {ip}:{port}/{protocol:?}")
+        }
+        Fold::Ingress { ip, port, protocol } => {
+            let id = FlowId {
+                direction: Direction::Ingress,
+                ip: *ip,
+                port: *port,
+                protocol: *protocol,
+            };
+            profile.record_flow(id, ONE_CONNECTION, &[], now);
+            format!("ingress from {ip} to port {port}/{protocol:?}")
         }
         Fold::Dns { name, addresses } => {
             // The resolver is already known (the name was resolved through it); a placeholder
@@ -499,6 +477,7 @@ pub fn allowed_behaviour(p: &ApplicationProfile) -> impl PartialEq + use<> {
                     f.rate.max_connections_per_window,
                     f.rate.max_bytes_sent_per_window,
                     f.rate.max_bytes_recv_per_window,
+                    f.rate.max_bytes_sent_per_connection,
                 )
             })
             .collect::<Vec<_>>()
@@ -526,7 +505,7 @@ pub fn allowed_behaviour(p: &ApplicationProfile) -> impl PartialEq + use<> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attribution::processes::ProcessInfo;
+    use crate::{attribution::processes::ProcessInfo, profile::model::Protocol};
 
     fn proc(pid: u32, ppid: u32, comm: &str, cgroup_id: u64) -> ProcessInfo {
         ProcessInfo {

@@ -4,6 +4,7 @@
 pub mod agent_rules;
 pub mod aggregate;
 pub mod engine;
+pub mod fold;
 pub mod log;
 pub mod model;
 pub mod rules;

@@ -256,6 +256,12 @@ pub enum Fold {
         protocol: Protocol,
         names: Vec<String>,
     },
+    /// A new inbound flow: the peer's address, the local port, the protocol.
+    Ingress {
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    },
     Dns {
         name: String,
         addresses: Vec<IpAddr>,

@@ -473,6 +473,17 @@ fn dangerous_syscall(name: &str) -> Option<Option<Mitre>> {
     })
 }
 
+/// Prefix of a compat syscall's subject (`compat:read`).
+const COMPAT_SUBJECT: &str = "compat:";
+
+/// The syscall an `unexpected-syscall` subject names, and whether it is the compat ABI's.
+pub fn syscall_of_subject(subject: &str) -> (&str, bool) {
+    match subject.strip_prefix(COMPAT_SUBJECT) {
+        Some(name) => (name, true),
+        None => (subject, false),
+    }
+}
+
 fn syscall_finding(
     abi: Abi,
     name: &str,
@@ -500,7 +511,7 @@ fn syscall_finding(
     };
     let (abi_name, subject) = match abi {
         Abi::Native => ("native", name.to_string()),
-        Abi::Compat => ("compat (32-bit)", format!("compat:{name}")),
+        Abi::Compat => ("compat (32-bit)", format!("{COMPAT_SUBJECT}{name}")),
     };
     let mut baseline_ev = BTreeMap::from([
         (
@@ -1084,7 +1095,8 @@ fn spike_rule(
 pub(super) fn baseline_per_connection(flow: &Flow) -> u64 {
     let r = &flow.rate;
     if r.windows > 0 {
-        r.max_bytes_sent_per_window / r.max_connections_per_window.max(1)
+        (r.max_bytes_sent_per_window / r.max_connections_per_window.max(1))
+            .max(r.max_bytes_sent_per_connection)
     } else {
         flow.bytes_sent / flow.connections.max(1)
     }

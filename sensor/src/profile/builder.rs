@@ -487,6 +487,11 @@ impl ApplicationProfile {
         r.max_connections_per_window = r.max_connections_per_window.max(total.connections);
         r.max_bytes_sent_per_window = r.max_bytes_sent_per_window.max(total.bytes_sent);
         r.max_bytes_recv_per_window = r.max_bytes_recv_per_window.max(total.bytes_recv);
+        // Only what the ratio of the maxima misses: profiles keep their form otherwise.
+        let per_connection = total.bytes_sent / total.connections.max(1);
+        if per_connection > r.max_bytes_sent_per_window / r.max_connections_per_window.max(1) {
+            r.max_bytes_sent_per_connection = r.max_bytes_sent_per_connection.max(per_connection);
+        }
         self.touched(now)
     }
 

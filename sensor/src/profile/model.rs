@@ -272,6 +272,15 @@ pub struct RateStats {
     pub max_connections_per_window: u64,
     pub max_bytes_sent_per_window: u64,
     pub max_bytes_recv_per_window: u64,
+    /// The most bytes sent per connection in one window, when above the ratio of the two
+    /// maxima (`large-payload` and `prompt-size-spike` judge bytes per connection; accepting
+    /// one of them must raise exactly that).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_bytes_sent_per_connection: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
