@@ -8,7 +8,7 @@ use std::{
     fs,
     io::ErrorKind,
     net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
-    os::fd::AsRawFd,
+    os::{fd::AsRawFd, unix::process::CommandExt},
     path::Path,
     sync::{
         Arc,
@@ -34,18 +34,29 @@ pub fn worker(args: &[String]) -> Result<()> {
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("{usage}: argument {} of {workload}", i + 1))
     };
-    // Decide everything before joining the cgroup, so that only the workload runs there.
+    // Decide everything before joining the cgroup, so that only the workload runs there. Like
+    // a container runtime, join first, then exec the workload: the sensor counts what a new
+    // container's cgroup does before its first exec as the runtime's setup, not the workload's.
+    if cgroup != JOINED {
+        join_cgroup(Path::new(cgroup))?;
+        let exe = std::env::current_exe().context("the worker's own path")?;
+        let err = std::process::Command::new(exe)
+            .arg("bench-worker")
+            .arg(JOINED)
+            .arg(workload)
+            .args(rest)
+            .exec();
+        bail!("exec of the worker in its cgroup: {err}");
+    }
     let result = match workload.as_str() {
         "getppid" => {
             let (calls, cpu) = (num(0)?, num(1)? as usize);
             pin_to_cpu(cpu)?;
-            join_cgroup(Path::new(cgroup))?;
             getppid_loop(calls)?
         }
         "exec" => {
             let (count, parallel) = (num(0)?, num(1)? as usize);
             let true_bin = CString::new("/bin/true")?;
-            join_cgroup(Path::new(cgroup))?;
             exec_flood(&true_bin, count, parallel.max(1))?
         }
         "connect" => {
@@ -57,7 +68,6 @@ pub fn worker(args: &[String]) -> Result<()> {
                 .map(|p| p.parse().context("port"))
                 .collect::<Result<_>>()?;
             ensure!(!ports.is_empty() && rate > 0, "{usage}");
-            join_cgroup(Path::new(cgroup))?;
             connect_flood(rate, secs, threads as usize, &ports)?
         }
         "exec-paced" => {
@@ -68,7 +78,6 @@ pub fn worker(args: &[String]) -> Result<()> {
                 .collect::<Result<_>>()?;
             ensure!(rate > 0 && !paths.is_empty(), "{usage}");
             let stamps = SharedStamps::new(paths.len())?;
-            join_cgroup(Path::new(cgroup))?;
             exec_paced(&paths, rate, &stamps)?
         }
         other => bail!("unknown workload `{other}`; {usage}"),
@@ -76,6 +85,9 @@ pub fn worker(args: &[String]) -> Result<()> {
     println!("{result}");
     Ok(())
 }
+
+/// The cgroup argument of the worker once it has joined its cgroup and re-executed itself.
+const JOINED: &str = "-";
 
 fn join_cgroup(dir: &Path) -> Result<()> {
     let pid = std::process::id();
