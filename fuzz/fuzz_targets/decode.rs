@@ -43,7 +43,7 @@ fn exercise(data: &[u8]) {
             let _ = &d.payload[..d.payload_len as usize];
         }
         KernelEvent::FileOpen(f) => {
-            let _ = decode::file_path(f);
+            let _ = decode::opened_path(f);
             let _ = decode::requested_path(f);
         }
         KernelEvent::Fork(_) | KernelEvent::Exit(_) | KernelEvent::Flow(_) => {}

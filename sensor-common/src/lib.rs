@@ -354,37 +354,46 @@ pub struct DnsEvent {
 }
 
 pub mod file_flags {
-    /// The path string was longer than [`super::limits::MAX_OPEN_PATH`] and was cut.
-    pub const PATH_TRUNCATED: u32 = 1;
-    /// The base directory had more components than [`super::limits::MAX_PATH_DEPTH`].
-    pub const BASE_TRUNCATED: u32 = 2;
-    /// The path was relative but its base directory could not be read.
-    pub const BASE_UNRESOLVED: u32 = 4;
+    /// The requested path string was longer than [`super::limits::MAX_OPEN_PATH`] and was cut.
+    pub const REQUESTED_TRUNCATED: u32 = 1;
+    /// The opened file's path had more components than [`super::limits::MAX_PATH_DEPTH`]: the
+    /// top is cut.
+    pub const RESOLVED_TRUNCATED: u32 = 2;
+    /// The requested path string could not be read from user memory (or the syscall takes no
+    /// path: `open_by_handle_at`). The file was still judged by its resolved path.
+    pub const REQUESTED_UNREADABLE: u32 = 4;
+    /// Opened through the 32-bit compat ABI.
+    pub const COMPAT: u32 = 8;
 }
 
-/// An open (open, creat, openat, openat2 at syscall entry) whose path mentions a configured
-/// anchor name. For a relative path the kernel also sends the base directory (the cwd, or the
-/// directory `dirfd` refers to), rebuilt by walking dentries and mounts up to the opener's
-/// mount-namespace root - so `cd /var/run/secrets/...; cat token` is seen as the full path.
-/// User space joins and normalises the path and applies the exact patterns.
+/// An open (any: at `security_file_open`; or a successful open-family syscall, native or 32-bit
+/// compat, at syscall exit where trampolines are refused) of a file whose path - after the
+/// kernel resolved symlinks,
+/// `..`, bind mounts and `/proc/*/root`, rebuilt from the opened `struct file` by walking
+/// dentries and mounts up to the opener's mount-namespace root - has a configured anchor name
+/// near its leaf. User space applies the exact patterns to that path; the requested string
+/// is kept as evidence.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct FileEvent {
     pub header: EventHeader,
     /// [`file_flags`].
     pub flags: u32,
-    /// Open flags as requested (`O_*`).
+    /// The opened file's flags (`file->f_flags`: `O_*` as the kernel applied them).
     pub open_flags: u32,
     /// Bytes of `path` used (without the NUL).
     pub path_len: u32,
-    /// Number of components in `base` (0 for an absolute path).
-    pub base_depth: u32,
+    /// Number of components in `resolved`.
+    pub depth: u32,
+    /// The descriptor the open returned (`u32::MAX` when the hook ran before it existed).
+    pub fd: u32,
+    pub _pad: u32,
     pub comm: [u8; COMM_LEN],
     /// The path as passed to the syscall.
     pub path: [u8; MAX_OPEN_PATH],
-    /// Base directory components, leaf first, one NUL-padded slot of
+    /// The opened file's path components, leaf first, one NUL-padded slot of
     /// [`limits::PATH_NAME_SLOT`] bytes each.
-    pub base: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+    pub resolved: [u8; MAX_PATH_DEPTH * PATH_NAME_SLOT],
 }
 
 /// FNV-1a (32-bit) of a path component: the key of the anchor map, computed the same way on
@@ -514,6 +523,9 @@ pub struct KernelConfig {
     /// `(*(u64*)(regs + regs_compat_offset) & regs_compat_mask) == regs_compat_value`.
     pub regs_compat_mask: u64,
     pub regs_compat_value: u64,
+    /// Syscall numbers worth a look at exit, native and compat together (one bit each): the
+    /// exit program's first test, so every other syscall leaves after one load and a bit test.
+    pub exit_interest: [u64; SYSCALL_WORDS],
     pub regs_compat_offset: u32,
     /// `task_struct` fields.
     pub task_pid: u32,
@@ -565,14 +577,26 @@ pub struct KernelConfig {
     pub regs_arg1: u32,
     pub regs_arg2: u32,
     pub regs_arg3: u32,
-    /// Native syscall numbers of the open family on this architecture; `u32::MAX` if absent.
+    /// Syscall numbers of the open family on this architecture, native and 32-bit compat;
+    /// `u32::MAX` if absent.
     pub nr_open: u32,
     pub nr_creat: u32,
     pub nr_openat: u32,
     pub nr_openat2: u32,
-    /// A relative open's base: `task_struct.fs`, `fs_struct.pwd`.
-    pub task_fs: u32,
-    pub fs_pwd: u32,
+    pub nr_open_by_handle_at: u32,
+    pub nr_compat_open: u32,
+    pub nr_compat_creat: u32,
+    pub nr_compat_openat: u32,
+    pub nr_compat_openat2: u32,
+    pub nr_compat_open_by_handle_at: u32,
+    /// At syscall exit: the syscall number in `pt_regs` (x86-64 `orig_ax`, arm64 `syscallno`),
+    /// the first argument (x86-64 `di`; arm64 `orig_x0`, since `x0` holds the return value by
+    /// then), and the first two arguments of a compat syscall (ia32 `bx`, `cx`; AArch32
+    /// `orig_x0`, `x1`).
+    pub regs_syscall_nr: u32,
+    pub regs_exit_arg0: u32,
+    pub regs_compat_arg0: u32,
+    pub regs_compat_arg1: u32,
     /// Native listen(2) number; listen's socket: `file.private_data` (the `struct socket`),
     /// `socket.sk`, and `sock_common.skc_num` (local port) / `skc_family` in `struct sock`.
     pub nr_listen: u32,
@@ -622,7 +646,7 @@ const _: () = {
     assert!(size_of::<DnsEvent>() == 32 + 16 + 32 + MAX_DNS_PAYLOAD);
     assert!(
         size_of::<FileEvent>()
-            == 32 + 16 + COMM_LEN + MAX_OPEN_PATH + MAX_PATH_DEPTH * PATH_NAME_SLOT
+            == 32 + 24 + COMM_LEN + MAX_OPEN_PATH + MAX_PATH_DEPTH * PATH_NAME_SLOT
     );
     assert!(MAX_OPEN_PATH.is_power_of_two());
     assert!(PATH_NAME_SLOT.is_power_of_two());

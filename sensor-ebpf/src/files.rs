@@ -1,171 +1,187 @@
-//! Opens of sensitive paths, seen at syscall entry from the `sys_enter` program (a branch on
-//! the open-family syscall numbers, so other syscalls pay two compares). No exit hook: enabling
-//! any syscall-exit tracepoint makes *every* syscall take the exit tracing path (+28 ns here),
-//! and fentry/LSM with `bpf_d_path` is not available on every kernel.
+//! Opens of sensitive files, judged on the file actually opened: at syscall exit, the returned
+//! descriptor's `struct file` is walked (dentries and mounts up to the opener's mount-namespace
+//! root), so a symlink, `..`, a bind-mounted path or `/proc/<pid>/root/...` names the file the
+//! kernel opened, not the string the program passed. The walk stops after the few components
+//! nearest the leaf unless one of them is an anchor; only candidates go to user space, which
+//! applies the exact patterns. No user memory is needed to decide: the requested string is read
+//! afterwards as evidence only (the kernel has just copied it, so its page is resident).
 //!
-//! The path string is copied from user memory and each component hashed against the anchor
-//! map; for a relative path the base directory (cwd or `dirfd`) is rebuilt by walking dentries
-//! and mounts up to the opener's mount-namespace root, and its last components are checked too
-//! (so `cd /var/run/secrets/...; cat token` is caught). Only candidates go to user space, which
-//! joins, normalises and matches the exact patterns. Symlinks in the requested path are not
-//! resolved (the file is not open yet).
+//! Two hooks, one check: [`file_open`] (fentry on `security_file_open`) runs once per open and
+//! sees every way of opening, io_uring included; on a kernel that refuses trampolines the
+//! loader attaches [`sys_exit`] instead, a program on every syscall exit whose first test is
+//! one load of the syscall number and one bit test against the open family
+//! (`KernelConfig::exit_interest`), so every other syscall leaves at once. The price of each is
+//! in docs/benchmarks.md.
 
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm,
-        generated::{bpf_get_current_task, bpf_probe_read_user_str},
+        generated::{bpf_get_current_task_btf, bpf_probe_read_user_str, bpf_task_pt_regs},
     },
-    macros::map,
+    macros::{btf_tracepoint, fentry, map},
     maps::PerCpuArray,
+    programs::{BtfTracePointContext, FEntryContext},
 };
-use sensor_common::{EventKind, FileEvent, Stat, file_flags, limits::MAX_OPEN_PATH};
+use sensor_common::{
+    EventKind, FileEvent, Stat, file_flags,
+    limits::{MAX_OPEN_PATH, MAX_SYSCALL_NR},
+};
 
 use crate::{
-    kernel::{current_file, read_ptr},
-    maps::{EVENTS, FILE_ANCHORS, conf, count, header},
-    path::{FNV_BASIS, FNV_PRIME, walk},
+    kernel::{current_file, read_at, read_ptr},
+    maps::{EVENTS, conf, count, header},
+    path::walk,
+    syscalls::{is_compat, load},
 };
-
-const AT_FDCWD: i32 = -100;
-/// `O_CREAT | O_WRONLY | O_TRUNC`: what creat(2) means.
-const CREAT_FLAGS: u32 = 0o100 | 0o1 | 0o1000;
 
 /// The event is built here: too big for the 512-byte BPF stack.
 #[map]
 static FILE_SCRATCH: PerCpuArray<FileEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Called from `sys_enter` for the open-family syscalls; `regs` is the typed `pt_regs`.
-#[inline(never)]
-pub fn on_open(regs: *const u8, nr: u32) {
-    if conf!(file_anchors) == 0 {
-        return;
+/// `sys_exit(struct pt_regs *regs, long ret)` as a BTF tracepoint (typed `regs`: plain loads).
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit(ctx: BtfTracePointContext) -> i32 {
+    let regs: *const u8 = ctx.arg(0);
+    let nr: u32 = unsafe { load::<u32>(regs, conf!(regs_syscall_nr)) };
+    if nr as usize >= MAX_SYSCALL_NR {
+        return 0;
     }
+    let word = unsafe {
+        core::ptr::read_volatile(
+            (&raw const crate::maps::CONFIG.exit_interest as *const u64).add(nr as usize / 64),
+        )
+    };
+    if word & (1u64 << (nr % 64)) == 0 {
+        return 0;
+    }
+    let ret: i64 = ctx.arg(1);
+    if ret < 0 || conf!(file_anchors) == 0 {
+        return 0;
+    }
+    let compat = is_compat(regs);
+    let Some(path_arg) = open_path_arg(regs, nr, compat) else {
+        return 0; // another syscall with the same number in the other ABI
+    };
     count(Stat::FileOpensChecked);
-    if unsafe { check_open(regs, nr) }.is_none() {
+    let file = unsafe { current_file(ret as u32) };
+    if file
+        .and_then(|f| unsafe { check_file(f, ret as u32, path_arg, compat) })
+        .is_none()
+    {
         count(Stat::FilePathUnresolved);
     }
+    0
 }
 
-#[inline(always)]
-unsafe fn arg(regs: *const u8, offset: u32) -> u64 {
-    unsafe { core::ptr::read_volatile(regs.wrapping_add(offset as usize) as *const u64) }
+/// `security_file_open(struct file *file)`, the LSM hook every open passes through once the
+/// path is resolved (the `open` family, `open_by_handle_at`, io_uring's `IORING_OP_OPENAT`,
+/// exec's open of the binary), before the descriptor exists. Preferred over [`sys_exit`]: it
+/// runs per open, not per syscall. Needs trampolines (fentry, 5.5; `bpf_task_pt_regs`, 5.15);
+/// where the kernel refuses them the loader attaches [`sys_exit`] instead.
+#[fentry(function = "security_file_open")]
+pub fn file_open(ctx: FEntryContext) -> i32 {
+    if conf!(file_anchors) == 0 {
+        return 0;
+    }
+    let file: *const u8 = ctx.arg(0);
+    // The requested string, when the open came from an open-family syscall: the task's
+    // syscall registers say which one.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as *const u8;
+    let (path_arg, compat) = if regs.is_null() {
+        (0, false)
+    } else {
+        let nr: u32 = unsafe { load::<u32>(regs, conf!(regs_syscall_nr)) };
+        let compat = is_compat(regs);
+        (open_path_arg(regs, nr, compat).unwrap_or(0), compat)
+    };
+    count(Stat::FileOpensChecked);
+    if unsafe { check_file(file, NO_FD, path_arg, compat) }.is_none() {
+        count(Stat::FilePathUnresolved);
+    }
+    0
 }
 
-/// `Some(())` when the open was examined (candidate or not), `None` when something could not
-/// be read (an unresolved open, counted).
+/// The event's `fd` when the hook runs before the descriptor exists.
+const NO_FD: u32 = u32::MAX;
+
+/// The user pointer of the requested path of an open-family syscall `nr` of the given ABI (0
+/// for one without a path, `open_by_handle_at`), or `None` when `nr` is not an open at all.
+/// A plain integer, not a nested `Option`: the verifier rejects spilling the undefined payload
+/// of a `None`.
 #[inline(always)]
-unsafe fn check_open(regs: *const u8, nr: u32) -> Option<()> {
-    unsafe {
-        let (dirfd, path, flags) = if nr == conf!(nr_openat) || nr == conf!(nr_openat2) {
-            let flags = if nr == conf!(nr_openat) {
-                arg(regs, conf!(regs_arg2)) as u32
-            } else {
-                0 // openat2's flags live in `struct open_how` in user memory; not read
-            };
-            (
-                arg(regs, conf!(regs_arg0)) as i32,
-                arg(regs, conf!(regs_arg1)),
-                flags,
-            )
-        } else if nr == conf!(nr_creat) {
-            (AT_FDCWD, arg(regs, conf!(regs_arg0)), CREAT_FLAGS)
+fn open_path_arg(regs: *const u8, nr: u32, compat: bool) -> Option<u64> {
+    let arg = |offset: u32| Some(unsafe { load::<u64>(regs, offset) });
+    if compat {
+        if nr == conf!(nr_compat_open) || nr == conf!(nr_compat_creat) {
+            arg(conf!(regs_compat_arg0))
+        } else if nr == conf!(nr_compat_openat) || nr == conf!(nr_compat_openat2) {
+            arg(conf!(regs_compat_arg1))
+        } else if nr == conf!(nr_compat_open_by_handle_at) {
+            Some(0)
         } else {
-            (
-                AT_FDCWD,
-                arg(regs, conf!(regs_arg0)),
-                arg(regs, conf!(regs_arg1)) as u32,
-            )
-        };
-        let ev = FILE_SCRATCH.get_ptr_mut(0)?;
-        let buf = (&raw mut (*ev).path) as *mut u8;
-        let n = bpf_probe_read_user_str(buf.cast(), MAX_OPEN_PATH as u32, path as *const _);
-        if n <= 0 {
-            return None;
+            None
         }
-        let len = (n as u32 - 1) & (MAX_OPEN_PATH as u32 - 1);
-        let mut matched = path_has_anchor(buf);
-        let mut fflags = if n as usize >= MAX_OPEN_PATH {
-            file_flags::PATH_TRUNCATED
+    } else if nr == conf!(nr_open) || nr == conf!(nr_creat) {
+        arg(conf!(regs_exit_arg0))
+    } else if nr == conf!(nr_openat) || nr == conf!(nr_openat2) {
+        arg(conf!(regs_arg1))
+    } else if nr == conf!(nr_open_by_handle_at) {
+        Some(0)
+    } else {
+        None
+    }
+}
+
+/// `Some(())` when the opened file was examined (candidate or not), `None` when its path
+/// could not be walked (counted as unresolved).
+#[inline(always)]
+unsafe fn check_file(file: *const u8, fd: u32, path_arg: u64, compat: bool) -> Option<()> {
+    unsafe {
+        let f_path = conf!(file_f_path);
+        let dentry = read_ptr(file, f_path + conf!(path_dentry))?;
+        let mnt = read_ptr(file, f_path + conf!(path_mnt))?;
+        let ev = FILE_SCRATCH.get_ptr_mut(0)?;
+        let (depth, truncated, anchor) = walk((&raw mut (*ev).resolved).cast(), dentry, mnt, true)?;
+        if !anchor {
+            return Some(());
+        }
+        let mut flags = if truncated {
+            file_flags::RESOLVED_TRUNCATED
         } else {
             0
         };
-        (*ev).base_depth = 0;
-        if *buf != b'/' {
-            match base_dir(dirfd) {
-                Some((dentry, vfsmount)) => {
-                    match walk((&raw mut (*ev).base).cast(), dentry, vfsmount, !matched) {
-                        Some((depth, truncated, anchor)) => {
-                            matched |= anchor;
-                            (*ev).base_depth = depth;
-                            if truncated {
-                                fflags |= file_flags::BASE_TRUNCATED;
-                            }
-                        }
-                        None => fflags |= file_flags::BASE_UNRESOLVED,
-                    }
-                }
-                None => fflags |= file_flags::BASE_UNRESOLVED,
-            }
+        if compat {
+            flags |= file_flags::COMPAT;
         }
-        if !matched {
-            return Some(());
+        (*ev).path_len = 0;
+        (*ev).path[0] = 0;
+        let n = if path_arg == 0 {
+            0
+        } else {
+            bpf_probe_read_user_str(
+                (&raw mut (*ev).path).cast(),
+                MAX_OPEN_PATH as u32,
+                path_arg as *const _,
+            )
+        };
+        if n > 0 {
+            (*ev).path_len = (n as u32 - 1) & (MAX_OPEN_PATH as u32 - 1);
+            if n as usize >= MAX_OPEN_PATH {
+                flags |= file_flags::REQUESTED_TRUNCATED;
+            }
+        } else {
+            flags |= file_flags::REQUESTED_UNREADABLE;
         }
         (*ev).header = header(EventKind::FileOpen);
-        (*ev).flags = fflags;
-        (*ev).open_flags = flags;
-        (*ev).path_len = len;
+        (*ev).flags = flags;
+        (*ev).open_flags = read_at::<u32>(file, conf!(file_f_flags)).unwrap_or(0);
+        (*ev).depth = depth;
+        (*ev).fd = fd;
+        (*ev)._pad = 0;
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         if EVENTS.output::<FileEvent>(&*ev, 0).is_err() {
             count(EventKind::FileOpen.ringbuf_full_stat());
         }
         Some(())
-    }
-}
-
-/// Whether any `/`-separated component of the NUL-terminated string hashes to an anchor.
-/// Shaped for the verifier: one pass, the hash is the only running state.
-#[inline(always)]
-unsafe fn path_has_anchor(buf: *const u8) -> bool {
-    let mut h = FNV_BASIS;
-    for i in 0..MAX_OPEN_PATH {
-        let c = unsafe { *buf.add(i) };
-        if c == b'/' || c == 0 {
-            if h != FNV_BASIS && FILE_ANCHORS.get_ptr(h).is_some() {
-                return true;
-            }
-            if c == 0 {
-                return false;
-            }
-            h = FNV_BASIS;
-        } else {
-            h = (h ^ c as u32).wrapping_mul(FNV_PRIME);
-        }
-    }
-    false
-}
-
-/// The directory a relative path starts from: the cwd, or the file `dirfd` refers to.
-/// Returns its (dentry, vfsmount).
-#[inline(always)]
-unsafe fn base_dir(dirfd: i32) -> Option<(*const u8, *const u8)> {
-    unsafe {
-        if dirfd == AT_FDCWD {
-            let task = bpf_get_current_task() as *const u8;
-            let fs = read_ptr(task, conf!(task_fs))?;
-            let pwd = conf!(fs_pwd);
-            Some((
-                read_ptr(fs, pwd + conf!(path_dentry))?,
-                read_ptr(fs, pwd + conf!(path_mnt))?,
-            ))
-        } else if dirfd >= 0 {
-            let file = current_file(dirfd as u32)?;
-            let f_path = conf!(file_f_path);
-            Some((
-                read_ptr(file, f_path + conf!(path_dentry))?,
-                read_ptr(file, f_path + conf!(path_mnt))?,
-            ))
-        } else {
-            None
-        }
     }
 }

@@ -1,6 +1,6 @@
 //! Rebuilding a path from a (dentry, vfsmount) pair: the kernel's own view of where a file is,
-//! with relative paths, `..` and symlinks already resolved. Used for the base directory of
-//! relative opens and for the executable of an exec.
+//! with relative paths, `..` and symlinks already resolved. Used for opened files and for the
+//! executable of an exec.
 
 use aya_ebpf::helpers::generated::bpf_probe_read_kernel_str;
 use sensor_common::limits::{MAX_ANCHOR_DEPTH, MAX_PATH_DEPTH, PATH_NAME_SLOT};
@@ -14,8 +14,9 @@ pub const FNV_BASIS: u32 = 0x811c_9dc5;
 pub const FNV_PRIME: u32 = 0x0100_0193;
 
 /// Copies the components of the path of (dentry, vfsmount) - leaf first, one slot each - into
-/// `names`, crossing mounts up to the namespace root. With `want_anchor`, also reports whether one of the last
-/// [`MAX_ANCHOR_DEPTH`] components is an anchor. Returns (depth, truncated, anchor).
+/// `names`, crossing mounts up to the namespace root. With `want_anchor`, also reports whether
+/// one of the last [`MAX_ANCHOR_DEPTH`] components is an anchor, and stops right after them
+/// when none is (the caller has no use for the rest). Returns (depth, truncated, anchor).
 ///
 /// Shaped for the verifier: each iteration records exactly one component (the loop index is
 /// the depth), after crossing at most one mount boundary.
@@ -58,6 +59,9 @@ pub unsafe fn walk(
                 && FILE_ANCHORS.get_ptr(fnv1a(slot, n as usize - 1)).is_some()
             {
                 anchor = true;
+            }
+            if want_anchor && !anchor && i + 1 >= MAX_ANCHOR_DEPTH {
+                return Some((i as u32 + 1, false, false));
             }
             dentry = parent;
         }

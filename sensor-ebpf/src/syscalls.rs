@@ -58,17 +58,8 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
             }
         }
     }
-    if !compat {
-        let nr = nr as u32;
-        if nr == conf!(nr_openat)
-            || nr == conf!(nr_open)
-            || nr == conf!(nr_openat2)
-            || nr == conf!(nr_creat)
-        {
-            crate::files::on_open(regs, nr);
-        } else if nr == conf!(nr_listen) {
-            crate::network::on_listen(regs);
-        }
+    if !compat && nr as u32 == conf!(nr_listen) {
+        crate::network::on_listen(regs);
     }
     0
 }
@@ -76,7 +67,7 @@ pub fn sys_enter(ctx: BtfTracePointContext) -> i32 {
 /// Reads a field of a typed kernel pointer at an offset from the load-time config. A plain
 /// load: the verifier checks it against the pointer's BTF type and makes it fault-safe.
 #[inline(always)]
-unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
+pub(crate) unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
     unsafe { core::ptr::read_volatile(base.wrapping_add(offset as usize) as *const T) }
 }
 
@@ -84,7 +75,7 @@ unsafe fn load<T: Copy>(base: *const u8, offset: u32) -> T {
 /// registers the way the architecture does it (x86-64: `cs == __USER32_CS`; arm64: the
 /// AArch32 bit of `pstate`). Mask 0 means the architecture has no compat ABI here.
 #[inline(always)]
-fn is_compat(regs: *const u8) -> bool {
+pub(crate) fn is_compat(regs: *const u8) -> bool {
     let mask = conf!(regs_compat_mask);
     if mask == 0 {
         return false;
@@ -137,7 +128,7 @@ fn slot_for(cgroup_id: u64) -> Option<u32> {
     let set = SYSCALL_SETS.get_ptr_mut(slot)?;
     // The phase is set before the slot is published, so no bit of a new container's runtime
     // can land in the workload's set.
-    let new = unsafe { NEW_CGROUPS.get(&cgroup_id) }.is_some();
+    let new = unsafe { NEW_CGROUPS.get(cgroup_id) }.is_some();
     unsafe {
         (*set).phase = if new {
             syscall_phase::SETUP
@@ -150,7 +141,7 @@ fn slot_for(cgroup_id: u64) -> Option<u32> {
         .is_ok()
     {
         if new {
-            let _ = NEW_CGROUPS.remove(&cgroup_id);
+            let _ = NEW_CGROUPS.remove(cgroup_id);
         }
         count(Stat::SyscallSlotsAssigned);
         return Some(slot);
@@ -164,7 +155,7 @@ fn slot_for(cgroup_id: u64) -> Option<u32> {
 /// A cgroup v2 directory was created: its first syscalls will be a container runtime's setup.
 #[inline(always)]
 pub fn cgroup_created(cgroup_id: u64) {
-    let _ = NEW_CGROUPS.insert(&cgroup_id, &1, 0);
+    let _ = NEW_CGROUPS.insert(cgroup_id, 1, 0);
 }
 
 /// Called for every successful exec with `bprm->filename`. If the current cgroup is still in
@@ -176,7 +167,7 @@ pub fn cgroup_created(cgroup_id: u64) {
 #[inline(always)]
 pub fn exec_in_cgroup(filename: *const u8) -> bool {
     let cgroup_id = current_cgroup_id();
-    let Some(slot) = (unsafe { SLOT_OF_CGROUP.get(&cgroup_id) }).copied() else {
+    let Some(slot) = (unsafe { SLOT_OF_CGROUP.get(cgroup_id) }).copied() else {
         return false;
     };
     let Some(set) = SYSCALL_SETS.get_ptr_mut(slot) else {

@@ -484,10 +484,28 @@ pub fn compat_table() -> Vec<[String; 5]> {
     PROBES
         .iter()
         .map(|p| {
+            let (hook, needs) = match p.fallback {
+                None => (
+                    p.hook.describe(),
+                    format!("{} (Linux {}+)", p.needs, p.since),
+                ),
+                Some(f) => (
+                    format!(
+                        "{}; where refused, {} ({})",
+                        p.hook.describe(),
+                        f.hook.describe(),
+                        f.cost
+                    ),
+                    format!(
+                        "{} (Linux {}+); the fallback: {}",
+                        p.needs, p.since, f.needs
+                    ),
+                ),
+            };
             [
                 p.program.to_string(),
-                p.hook.describe(),
-                format!("{} (Linux {}+)", p.needs, p.since),
+                hook,
+                needs,
                 if p.need.is_required() {
                     "required"
                 } else {
@@ -532,6 +550,7 @@ mod tests {
             attached,
             permission_denied: false,
             error: (!attached).then(|| "EINVAL".to_string()),
+            note: None,
         }
     }
 

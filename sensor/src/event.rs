@@ -71,19 +71,24 @@ pub enum Detail {
         transport: &'static str,
         answers: Vec<DnsAnswerRecord>,
     },
-    /// An open of a sensitive path (seen at syscall entry: an attempt, whatever its result).
+    /// A successful open of a sensitive file, judged on the file the kernel opened.
     File {
-        /// Absolute path: the requested one, or joined with the opener's cwd / `dirfd`.
+        /// The opened file's path in the opener's mount namespace, symlinks, `..`, mounts and
+        /// `/proc/*/root` resolved (kubelet's timestamped data directory dropped).
         path: String,
-        /// The path as passed to the syscall, when it differs (relative, `..`).
+        /// The path as passed to the syscall, when it differs (a symlink, a relative path,
+        /// `/proc/self/root/...`); absent when it could not be read (or for
+        /// `open_by_handle_at`, which takes none).
         #[serde(skip_serializing_if = "Option::is_none")]
         requested: Option<String>,
         pattern: String,
+        /// The opened file's path was deeper than the kernel walks: its top is cut.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         path_truncated: bool,
-        /// A relative path whose base directory could not be read.
+        /// Opened through the 32-bit compat ABI.
         #[serde(skip_serializing_if = "std::ops::Not::not")]
-        base_unresolved: bool,
+        compat: bool,
+        /// `O_*` flags of the opened file.
         open_flags: u32,
     },
     Syscalls {

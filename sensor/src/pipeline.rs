@@ -19,8 +19,8 @@ use crate::{
     clock::BootClock,
     collector::{
         Collector, KernelEvent,
-        decode::{c_str, exec_exe, file_path, requested_path, split_args},
-        patterns::{SensitivePattern, match_path},
+        decode::{c_str, exec_exe, opened_path, requested_path, split_args},
+        patterns::{SensitivePattern, canonical_path, match_path},
         syscall_sets::named,
     },
     dns::{self, TcpReassembler, TcpStreamKey},
@@ -398,16 +398,15 @@ impl Pipeline {
     /// full path.
     fn file(&mut self, f: &FileEvent) -> Option<Event> {
         let h = f.header;
-        let path = file_path(f);
+        let path = canonical_path(&opened_path(f));
         let pattern = match_path(&self.patterns, &path)?.text.clone();
-        let requested = requested_path(f);
+        let requested = requested_path(f).filter(|r| *r != path);
         let detail = Detail::File {
-            requested: (requested != path).then_some(requested),
+            requested,
             path,
             pattern,
-            path_truncated: f.flags & (file_flags::PATH_TRUNCATED | file_flags::BASE_TRUNCATED)
-                != 0,
-            base_unresolved: f.flags & file_flags::BASE_UNRESOLVED != 0,
+            path_truncated: f.flags & file_flags::RESOLVED_TRUNCATED != 0,
+            compat: f.flags & file_flags::COMPAT != 0,
             open_flags: f.open_flags,
         };
         Some(self.event(h.ts_ns, h.cgroup_id, h.pid, detail))

@@ -20,6 +20,13 @@ use crate::util::{self, TempDir};
 
 /// Where the service-account files live inside the container.
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The EKS IRSA web-identity token, a cloud credential file, and a directory beside the
+/// service-account one that holds nothing sensitive (for "reached through a symlink into a
+/// sensitive directory's sibling").
+pub const IRSA_TOKEN: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+pub const AWS_CREDENTIALS: &str = "/root/.aws/credentials";
+pub const SA_SIBLING_FILE: &str = "/var/run/secrets/kubernetes.io/settings/config";
+
 /// Dummy token written into the rootfs (a syntactically JWT-looking string).
 pub const DUMMY_TOKEN: &str =
     "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6dGVzdDp0ZXN0In0.c2lnbmF0dXJl";
@@ -98,6 +105,18 @@ impl Rootfs {
             "-----BEGIN CERTIFICATE-----\nZHVtbXk=\n-----END CERTIFICATE-----\n",
         );
         write(root, &format!("{sa}/namespace"), "default");
+        for (file, contents) in [
+            (IRSA_TOKEN, DUMMY_TOKEN),
+            (
+                AWS_CREDENTIALS,
+                "[default]\naws_access_key_id = AKIDTESTBED\naws_secret_access_key = dummy\n",
+            ),
+            (SA_SIBLING_FILE, "log_level = info\n"),
+        ] {
+            let rel = file.trim_start_matches('/');
+            mkdir(root.join(rel).parent().expect("a file under a directory"));
+            write(root, rel, contents);
+        }
         Rootfs { dir }
     }
 

@@ -1,6 +1,7 @@
 //! Capture on Debian bookworm's 6.1 kernel (the kernel line of EKS's AL2023 nodes), booted
 //! under QEMU: every probe loads, and an exec (argv), a TCP connect (with byte counts), a DNS
-//! answer and a syscall set are captured and attributed to a pod's container inside the guest.
+//! answer, a syscall set and a token read through a symlink (by the fentry file hook this host
+//! cannot use) are captured and attributed to a pod's container inside the guest.
 //!
 //! The guest's `/init` builds a kubelet-shaped cgroup2 path and kubelet's `/var/log/pods`
 //! metadata, starts `sensor trace --json`, runs the workload inside the container cgroup
@@ -27,6 +28,7 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(120);
 const GUEST_WAIT_S: u32 = 60;
 const TCP_PORT: u16 = 8080;
 const DNS_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 20);
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// What the guest does, all known to the host before it boots.
 struct Scenario {
@@ -53,17 +55,20 @@ impl Scenario {
         }
     }
 
-    /// The container's commands: an exec with argv, a DNS query, a TCP upload, and two
-    /// syscalls no shell makes (adjtimex -> clock_adjtime, ionice -p -> ioprio_get).
+    /// The container's commands: an exec with argv, a DNS query, a TCP upload, two syscalls no
+    /// shell makes (adjtimex -> clock_adjtime, ionice -p -> ioprio_get), and a read of the
+    /// service-account token through a directory symlink.
     fn workload(&self) -> String {
         format!(
             "/bin/echo {marker}\n\
              /bin/nslookup {name} 127.0.0.1\n\
              head -c {n} /dev/zero | /bin/nc 127.0.0.1 {TCP_PORT}\n\
-             /bin/adjtimex >/dev/null; /bin/ionice -p 1 >/dev/null; true\n",
+             /bin/adjtimex >/dev/null; /bin/ionice -p 1 >/dev/null; true\n\
+             ln -s {sa} /tmp/sa && /bin/cat /tmp/sa/token >/dev/null\n",
             marker = self.marker,
             name = self.name,
             n = self.bytes,
+            sa = SA_DIR,
         )
     }
 
@@ -195,6 +200,7 @@ fn run_guest(scenario: &Scenario) -> Guest {
     fs.add_program(Path::new(env!("CARGO_BIN_EXE_guest_peer")), "/guest_peer");
     fs.write("/init", scenario.init(), 0o755);
     fs.write("/workload.sh", scenario.workload(), 0o755);
+    fs.write(&format!("{SA_DIR}/token"), "guest-token", 0o600);
     scenario.kubelet_metadata(&fs);
     let dir = util::TempDir::new("k61");
     let archive = dir.path().join("initramfs.cpio");
@@ -402,6 +408,28 @@ fn capture_on_debian_6_1_under_qemu() {
             .contains_str("native", "execve")
             .contains_str("native", "exit_group")
             .present("compat"),
+    );
+    // The token read through a symlink, judged on the opened file by the preferred hook:
+    // fentry on security_file_open (this host refuses trampolines; the 6.1 kernel does not).
+    let file_open = doctor["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["program"] == "file_open")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        file_open["hook"],
+        "fentry/security_file_open",
+        "on 6.1 sensitive files are judged by fentry, not the syscall-exit fallback: {file_open}\n{}",
+        guest.evidence()
+    );
+    guest.expect(
+        &ev("file", pod, "main")
+            .eq("path", format!("{SA_DIR}/token"))
+            .eq("requested", "/tmp/sa/token")
+            .eq("pattern", format!("{SA_DIR}/"))
+            .eq("comm", "cat"),
     );
     assert_eq!(
         guest.section("sensor-exit"),

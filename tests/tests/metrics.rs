@@ -21,8 +21,9 @@ const LEARNING_PERIOD: &str = "10s";
 /// flushed every second).
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// The 12 kernel programs the agent attaches (collector/loader.rs).
-const PROGRAMS: usize = 12;
+/// The 13 probes the agent attaches (collector/compat.rs: sys_enter, file_open - by fentry or its
+/// sys_exit fallback - and the rest).
+const PROGRAMS: usize = 13;
 
 /// The learning runs: a shell, `/bin/echo` and `cat` (busybox runs applets through
 /// `/proc/self/exe`, each an exec).

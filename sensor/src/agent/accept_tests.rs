@@ -255,7 +255,7 @@ fn file(p: ApplicationProfile, path: &str, pattern: &str) -> Scenario {
             requested: None,
             pattern: pattern.into(),
             path_truncated: false,
-            base_unresolved: false,
+            compat: false,
             open_flags: 0,
         },
     )

@@ -39,6 +39,7 @@ fn probe_info(p: &ProbeStatus) -> proto::ProbeInfo {
         attached: p.attached,
         error: p.error.clone().unwrap_or_default(),
         without: p.without.to_string(),
+        note: p.note.clone().unwrap_or_default(),
     }
 }
 
@@ -59,6 +60,7 @@ mod tests {
             attached,
             permission_denied: false,
             error: (!attached).then(|| "Invalid argument".to_string()),
+            note: None,
         };
         let kernel = KernelInfo::read(Path::new("/sys/kernel/btf/vmlinux"));
         let info = agent_info(

@@ -268,14 +268,14 @@ pub fn event(e: &Event) -> proto::Event {
             requested,
             pattern,
             path_truncated,
-            base_unresolved,
+            compat,
             open_flags,
         } => D::File(proto::FileEvent {
             path: path.clone(),
             requested: text(requested),
             pattern: pattern.clone(),
             path_truncated: *path_truncated,
-            base_unresolved: *base_unresolved,
+            compat: *compat,
             open_flags: *open_flags,
         }),
         Detail::Syscalls {

@@ -97,6 +97,9 @@ pub fn render(report: &Report) -> String {
                 p.needs, p.since, p.without
             ));
         }
+        if let Some(note) = &p.note {
+            out.push_str(&format!("        {note}\n"));
+        }
     }
     out.push_str("\ncaptures on this node\n");
     for c in &report.captures {

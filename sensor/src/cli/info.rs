@@ -51,6 +51,7 @@ fn to_json(info: &proto::AgentInfo) -> serde_json::Value {
             "attached": p.attached,
             "error": (!p.error.is_empty()).then_some(&p.error),
             "without": p.without,
+            "note": (!p.note.is_empty()).then_some(&p.note),
         })).collect::<Vec<_>>(),
     })
 }
@@ -71,6 +72,9 @@ pub fn render(info: &proto::AgentInfo) -> String {
         ));
         if !p.attached {
             out.push_str(&format!("       {}\n", p.error));
+        }
+        if !p.note.is_empty() {
+            out.push_str(&format!("       {}\n", p.note));
         }
     }
     if info.not_captured.is_empty() {

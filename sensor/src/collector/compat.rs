@@ -16,6 +16,8 @@ pub enum Hook {
     RawTracepoint(&'static str),
     /// BTF-enabled raw tracepoint (typed arguments, plain loads).
     BtfTracepoint(&'static str),
+    /// fentry on a kernel function (a BPF trampoline).
+    FEntry(&'static str),
     CgroupSockAddr,
     CgroupSkb(CgroupSkbAttachType),
 }
@@ -25,6 +27,7 @@ impl Hook {
         match self {
             Hook::RawTracepoint(tp) => format!("raw_tracepoint/{tp}"),
             Hook::BtfTracepoint(tp) => format!("tp_btf/{tp}"),
+            Hook::FEntry(f) => format!("fentry/{f}"),
             Hook::CgroupSockAddr => "cgroup sock_addr on the cgroup2 root".to_string(),
             Hook::CgroupSkb(CgroupSkbAttachType::Ingress) => {
                 "cgroup_skb/ingress on the cgroup2 root".to_string()
@@ -59,11 +62,23 @@ impl Need {
     }
 }
 
+/// Another program that captures the same facts, attached when the preferred one is refused
+/// (for any reason, EPERM included: a kernel may forbid trampolines to root).
+#[derive(Debug, Clone, Copy)]
+pub struct Fallback {
+    pub program: &'static str,
+    pub hook: Hook,
+    pub needs: &'static str,
+    /// What using it instead costs.
+    pub cost: &'static str,
+}
+
 /// One kernel program: its hook, what it captures, what it needs, and what is lost without it.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSpec {
     pub program: &'static str,
     pub hook: Hook,
+    pub fallback: Option<Fallback>,
     pub captures: &'static str,
     /// Program type and kernel features it relies on.
     pub needs: &'static str,
@@ -82,8 +97,9 @@ const RAW_TRACEPOINT: &str = "BPF_PROG_TYPE_RAW_TRACEPOINT, bpf_probe_read_kerne
 pub const PROBES: &[ProbeSpec] = &[
     ProbeSpec {
         program: "sys_enter",
+        fallback: None,
         hook: Hook::BtfTracepoint("sys_enter"),
-        captures: "syscall sets per cgroup, sensitive file opens",
+        captures: "syscall sets per cgroup, listening sockets",
         needs: "BPF_PROG_TYPE_TRACING (tp_btf, 5.5), kernel BTF, bpf_get_current_task_btf (5.11), atomic or (5.12)",
         since: "5.12",
         need: Need::Required(
@@ -91,7 +107,24 @@ pub const PROBES: &[ProbeSpec] = &[
         ),
     },
     ProbeSpec {
+        program: "file_open",
+        fallback: Some(Fallback {
+            program: "sys_exit",
+            hook: Hook::BtfTracepoint("sys_exit"),
+            needs: "BPF_PROG_TYPE_TRACING (tp_btf, 5.5), kernel BTF",
+            cost: "a program on every syscall exit; misses io_uring opens",
+        }),
+        hook: Hook::FEntry("security_file_open"),
+        captures: "sensitive file opens, judged on the opened file (symlinks, .., /proc/*/root resolved)",
+        needs: "BPF_PROG_TYPE_TRACING (fentry: BPF trampolines, 5.5; arm64 6.0), kernel BTF, bpf_task_pt_regs (5.15)",
+        since: "5.15",
+        need: Need::Optional(
+            "no sensitive file reads: no file events, no files in profiles, no token or credential anomalies",
+        ),
+    },
+    ProbeSpec {
         program: "sched_process_fork",
+        fallback: None,
         hook: Hook::RawTracepoint("sched_process_fork"),
         captures: "process creation",
         needs: RAW_TRACEPOINT,
@@ -100,6 +133,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "sched_process_exec",
+        fallback: None,
         hook: Hook::RawTracepoint("sched_process_exec"),
         captures: "exec with argv",
         needs: RAW_TRACEPOINT,
@@ -108,6 +142,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "sched_process_exit",
+        fallback: None,
         hook: Hook::RawTracepoint("sched_process_exit"),
         captures: "process exit codes",
         needs: RAW_TRACEPOINT,
@@ -118,6 +153,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "cgroup_mkdir",
+        fallback: None,
         hook: Hook::RawTracepoint("cgroup_mkdir"),
         captures: "new container cgroups",
         needs: RAW_TRACEPOINT,
@@ -128,6 +164,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "cgroup_rmdir",
+        fallback: None,
         hook: Hook::RawTracepoint("cgroup_rmdir"),
         captures: "removed container cgroups",
         needs: RAW_TRACEPOINT,
@@ -138,6 +175,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "connect4",
+        fallback: None,
         hook: Hook::CgroupSockAddr,
         captures: "IPv4 connects",
         needs: NETWORK_SOCK_ADDR,
@@ -146,6 +184,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "connect6",
+        fallback: None,
         hook: Hook::CgroupSockAddr,
         captures: "IPv6 connects",
         needs: NETWORK_SOCK_ADDR,
@@ -154,6 +193,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "sendmsg4",
+        fallback: None,
         hook: Hook::CgroupSockAddr,
         captures: "IPv4 UDP sends",
         needs: NETWORK_SOCK_ADDR,
@@ -164,6 +204,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "sendmsg6",
+        fallback: None,
         hook: Hook::CgroupSockAddr,
         captures: "IPv6 UDP sends",
         needs: NETWORK_SOCK_ADDR,
@@ -172,6 +213,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "skb_ingress",
+        fallback: None,
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Ingress),
         captures: "TCP accepts (SYN to a listener), bytes received per flow, DNS answers",
         needs: NETWORK_SKB,
@@ -182,6 +224,7 @@ pub const PROBES: &[ProbeSpec] = &[
     },
     ProbeSpec {
         program: "skb_egress",
+        fallback: None,
         hook: Hook::CgroupSkb(CgroupSkbAttachType::Egress),
         captures: "bytes sent per flow",
         needs: NETWORK_SKB,

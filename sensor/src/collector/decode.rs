@@ -3,7 +3,7 @@
 
 use sensor_common::{
     CgroupEvent, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, FlowEvent,
-    ForkEvent,
+    ForkEvent, file_flags,
 };
 
 /// One decoded record. Large records are boxed so the enum stays small in queues.
@@ -131,7 +131,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
         }
         EventKind::FileOpen => {
             let e: FileEvent = read(bytes);
-            if e.base_depth as usize > sensor_common::limits::MAX_PATH_DEPTH
+            if e.depth as usize > sensor_common::limits::MAX_PATH_DEPTH
                 || e.path_len as usize >= e.path.len()
             {
                 return Err(DecodeError::BadField { kind });
@@ -165,37 +165,15 @@ pub fn exec_exe(e: &ExecEvent) -> Option<String> {
     (e.exe_depth > 0).then(|| join_components(&e.exe, e.exe_depth))
 }
 
-/// The path as passed to the open syscall.
-pub fn requested_path(e: &FileEvent) -> String {
-    c_str(&e.path[..e.path_len as usize])
+/// The path as passed to the open syscall, when the kernel could read it (evidence only).
+pub fn requested_path(e: &FileEvent) -> Option<String> {
+    (e.flags & file_flags::REQUESTED_UNREADABLE == 0).then(|| c_str(&e.path[..e.path_len as usize]))
 }
 
-/// The path an open names: absolute as given, or the base directory (components arrive leaf
-/// first, one slot each) joined with the relative path; `.` and `..` resolved lexically
-/// (symlinks are not: the file is not open yet at syscall entry).
-pub fn file_path(e: &FileEvent) -> String {
-    use sensor_common::limits::PATH_NAME_SLOT;
-    let requested = requested_path(e);
-    let mut parts: Vec<String> = Vec::new();
-    if !requested.starts_with('/') {
-        parts = e
-            .base
-            .chunks(PATH_NAME_SLOT)
-            .take(e.base_depth as usize)
-            .map(c_str)
-            .collect();
-        parts.reverse();
-    }
-    for component in requested.split('/') {
-        match component {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c.to_string()),
-        }
-    }
-    format!("/{}", parts.join("/"))
+/// The path of the file the kernel opened (symlinks, `..` and mounts resolved), as the opener's
+/// mount namespace names it. Components arrive leaf first.
+pub fn opened_path(e: &FileEvent) -> String {
+    join_components(&e.resolved, e.depth)
 }
 
 /// Splits the kernel's NUL-separated argument area into arguments.
@@ -345,43 +323,51 @@ mod tests {
         );
     }
 
-    fn file_event(requested: &str, base: &[&str]) -> FileEvent {
+    fn file_event(requested: &str, resolved: &[&str]) -> FileEvent {
         use sensor_common::limits::{MAX_OPEN_PATH, MAX_PATH_DEPTH, PATH_NAME_SLOT};
         let mut e = FileEvent {
             header: header(EventKind::FileOpen),
             flags: 0,
             open_flags: 0,
             path_len: requested.len() as u32,
-            base_depth: base.len() as u32,
+            depth: resolved.len() as u32,
+            fd: 3,
+            _pad: 0,
             comm: [0; 16],
             path: [0; MAX_OPEN_PATH],
-            base: [0; MAX_PATH_DEPTH * PATH_NAME_SLOT],
+            resolved: [0; MAX_PATH_DEPTH * PATH_NAME_SLOT],
         };
         e.path[..requested.len()].copy_from_slice(requested.as_bytes());
-        for (i, name) in base.iter().enumerate() {
-            e.base[i * PATH_NAME_SLOT..i * PATH_NAME_SLOT + name.len()]
+        for (i, name) in resolved.iter().enumerate() {
+            e.resolved[i * PATH_NAME_SLOT..i * PATH_NAME_SLOT + name.len()]
                 .copy_from_slice(name.as_bytes());
         }
         e
     }
 
     #[test]
-    fn open_paths_are_joined_with_their_base_and_normalised() {
-        // Base components arrive leaf first.
-        let sa = ["serviceaccount", "kubernetes.io", "secrets", "run", "var"];
+    fn opened_paths_come_from_the_kernel_walk_and_the_request_is_evidence() {
+        // Components arrive leaf first.
+        let token = [
+            "token",
+            "serviceaccount",
+            "kubernetes.io",
+            "secrets",
+            "run",
+            "var",
+        ];
+        let e = file_event("../s/token", &token);
         assert_eq!(
-            file_path(&file_event("token", &sa)),
+            opened_path(&e),
             "/var/run/secrets/kubernetes.io/serviceaccount/token"
         );
-        assert_eq!(
-            file_path(&file_event("./../serviceaccount/./token", &sa)),
-            "/var/run/secrets/kubernetes.io/serviceaccount/token"
-        );
-        assert_eq!(file_path(&file_event("/etc//shadow", &sa)), "/etc/shadow");
-        assert_eq!(file_path(&file_event("../../../../../../..", &sa)), "/");
-        assert_eq!(file_path(&file_event("x", &[])), "/x");
-        let mut bad = file_event("token", &sa);
-        bad.base_depth = 99;
+        assert_eq!(requested_path(&e).as_deref(), Some("../s/token"));
+        let mut handle = file_event("", &token);
+        handle.flags = file_flags::REQUESTED_UNREADABLE;
+        assert_eq!(requested_path(&handle), None);
+        assert_eq!(opened_path(&file_event("x", &[])), "/");
+        let mut bad = file_event("token", &token);
+        bad.depth = 99;
         assert_eq!(
             decode(&bytes_of(&bad)).err(),
             Some(DecodeError::BadField {

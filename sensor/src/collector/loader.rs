@@ -10,14 +10,14 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::HashMap,
     maps::{MapData, Queue},
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, RawTracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, RawTracePoint},
 };
 use sensor_common::{KernelConfig, limits, names};
 use serde::Serialize;
 
 use crate::{
     collector::{
-        compat::{Hook, PROBES, ProbeSpec},
+        compat::{Hook, PROBES},
         patterns::{SensitivePattern, anchors},
     },
     kernel::{btf::Btf, offsets},
@@ -89,6 +89,8 @@ pub struct ProbeStatus {
     /// It failed for lack of privilege (EPERM/EACCES), not for lack of kernel support.
     pub permission_denied: bool,
     pub error: Option<String>,
+    /// Attached through its fallback: why, and what that costs.
+    pub note: Option<String>,
 }
 
 impl ProbeStatus {
@@ -143,6 +145,11 @@ impl Probes {
             .collect();
         if !failed.is_empty() {
             return Err(LoadError::Attach(failed.join("\n")));
+        }
+        for s in &probes.status {
+            if let Some(note) = &s.note {
+                tracing::info!(program = s.program, hook = %s.hook, "{}: {note}", s.captures);
+            }
         }
         for s in probes.missing() {
             tracing::warn!(
@@ -222,10 +229,42 @@ impl Probes {
             })?;
         let mut status = Vec::with_capacity(PROBES.len());
         for spec in PROBES {
-            let result = attach(&mut ebpf, spec, &aya_btf, &cgroup_root).err();
+            let mut hook = spec.hook;
+            let mut note = None;
+            let mut result = attach(&mut ebpf, spec.program, hook, &aya_btf, &cgroup_root).err();
+            if let (Some(refused), Some(fallback)) = (&result, spec.fallback) {
+                let why = refused.text.lines().next().unwrap_or_default().to_string();
+                result = match attach(
+                    &mut ebpf,
+                    fallback.program,
+                    fallback.hook,
+                    &aya_btf,
+                    &cgroup_root,
+                ) {
+                    Ok(()) => {
+                        hook = fallback.hook;
+                        note = Some(format!(
+                            "{} refused ({why}); using {} instead: {}",
+                            spec.hook.describe(),
+                            fallback.hook.describe(),
+                            fallback.cost
+                        ));
+                        None
+                    }
+                    Err(e) => Some(AttachError {
+                        text: format!(
+                            "{} refused ({why}); fallback {} refused too: {}",
+                            spec.hook.describe(),
+                            fallback.hook.describe(),
+                            e.text
+                        ),
+                        permission_denied: e.permission_denied,
+                    }),
+                };
+            }
             status.push(ProbeStatus {
                 program: spec.program,
-                hook: spec.hook.describe(),
+                hook: hook.describe(),
                 captures: spec.captures,
                 needs: spec.needs,
                 since: spec.since,
@@ -234,6 +273,7 @@ impl Probes {
                 attached: result.is_none(),
                 permission_denied: result.as_ref().is_some_and(|e| e.permission_denied),
                 error: result.map(|e| e.text),
+                note,
             });
         }
         Ok(Probes {
@@ -277,16 +317,17 @@ impl AttachError {
 
 fn attach(
     ebpf: &mut Ebpf,
-    spec: &ProbeSpec,
+    program: &str,
+    hook: Hook,
     btf: &aya::Btf,
     cgroup_root: &File,
 ) -> Result<(), AttachError> {
-    let program = ebpf.program_mut(spec.program).ok_or_else(|| AttachError {
+    let program = ebpf.program_mut(program).ok_or_else(|| AttachError {
         text: "program missing from the kernel object".to_string(),
         permission_denied: false,
     })?;
     let err = |e: &(dyn std::error::Error + 'static)| AttachError::from_error(e);
-    match spec.hook {
+    match hook {
         Hook::RawTracepoint(tp) => {
             let p: &mut RawTracePoint = program.try_into().map_err(|e| err(&e))?;
             p.load().map_err(|e| err(&e))?;
@@ -295,6 +336,11 @@ fn attach(
         Hook::BtfTracepoint(tp) => {
             let p: &mut BtfTracePoint = program.try_into().map_err(|e| err(&e))?;
             p.load(tp, btf).map_err(|e| err(&e))?;
+            p.attach().map_err(|e| err(&e))?;
+        }
+        Hook::FEntry(function) => {
+            let p: &mut FEntry = program.try_into().map_err(|e| err(&e))?;
+            p.load(function, btf).map_err(|e| err(&e))?;
             p.attach().map_err(|e| err(&e))?;
         }
         Hook::CgroupSockAddr => {

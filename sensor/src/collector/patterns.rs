@@ -132,6 +132,37 @@ impl SensitivePattern {
     }
 }
 
+/// A resolved path as profiles and rules name it: kubelet's atomic-writer data directories
+/// (`..2026_12_07_21_15_31.123456789`, which `..data` and each key's symlink point into, renamed
+/// at every token rotation) are dropped, so `/var/run/secrets/.../serviceaccount/token` stays
+/// one path across rotations.
+pub fn canonical_path(resolved: &str) -> String {
+    if !resolved.contains("/..") {
+        return resolved.to_string();
+    }
+    let kept: Vec<&str> = resolved
+        .split('/')
+        .filter(|c| !is_atomic_writer_dir(c))
+        .collect();
+    kept.join("/")
+}
+
+/// `..YYYY_MM_DD_HH_MM_SS.<digits>`: the name kubelet's atomic writer gives a projected
+/// volume's data directory (`os.MkdirTemp` with the prefix `..2006_01_02_15_04_05.`).
+fn is_atomic_writer_dir(c: &str) -> bool {
+    let Some(rest) = c.strip_prefix("..") else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    let shape = b"dddd_dd_dd_dd_dd_dd.";
+    b.len() > shape.len()
+        && shape.iter().zip(b).all(|(want, got)| match want {
+            b'd' => got.is_ascii_digit(),
+            w => w == got,
+        })
+        && b[shape.len()..].iter().all(u8::is_ascii_digit)
+}
+
 /// The first pattern matching a resolved path.
 pub fn match_path<'a>(
     patterns: &'a [SensitivePattern],
@@ -194,6 +225,25 @@ mod tests {
         let all = default_patterns();
         assert_eq!(match_path(&all, "/etc/shadow").unwrap().text, "/etc/shadow");
         assert!(match_path(&all, "/etc/passwd").is_none());
+    }
+
+    #[test]
+    fn kubelets_data_directories_are_dropped_from_resolved_paths() {
+        assert_eq!(
+            canonical_path(
+                "/var/run/secrets/kubernetes.io/serviceaccount/..2026_12_07_21_15_31.3141592653/token"
+            ),
+            "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        );
+        for kept in [
+            "/etc/shadow",
+            "/data/..hidden/token",
+            "/x/..2026_12_07_21_15_31./token",
+            "/x/..2026_12_07_21_15_31.12a/token",
+            "/x/..data/token",
+        ] {
+            assert_eq!(canonical_path(kept), kept);
+        }
     }
 
     #[test]

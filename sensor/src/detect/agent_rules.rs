@@ -651,7 +651,7 @@ mod tests {
             pattern: "sa-token".into(),
             open_flags: 0,
             path_truncated: false,
-            base_unresolved: false,
+            compat: false,
         });
         let chain = Chain {
             agent: ChainProcess {

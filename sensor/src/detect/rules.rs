@@ -1427,7 +1427,7 @@ mod tests {
             requested: None,
             pattern: pattern.into(),
             path_truncated: false,
-            base_unresolved: false,
+            compat: false,
             open_flags: 0,
         })
     }

@@ -54,13 +54,44 @@ pub fn kernel_config(btf: &Btf) -> Result<KernelConfig, BtfError> {
     c.task_cgroups = off("task_struct", "cgroups")?;
     c.css_set_dfl_cgrp = off("css_set", "dfl_cgrp")?;
     [c.regs_arg0, c.regs_arg1, c.regs_arg2, c.regs_arg3] = syscall_args(btf)?;
+    let exit = exit_regs(btf)?;
+    [
+        c.regs_syscall_nr,
+        c.regs_exit_arg0,
+        c.regs_compat_arg0,
+        c.regs_compat_arg1,
+    ] = exit;
     let nr = |name: &str| syscall_names::number(Abi::Native, name).unwrap_or(u32::MAX);
+    let compat = |name: &str| match regs_compat_mask {
+        0 => u32::MAX,
+        _ => syscall_names::number(Abi::Compat, name).unwrap_or(u32::MAX),
+    };
     c.nr_open = nr("open");
     c.nr_creat = nr("creat");
     c.nr_openat = nr("openat");
     c.nr_openat2 = nr("openat2");
-    c.task_fs = off("task_struct", "fs")?;
-    c.fs_pwd = off("fs_struct", "pwd")?;
+    c.nr_open_by_handle_at = nr("open_by_handle_at");
+    c.nr_compat_open = compat("open");
+    c.nr_compat_creat = compat("creat");
+    c.nr_compat_openat = compat("openat");
+    c.nr_compat_openat2 = compat("openat2");
+    c.nr_compat_open_by_handle_at = compat("open_by_handle_at");
+    for n in [
+        c.nr_open,
+        c.nr_creat,
+        c.nr_openat,
+        c.nr_openat2,
+        c.nr_open_by_handle_at,
+        c.nr_compat_open,
+        c.nr_compat_creat,
+        c.nr_compat_openat,
+        c.nr_compat_openat2,
+        c.nr_compat_open_by_handle_at,
+    ] {
+        if (n as usize) < c.exit_interest.len() * 64 {
+            c.exit_interest[n as usize / 64] |= 1 << (n % 64);
+        }
+    }
     c.nr_listen = nr("listen");
     c.file_private_data = off("file", "private_data")?;
     c.socket_sk = off("socket", "sk")?;
@@ -83,6 +114,29 @@ fn syscall_args(btf: &Btf) -> Result<[u32; 4], BtfError> {
         // arm64: `u64 regs[31]` (inside an anonymous union); x0..x3.
         let regs = btf.member_offset("pt_regs", "regs")?;
         Ok([regs, regs + 8, regs + 16, regs + 24])
+    }
+}
+
+/// Offsets in `pt_regs` read at syscall exit: the syscall number, the first argument (which
+/// arm64 has overwritten with the return value in `x0` by then, but keeps in `orig_x0`), and
+/// the first two arguments of a 32-bit compat syscall.
+fn exit_regs(btf: &Btf) -> Result<[u32; 4], BtfError> {
+    if cfg!(target_arch = "x86_64") {
+        Ok([
+            btf.member_offset("pt_regs", "orig_ax")?,
+            btf.member_offset("pt_regs", "di")?,
+            btf.member_offset("pt_regs", "bx")?,
+            btf.member_offset("pt_regs", "cx")?,
+        ])
+    } else {
+        let regs = btf.member_offset("pt_regs", "regs")?;
+        let orig_x0 = btf.member_offset("pt_regs", "orig_x0")?;
+        Ok([
+            btf.member_offset("pt_regs", "syscallno")?,
+            orig_x0,
+            orig_x0,
+            regs + 8,
+        ])
     }
 }
 

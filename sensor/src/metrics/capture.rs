@@ -222,8 +222,8 @@ pub fn encode(c: &CaptureCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
     families::counter(
         enc,
         "sensor_file_paths_unresolved",
-        "Opens whose path could not be read in the kernel (page not resident), so not matched \
-         against the sensitive paths",
+        "Successful opens whose file the kernel could not walk from its descriptor (a read \
+         fault), so not matched against the sensitive paths",
         kernel_total(c, |d| matches!(d, Destination::FilePathUnresolved)),
     )?;
     families::counter(
@@ -253,7 +253,7 @@ pub fn encode(c: &CaptureCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
     families::counter(
         enc,
         "sensor_file_opens_checked",
-        "Opens the kernel examined against the sensitive path anchors",
+        "Successful opens whose file the kernel examined against the sensitive path anchors",
         kernel_total(c, |d| matches!(d, Destination::OpensChecked)),
     )?;
     families::gauges(

@@ -127,7 +127,15 @@ fn details(d: &Detail) -> String {
             let ips: Vec<String> = answers.iter().map(|a| a.ip.to_string()).collect();
             format!("{question} {qtype} {rcode} -> [{}]", ips.join(", "))
         }
-        Detail::File { path, pattern, .. } => format!("open {path} (matches {pattern})"),
+        Detail::File {
+            path,
+            requested,
+            pattern,
+            ..
+        } => match requested {
+            Some(r) => format!("open {path} as {} (matches {pattern})", quote(r)),
+            None => format!("open {path} (matches {pattern})"),
+        },
         Detail::Syscalls {
             native,
             compat,
