@@ -1,7 +1,8 @@
 //! Drafts generated from application profiles: what a team applies in audit mode, then enforces.
 //!
-//! - [`seccomp`]: the kubelet `Localhost` seccomp JSON (OCI format), enforce and audit variants,
-//!   and the Security Profiles Operator `SeccompProfile` object.
+//! - [`seccomp`]: the kubelet `Localhost` seccomp JSON (OCI format), enforce and audit variants.
+//! - [`spo`]: the same rules as a Security Profiles Operator `SeccompProfile` object
+//!   (cluster-scoped, `security-profiles-operator.x-k8s.io/v1`, SPO v1.0.0 and later).
 //! - [`netpol`]: a Kubernetes `NetworkPolicy` (networking.k8s.io/v1) per workload.
 //! - [`cilium`]: a `CiliumNetworkPolicy` (cilium.io/v2) per workload, with DNS names (`toFQDNs`).
 //!
@@ -14,6 +15,7 @@
 pub mod cilium;
 pub mod netpol;
 pub mod seccomp;
+pub mod spo;
 pub(crate) mod traffic;
 
 use serde::Serialize;
