@@ -13,6 +13,8 @@
 //! ([`draft_notes`]) or carried in annotations whose keys start with [`ANNOTATION_PREFIX`].
 
 pub mod cilium;
+#[cfg(test)]
+mod crd_schema;
 pub mod netpol;
 pub mod seccomp;
 pub mod spo;
@@ -353,6 +355,12 @@ pub(crate) mod testutil {
                 p.resolvers = resolvers;
                 p
             })
+    }
+
+    /// One workload's profiles: the `agent` container, and half the time a `sidecar` too.
+    pub fn arb_workload() -> impl Strategy<Value = Vec<ApplicationProfile>> {
+        (arb_profile("agent"), arb_profile("sidecar"), any::<bool>())
+            .prop_map(|(a, b, two)| if two { vec![a, b] } else { vec![a] })
     }
 
     /// Compares `actual` with `testdata/<file>`. With `UPDATE_GOLDEN=1` the file is rewritten

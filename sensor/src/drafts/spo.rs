@@ -9,6 +9,10 @@
 //! SPO's daemon writes a cluster-scoped profile to `<kubelet seccomp dir>/operator/<name>.json`
 //! on every node, so a pod references it as `localhostProfile: operator/<name>.json`
 //! ([`localhost_profile`]).
+//!
+//! The tests (`crd_schema.rs`) check the drafts against SPO's CRD as kopium generates it
+//! (crate `kcr_security_profiles_operator_x_k8s_io`): the `v1beta1` of SPO v0.9.0 to v0.10.1,
+//! with `apiVersion` changed as the notes say, and its cluster scope.
 
 use std::collections::BTreeMap;
 
