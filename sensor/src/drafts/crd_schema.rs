@@ -3,15 +3,25 @@
 //! The CRDs come as Rust types that metio/kube-custom-resources-rs generates with kopium from the
 //! upstream CRD files and publishes on crates.io (dev-dependencies, pinned in the root
 //! `Cargo.toml`): no CRD file is kept in this repository and nothing is downloaded at test time.
-//! metio takes the CRD files from the upstream **main branch** every week, not from releases; the
-//! versions were matched to upstream by comparing metio's copy of each CRD (its
-//! `crd-catalog/`, at the commit each crate was published from) with the upstream files:
+//! For SPO and Cilium, metio's catalog takes the CRD files from the upstream **main branch**
+//! (every week), not from releases; the versions were matched to upstream by comparing metio's
+//! copy of each CRD (its `crd-catalog/`, at the commit each crate was published from) with the
+//! upstream files:
 //!
 //! - `kcr_security_profiles_operator_x_k8s_io` 2.20250926.143352 (metio 626f353, 2025-09-26):
 //!   `SeccompProfile` `v1beta1`, `scope: Cluster`. Its schema is, descriptions included,
 //!   identical to the `v1beta1` of SPO v0.9.0, v0.9.1, v0.10.0 and v0.10.1: exactly the releases
 //!   the draft's notes send to `v1beta1`. It is the last release on kube 2 / k8s-openapi 0.26;
 //!   it has no `v1` (SPO added `v1` on 2026-06-12).
+//! - The same crate, 3.20260612.171712 (renamed `kcr_security_profiles_operator_x_k8s_io_v1`,
+//!   built on kube 3 / k8s-openapi 0.27 and used for nothing else): `SeccompProfile` `v1`, the
+//!   version the draft is written in, from SPO main at 544f34a (2026-06-12, the commit that added
+//!   `v1`). Its `v1` schema differs from SPO v1.0.0's (2026-06-22) only in where the enums of
+//!   `defaultAction`, `syscalls[].action` and `args[].op` stand (inside `allOf` there, on the
+//!   field in v1.0.0; the same values), so kopium types those three as plain strings: the `v1`
+//!   check covers field names, types, required fields and the scope, and the enum values are
+//!   checked by the `v1beta1` type, whose lists are the same as v1.0.0's `v1`. No crate has
+//!   v1.0.0's `v1` itself (3.20260612.171712 is the newest release).
 //! - `kcr_cilium_io` 2.20251226.70155 (metio bbab8b3, 2025-12-19): `CiliumNetworkPolicy` `v2`,
 //!   namespaced, as on Cilium's main branch from 2025-11-14 (metio's copy did not change from
 //!   then to 2025-12-19): v1.19 development, not a release. It could not be compared with
@@ -30,6 +40,9 @@
 //! 3. checks `metadata.namespace` against the scope the type declares
 //!    (`kube::Resource::Scope`): none for a cluster-scoped CRD, one for a namespaced CRD.
 //!
+//! SPO drafts go through [`check_spo`]: as written against `v1`, and with the `apiVersion`
+//! changed to `v1beta1` (as the draft's notes tell v0.9.x-v0.10.x users) against `v1beta1`.
+//!
 //! Not checked, because kopium's types do not carry it: patterns, lengths, `maxItems`, formats,
 //! `oneOf`/`anyOf` and CEL rules, and enums on array items (`architectures` of a
 //! `SeccompProfile` is a list of strings in the type). `toFQDNs` names are kept to the CRD's
@@ -39,6 +52,7 @@ use std::any::{TypeId, type_name};
 
 use kcr_cilium_io::v2::ciliumnetworkpolicies::CiliumNetworkPolicy as CrdCiliumNetworkPolicy;
 use kcr_security_profiles_operator_x_k8s_io::v1beta1::seccompprofiles::SeccompProfile as CrdSeccompProfileV1beta1;
+use kcr_security_profiles_operator_x_k8s_io_v1::v1::seccompprofiles::SeccompProfile as CrdSeccompProfileV1;
 use kube::Resource;
 use kube::core::{ClusterResourceScope, NamespaceResourceScope};
 use proptest::prelude::*;
@@ -63,10 +77,23 @@ fn scope<K: Resource>() -> Scope
 where
     K::Scope: 'static,
 {
-    let s = TypeId::of::<K::Scope>();
-    if s == TypeId::of::<ClusterResourceScope>() {
+    scope_of::<K, K::Scope, ClusterResourceScope, NamespaceResourceScope>()
+}
+
+/// [`scope`] for a type built on kube 3 (the SPO `v1` crate).
+fn scope_kube3<K: kube_core_3::Resource>() -> Scope
+where
+    K::Scope: 'static,
+{
+    scope_of::<K, K::Scope, kube_core_3::ClusterResourceScope, kube_core_3::NamespaceResourceScope>(
+    )
+}
+
+/// `Scope` is `K`'s scope type, `C` and `N` kube's cluster and namespace scopes.
+fn scope_of<K, S: 'static, C: 'static, N: 'static>() -> Scope {
+    if TypeId::of::<S>() == TypeId::of::<C>() {
         Scope::Cluster
-    } else if s == TypeId::of::<NamespaceResourceScope>() {
+    } else if TypeId::of::<S>() == TypeId::of::<N>() {
         Scope::Namespaced
     } else {
         panic!(
@@ -130,13 +157,18 @@ where
     K: Resource + Serialize + DeserializeOwned,
     K::Scope: 'static,
 {
+    check_as::<K>(draft, scope::<K>())
+}
+
+/// [`check`] with the scope `K` declares given.
+fn check_as<K: Serialize + DeserializeOwned>(draft: &Value, scope: Scope) -> Result<(), String> {
     let typed: K = serde_json::from_value(draft.clone())
         .map_err(|e| format!("not a valid {}: {e}", type_name::<K>()))?;
     let back = serde_json::to_value(&typed).map_err(|e| format!("writing it back: {e}"))?;
     if let Some(diff) = first_difference(draft, &back, "") {
         return Err(diff);
     }
-    match (scope::<K>(), draft.pointer("/metadata/namespace")) {
+    match (scope, draft.pointer("/metadata/namespace")) {
         (Scope::Cluster, None) => Ok(()),
         (Scope::Cluster, Some(ns)) => Err(format!(
             "the CRD is cluster-scoped but the draft has metadata.namespace {ns}"
@@ -156,6 +188,22 @@ where
 {
     if let Err(e) = check::<K>(draft) {
         panic!("{what} does not fit {}: {e}\n{draft:#}", type_name::<K>());
+    }
+}
+
+/// The SPO draft checked as written against the `v1` CRD, and with the `apiVersion` the notes
+/// give v0.9.x-v0.10.x users against the `v1beta1` CRD (which also checks the enum values the
+/// `v1` type has as strings).
+fn check_spo(draft: &Value) -> Result<(), String> {
+    check_as::<CrdSeccompProfileV1>(draft, scope_kube3::<CrdSeccompProfileV1>())
+        .map_err(|e| format!("v1: {e}"))?;
+    check::<CrdSeccompProfileV1beta1>(&as_v1beta1(draft)).map_err(|e| format!("v1beta1: {e}"))
+}
+
+#[track_caller]
+fn assert_spo_fits(what: &str, draft: &Value) {
+    if let Err(e) = check_spo(draft) {
+        panic!("{what} does not fit SPO's CRD: {e}\n{draft:#}");
     }
 }
 
@@ -209,6 +257,15 @@ fn the_crd_types_are_the_versions_and_scopes_the_drafts_name() {
         "the same group"
     );
     assert_eq!(CrdSeccompProfileV1beta1::kind(&()), "SeccompProfile");
+    assert_eq!(scope_kube3::<CrdSeccompProfileV1>(), Scope::Cluster);
+    assert_eq!(
+        <CrdSeccompProfileV1 as kube_core_3::Resource>::api_version(&()),
+        spo::API_VERSION
+    );
+    assert_eq!(
+        <CrdSeccompProfileV1 as kube_core_3::Resource>::kind(&()),
+        "SeccompProfile"
+    );
 
     assert_eq!(scope::<CrdCiliumNetworkPolicy>(), Scope::Namespaced);
     assert_eq!(
@@ -219,16 +276,14 @@ fn the_crd_types_are_the_versions_and_scopes_the_drafts_name() {
 }
 
 #[test]
-fn golden_spo_drafts_fit_the_v1beta1_crd() {
+fn golden_spo_drafts_fit_the_v1_and_v1beta1_crds() {
     for file in SPO_GOLDEN {
-        let draft = golden_value(file);
-        assert_eq!(draft["apiVersion"], spo::API_VERSION, "{file}");
-        assert_fits::<CrdSeccompProfileV1beta1>(file, &as_v1beta1(&draft));
+        assert_spo_fits(file, &golden_value(file));
     }
 }
 
 #[test]
-fn spo_drafts_of_every_profile_mode_and_arch_fit_the_v1beta1_crd() {
+fn spo_drafts_of_every_profile_mode_and_arch_fit_the_v1_and_v1beta1_crds() {
     let mut no_syscalls = profile("agent");
     no_syscalls.syscalls.native.clear();
     no_syscalls.syscalls.compat.clear();
@@ -242,7 +297,7 @@ fn spo_drafts_of_every_profile_mode_and_arch_fit_the_v1beta1_crd() {
             for arch in [NodeArch::X86_64, NodeArch::Aarch64] {
                 for draft in spo_forms(p, mode, arch) {
                     let what = format!("{name} {mode:?} {arch:?}");
-                    assert_fits::<CrdSeccompProfileV1beta1>(&what, &as_v1beta1(&draft));
+                    assert_spo_fits(&what, &draft);
                 }
             }
         }
@@ -295,30 +350,37 @@ fn cilium_drafts_of_varied_profiles_fit_the_v2_crd() {
 // ---- the check itself: it fails on what the CRDs do not allow ----
 
 #[test]
-fn check_rejects_what_the_spo_crd_does_not_allow() {
-    let good = as_v1beta1(&golden_value("partial.spo.yaml"));
-    check::<CrdSeccompProfileV1beta1>(&good).unwrap();
+fn check_rejects_what_the_spo_crds_do_not_allow() {
+    let good = golden_value("partial.spo.yaml");
+    check_spo(&good).unwrap();
     let broken = |f: &dyn Fn(&mut Value)| {
         let mut d = good.clone();
         f(&mut d);
-        check::<CrdSeccompProfileV1beta1>(&d).expect_err("must fail")
+        check_spo(&d).expect_err("must fail")
     };
     // The Localhost JSON's field, which SPO does not have.
     let e = broken(&|d| d["spec"]["defaultErrnoRet"] = json!(1));
     assert!(
-        e.contains(".spec.defaultErrnoRet: not in the CRD's type"),
+        e.contains("v1: .spec.defaultErrnoRet: not in the CRD's type"),
         "{e}"
     );
     let e = broken(&|d| d["metadata"]["namespace"] = json!("tools"));
-    assert!(e.contains("cluster-scoped"), "{e}");
+    assert!(e.contains("v1: the CRD is cluster-scoped"), "{e}");
+    // v1 has the action as a string: v1beta1's enum rejects it.
     let e = broken(&|d| d["spec"]["syscalls"][0]["action"] = json!("SCMP_ACT_ALLOW_ALL"));
-    assert!(e.contains("unknown variant `SCMP_ACT_ALLOW_ALL`"), "{e}");
+    assert!(
+        e.starts_with("v1beta1: ") && e.contains("unknown variant `SCMP_ACT_ALLOW_ALL`"),
+        "{e}"
+    );
     let e = broken(&|d| d["spec"]["defaultAction"] = json!(1));
-    assert!(e.contains("not a valid"), "{e}");
+    assert!(e.contains("v1: not a valid"), "{e}");
     let e = broken(&|d| {
         d["spec"].as_object_mut().unwrap().remove("defaultAction");
     });
-    assert!(e.contains("missing field `defaultAction`"), "{e}");
+    assert!(
+        e.contains("v1: not a valid") && e.contains("missing field `defaultAction`"),
+        "{e}"
+    );
     let e = broken(&|d| {
         d["spec"]["syscalls"][0]
             .as_object_mut()
@@ -326,9 +388,15 @@ fn check_rejects_what_the_spo_crd_does_not_allow() {
             .remove("names");
     });
     assert!(e.contains("missing field `names`"), "{e}");
-    // The draft as written (v1) is not the v1beta1 type's version.
-    let e = broken(&|d| d["apiVersion"] = json!(spo::API_VERSION));
-    assert!(e.contains(".apiVersion"), "{e}");
+    // v1's field that v1beta1 does not have: the draft would not fit v0.9-v0.10.
+    let e = broken(&|d| d["spec"]["state"] = json!("Enabled"));
+    assert!(
+        e.contains("v1beta1: .spec.state: not in the CRD's type"),
+        "{e}"
+    );
+    // An apiVersion other than v1 (v1beta1 is set by the check itself).
+    let e = broken(&|d| d["apiVersion"] = json!(SPO_V1BETA1));
+    assert!(e.contains("v1: .apiVersion"), "{e}");
     // An empty unknown field is still unknown.
     let e = broken(&|d| d["spec"]["syscallz"] = json!([]));
     assert!(e.contains(".spec.syscallz: not in the CRD's type"), "{e}");
@@ -436,9 +504,9 @@ proptest! {
     #![proptest_config(proptest_config(128))]
 
     #[test]
-    fn random_spo_drafts_fit_the_v1beta1_crd((p, mode, arch) in arb_spo_profile()) {
+    fn random_spo_drafts_fit_the_v1_and_v1beta1_crds((p, mode, arch) in arb_spo_profile()) {
         for draft in spo_forms(&p, mode, arch) {
-            let r = check::<CrdSeccompProfileV1beta1>(&as_v1beta1(&draft));
+            let r = check_spo(&draft);
             prop_assert!(r.is_ok(), "{}\n{:#}", r.unwrap_err(), draft);
         }
     }

@@ -11,8 +11,9 @@
 //! ([`localhost_profile`]).
 //!
 //! The tests (`crd_schema.rs`) check the drafts against SPO's CRD as kopium generates it
-//! (crate `kcr_security_profiles_operator_x_k8s_io`): the `v1beta1` of SPO v0.9.0 to v0.10.1,
-//! with `apiVersion` changed as the notes say, and its cluster scope.
+//! (crate `kcr_security_profiles_operator_x_k8s_io`): as written against `v1` (SPO main when `v1`
+//! was added, the same fields and types as v1.0.0), and with `apiVersion` changed as the notes
+//! say against the `v1beta1` of SPO v0.9.0 to v0.10.1; both cluster-scoped.
 
 use std::collections::BTreeMap;
 
