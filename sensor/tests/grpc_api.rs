@@ -605,7 +605,27 @@ async fn seccomp_drafts_enforce_audit_and_notes() {
         .into_inner();
     let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&spo.content).unwrap();
     assert_eq!(yaml["kind"].as_str(), Some("SeccompProfile"));
-    assert_eq!(yaml["metadata"]["namespace"].as_str(), Some("shop"));
+    // Cluster-scoped since SPO v0.9.0: the namespace is in the name, not in the metadata.
+    assert!(
+        yaml["metadata"].get("namespace").is_none(),
+        "{}",
+        spo.content
+    );
+    assert_eq!(
+        yaml["metadata"]["name"].as_str(),
+        Some("shop.checkout.app.audit")
+    );
+    assert_eq!(
+        spo.localhost_profile,
+        "operator/shop.checkout.app.audit.json"
+    );
+    assert!(
+        spo.notes
+            .iter()
+            .any(|n| n.contains("localhostProfile: operator/shop.checkout.app.audit.json")),
+        "{:?}",
+        spo.notes
+    );
     assert_eq!(yaml["spec"]["defaultAction"].as_str(), Some("SCMP_ACT_LOG"));
     agent.stop().await;
 }
@@ -1151,6 +1171,12 @@ async fn cli_works_offline_from_saved_profiles() {
     let out = sensor(&["seccomp", "--profile", &s(&app), "--format", "spo"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("kind: SeccompProfile"));
+    let err = stderr(&out);
+    assert!(
+        err.contains("localhostProfile: operator/shop.checkout.app.enforce.json"),
+        "{err}"
+    );
+    assert!(!err.contains("localhostProfile: sensor/"), "{err}");
 
     let out = sensor(&[
         "netpol",

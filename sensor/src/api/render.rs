@@ -6,14 +6,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::lookup::RequestError;
 use super::proto::{NetworkPolicyFlavor, PolicyFormat, SeccompFormat, SeccompMode};
-use crate::drafts::{self, ANNOTATION_PREFIX, cilium, netpol, seccomp};
+use crate::drafts::{self, ANNOTATION_PREFIX, cilium, netpol, seccomp, spo};
 use crate::profile::model::ApplicationProfile;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompDraft {
     pub content: String,
     pub notes: Vec<String>,
-    /// Relative to kubelet's seccomp root: the pod's `localhostProfile`.
+    /// Relative to kubelet's seccomp root: the pod's `localhostProfile` (where SPO installs the
+    /// object, for the SPO format).
     pub localhost_profile: String,
 }
 
@@ -41,9 +42,7 @@ pub fn seccomp(
         SeccompFormat::Unspecified | SeccompFormat::OciJson => {
             seccomp::to_json(&seccomp::seccomp_draft(profile, mode, arch))
         }
-        SeccompFormat::SpoYaml => {
-            seccomp::spo_to_yaml(&seccomp::spo_seccomp_profile(profile, mode, arch))
-        }
+        SeccompFormat::SpoYaml => spo::to_yaml(&spo::spo_seccomp_profile(profile, mode, arch)),
     })?;
     let mut notes = drafts::draft_notes(profile);
     let floor = seccomp::floor_added(profile, arch);
@@ -66,10 +65,17 @@ pub fn seccomp(
             unknown.join(", ")
         ));
     }
+    // SPO installs its objects under its own directory, with its own file names.
+    let localhost_profile = if format == SeccompFormat::SpoYaml {
+        notes.extend(spo::usage_notes(&profile.key, mode));
+        spo::localhost_profile(&profile.key, mode)
+    } else {
+        seccomp::localhost_path(&profile.key, mode)
+    };
     Ok(SeccompDraft {
         content,
         notes,
-        localhost_profile: seccomp::localhost_path(&profile.key, mode),
+        localhost_profile,
     })
 }
 
@@ -192,6 +198,12 @@ mod tests {
             "{}",
             spo.content
         );
+        assert_eq!(
+            spo.localhost_profile,
+            "operator/shop.checkout.app.enforce.json"
+        );
+        let usage = spo::usage_notes(&p.key, seccomp::SeccompMode::Enforce);
+        assert!(spo.notes.ends_with(&usage), "{:?}", spo.notes);
     }
 
     #[test]

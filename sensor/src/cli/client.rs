@@ -167,7 +167,7 @@ pub struct SeccompArgs {
     #[arg(long, value_enum, default_value_t = Mode::Enforce)]
     pub mode: Mode,
     /// json: the Localhost profile kubelet reads; spo: a security-profiles-operator
-    /// SeccompProfile (YAML).
+    /// SeccompProfile (YAML; v1, cluster-scoped, for SPO v1.0.0 and later).
     #[arg(long, value_enum, default_value_t = SeccompFormat::Json)]
     pub format: SeccompFormat,
 }

@@ -3,10 +3,18 @@
 //! working when the addresses behind a name change. Typed structs with the CRD's field names
 //! (`endpointSelector`, `toEndpoints`, `toFQDNs[].matchName`, `toCIDR`,
 //! `toPorts[].ports[].port/protocol`, `toPorts[].rules.dns[].matchPattern`, `fromEndpoints`,
-//! `fromCIDR`), checked against Cilium's v2 CRD schema.
+//! `fromCIDR`). The tests (`crd_schema.rs`) read every golden draft and drafts of varied and
+//! random profiles into the `CiliumNetworkPolicy` type kopium generates from Cilium's v2 CRD
+//! (crate `kcr_cilium_io` 2.20251226.70155: Cilium's main branch of 2025-11-14 to 2025-12-19,
+//! v1.19 development) and write it back unchanged: field names, JSON types, required fields,
+//! enum values and the namespaced scope are checked; the CRD's patterns, `maxItems`, `oneOf`
+//! and CEL rules are not (the type does not carry them).
 //!
-//! Cilium learns the addresses of `toFQDNs` names from the DNS answers its DNS proxy sees, so
-//! the DNS rule carries `rules.dns: [{matchPattern: "*"}]` (every lookup is allowed and seen).
+//! Cilium learns the addresses of `toFQDNs` names only from the DNS answers its DNS proxy sees,
+//! and the proxy sees only lookups an L7 DNS rule selects, so the DNS rule carries
+//! `rules.dns: [{matchPattern: "*"}]` (every lookup is allowed and seen), and a policy with
+//! `toFQDNs` always has one: when the profile recorded no resolver (a partial profile, size caps)
+//! the rule to the cluster DNS is added, with a review line.
 //! A direction with no observed traffic gets the empty rule `[{}]`, which in Cilium turns on
 //! default-deny for that direction (an absent list would leave it open), matching the
 //! NetworkPolicy draft's `policyTypes: [Ingress, Egress]`.
@@ -23,6 +31,9 @@ use crate::profile::model::ApplicationProfile;
 
 /// The label Cilium gives every endpoint with its namespace.
 pub const CILIUM_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// Prefix of a selector key that matches only labels from Kubernetes (Cilium's label source),
+/// as Cilium's own examples select the cluster DNS.
+pub const K8S_SOURCE: &str = "k8s:";
 pub const API_VERSION: &str = "cilium.io/v2";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +126,8 @@ pub fn cilium_network_policy(profile: &ApplicationProfile) -> CiliumNetworkPolic
 /// annotations and review lines are those of [`super::netpol::network_policy_for_workload`];
 /// the differences:
 /// - the DNS rule (kube-dns pods, or resolvers by `toCIDR`) carries `rules.dns: [{matchPattern:
-///   "*"}]`, which `toFQDNs` needs;
+///   "*"}]`, which `toFQDNs` needs; with `toFQDNs` and no recorded resolver, the rule to the
+///   kube-dns pods is added (and a `sensor.io/review` line says so);
 /// - an egress peer known by DNS names becomes `toFQDNs: [{matchName: <name>}...]` with its
 ///   ports (in-cluster Service names excepted: `toFQDNs` does not apply inside the cluster);
 ///   a peer without names stays `toCIDR` `/32` (`/128`);
@@ -124,7 +136,52 @@ pub fn cilium_network_policy(profile: &ApplicationProfile) -> CiliumNetworkPolic
 /// # Panics
 /// If `profiles` is empty or mixes workloads.
 pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> CiliumNetworkPolicy {
-    let t = Traffic::of_workload(profiles);
+    let mut t = Traffic::of_workload(profiles);
+
+    let mut peers = Vec::new();
+    for g in &t.egress {
+        let (endpoints, cidrs, names) = split_peers(g, Some(&t.egress_names));
+        let to_ports = vec![PortRule {
+            ports: port_list(&g.ports),
+            rules: None,
+        }];
+        if !endpoints.is_empty() {
+            peers.push(EgressRule {
+                to_endpoints: endpoints,
+                to_ports: to_ports.clone(),
+                ..Default::default()
+            });
+        }
+        if !names.is_empty() {
+            peers.push(EgressRule {
+                to_fqdns: names
+                    .into_iter()
+                    .map(|match_name| FqdnSelector { match_name })
+                    .collect(),
+                to_ports: to_ports.clone(),
+                ..Default::default()
+            });
+        }
+        if !cidrs.is_empty() {
+            peers.push(EgressRule {
+                to_cidr: cidrs,
+                to_ports,
+                ..Default::default()
+            });
+        }
+    }
+    let by_name = peers.iter().any(|r| !r.to_fqdns.is_empty());
+    // Without a DNS rule the proxy sees no lookup and the names never resolve to allowed
+    // addresses: pair the names with the resolver every pod has by default.
+    let assumed_dns = by_name && !t.cluster_dns && t.resolver_ips.is_empty();
+    if assumed_dns {
+        t.review.push(format!(
+            "egress is allowed by DNS name but no lookup was recorded (partial profile or size \
+             caps): DNS to the cluster DNS pods ({KUBE_DNS_NAMESPACE}, {}={}) was added, which \
+             toFQDNs needs; check that the pods resolve through the cluster DNS",
+            KUBE_DNS_LABEL.0, KUBE_DNS_LABEL.1
+        ));
+    }
 
     let dns_ports = vec![PortRule {
         ports: port_list(&DNS_PORTS),
@@ -135,17 +192,9 @@ pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> C
         }),
     }];
     let mut egress = Vec::new();
-    if t.cluster_dns {
+    if t.cluster_dns || assumed_dns {
         egress.push(EgressRule {
-            to_endpoints: vec![EndpointSelector {
-                match_labels: BTreeMap::from([
-                    (
-                        CILIUM_NAMESPACE_LABEL.to_string(),
-                        KUBE_DNS_NAMESPACE.to_string(),
-                    ),
-                    (KUBE_DNS_LABEL.0.to_string(), KUBE_DNS_LABEL.1.to_string()),
-                ]),
-            }],
+            to_endpoints: vec![kube_dns_selector()],
             to_ports: dns_ports.clone(),
             ..Default::default()
         });
@@ -157,37 +206,7 @@ pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> C
             ..Default::default()
         });
     }
-    for g in &t.egress {
-        let (endpoints, cidrs, names) = split_peers(g, Some(&t.egress_names));
-        let to_ports = vec![PortRule {
-            ports: port_list(&g.ports),
-            rules: None,
-        }];
-        if !endpoints.is_empty() {
-            egress.push(EgressRule {
-                to_endpoints: endpoints,
-                to_ports: to_ports.clone(),
-                ..Default::default()
-            });
-        }
-        if !names.is_empty() {
-            egress.push(EgressRule {
-                to_fqdns: names
-                    .into_iter()
-                    .map(|match_name| FqdnSelector { match_name })
-                    .collect(),
-                to_ports: to_ports.clone(),
-                ..Default::default()
-            });
-        }
-        if !cidrs.is_empty() {
-            egress.push(EgressRule {
-                to_cidr: cidrs,
-                to_ports,
-                ..Default::default()
-            });
-        }
-    }
+    egress.extend(peers);
     if egress.is_empty() {
         egress.push(EgressRule::default());
     }
@@ -234,6 +253,22 @@ pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> C
             ingress,
             egress,
         },
+    }
+}
+
+/// The cluster DNS pods as Cilium's examples select them: `k8s:`-sourced labels only.
+fn kube_dns_selector() -> EndpointSelector {
+    EndpointSelector {
+        match_labels: BTreeMap::from([
+            (
+                format!("{K8S_SOURCE}{CILIUM_NAMESPACE_LABEL}"),
+                KUBE_DNS_NAMESPACE.to_string(),
+            ),
+            (
+                format!("{K8S_SOURCE}{}", KUBE_DNS_LABEL.0),
+                KUBE_DNS_LABEL.1.to_string(),
+            ),
+        ]),
     }
 }
 
@@ -313,10 +348,10 @@ mod tests {
 
     use super::*;
     use crate::drafts::testutil::{
-        arb_profile, cidr_contains, golden, kube_dns_pod, peer_labels, profile, proptest_config,
+        arb_workload, cidr_contains, golden, kube_dns_pod, peer_labels, profile, proptest_config,
     };
     use crate::drafts::traffic::is_local;
-    use crate::profile::model::{Flow, Peer, Protocol};
+    use crate::profile::model::{Flow, Peer, Protocol, Resolver};
 
     // The golden files were read and checked by hand: the model API and the vector store are
     // allowed by name with their ports, DNS goes to kube-dns with the `*` DNS rule, the
@@ -375,12 +410,88 @@ mod tests {
     fn selector_admits(sel: &EndpointSelector, ns: &str, pod: &Peer) -> bool {
         let mut labels = peer_labels(pod);
         labels.insert(CILIUM_NAMESPACE_LABEL.into(), pod.namespace.clone());
+        // Pod labels come from Kubernetes: a `k8s:` key matches them as a bare key does.
+        let key = |k: &String| k.strip_prefix(K8S_SOURCE).unwrap_or(k).to_string();
+        let wanted: BTreeMap<String, &String> =
+            sel.match_labels.iter().map(|(k, v)| (key(k), v)).collect();
         // Without a namespace label, Cilium limits a selector to the policy's namespace.
-        (sel.match_labels.contains_key(CILIUM_NAMESPACE_LABEL) || pod.namespace == ns)
-            && sel
-                .match_labels
-                .iter()
-                .all(|(k, v)| labels.get(k) == Some(v))
+        (wanted.contains_key(CILIUM_NAMESPACE_LABEL) || pod.namespace == ns)
+            && wanted.iter().all(|(k, v)| labels.get(k) == Some(*v))
+    }
+
+    /// The rules that let Cilium's DNS proxy see lookups (port 53, `rules.dns: *`).
+    fn dns_rules(cnp: &CiliumNetworkPolicy) -> Vec<&EgressRule> {
+        cnp.spec
+            .egress
+            .iter()
+            .filter(|r| {
+                r.to_ports.iter().any(|p| {
+                    p.ports.iter().all(|pp| pp.port == "53")
+                        && p.rules
+                            .as_ref()
+                            .is_some_and(|l7| l7.dns.iter().any(|d| d.match_pattern == "*"))
+                })
+            })
+            .collect()
+    }
+
+    /// The agent's profile as a capped, partial one can look: names known, no lookup recorded.
+    fn names_without_resolver() -> ApplicationProfile {
+        let mut p = profile("agent");
+        p.resolvers.clear();
+        p.egress.retain(|f| f.port != 53);
+        p
+    }
+
+    #[test]
+    fn names_without_a_recorded_resolver_get_the_cluster_dns_rule() {
+        let cnp = cilium_network_policy(&names_without_resolver());
+        assert!(
+            cnp.spec.egress.iter().any(|r| !r.to_fqdns.is_empty()),
+            "{}",
+            to_yaml(&cnp)
+        );
+        let dns = dns_rules(&cnp);
+        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp));
+        assert_eq!(dns[0].to_endpoints, [kube_dns_selector()]);
+        let v = serde_json::to_value(dns[0]).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "toEndpoints": [{"matchLabels": {
+                    "k8s:io.kubernetes.pod.namespace": "kube-system",
+                    "k8s:k8s-app": "kube-dns",
+                }}],
+                "toPorts": [{
+                    "ports": [{"port": "53", "protocol": "UDP"}, {"port": "53", "protocol": "TCP"}],
+                    "rules": {"dns": [{"matchPattern": "*"}]},
+                }],
+            })
+        );
+        let review = &cnp.metadata.annotations.as_ref().unwrap()["sensor.io/review"];
+        assert!(review.contains("no lookup was recorded"), "{review}");
+    }
+
+    #[test]
+    fn no_dns_rule_is_added_without_names_or_when_a_resolver_was_recorded() {
+        let mut p = names_without_resolver();
+        p.dns.clear();
+        for f in &mut p.egress {
+            f.dns_names.clear();
+        }
+        let cnp = cilium_network_policy(&p);
+        assert!(dns_rules(&cnp).is_empty(), "{}", to_yaml(&cnp));
+
+        // A resolver outside the cluster: its own DNS rule lets the proxy see the lookups.
+        let mut p = names_without_resolver();
+        p.resolvers.push(Resolver {
+            ip: "192.0.2.53".parse().unwrap(),
+            cluster_dns: false,
+        });
+        let cnp = cilium_network_policy(&p);
+        let dns = dns_rules(&cnp);
+        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp));
+        assert_eq!(dns[0].to_cidr, ["192.0.2.53/32"]);
     }
 
     fn ports_admit(rules: &[PortRule], f: &Flow) -> bool {
@@ -449,12 +560,8 @@ mod tests {
         #![proptest_config(proptest_config(256))]
 
         #[test]
-        fn observed_flows_are_allowed_and_loopback_never_appears(
-            a in arb_profile("agent"),
-            b in arb_profile("sidecar"),
-            two in any::<bool>(),
-        ) {
-            let profiles: Vec<&ApplicationProfile> = if two { vec![&a, &b] } else { vec![&a] };
+        fn observed_flows_are_allowed_and_loopback_never_appears(workload in arb_workload()) {
+            let profiles: Vec<&ApplicationProfile> = workload.iter().collect();
             let cnp = cilium_network_policy_for_workload(&profiles);
             for p in &profiles {
                 for f in p.egress.iter().filter(|f| !is_local(f.ip)) {
@@ -473,6 +580,10 @@ mod tests {
             for r in &cnp.spec.egress {
                 let kinds = [!r.to_endpoints.is_empty(), !r.to_cidr.is_empty(), !r.to_fqdns.is_empty()];
                 prop_assert!(kinds.iter().filter(|k| **k).count() <= 1);
+            }
+            // toFQDNs is never without a rule that shows the DNS proxy the lookups.
+            if cnp.spec.egress.iter().any(|r| !r.to_fqdns.is_empty()) {
+                prop_assert!(!dns_rules(&cnp).is_empty(), "no DNS rule in\n{}", to_yaml(&cnp));
             }
             prop_assert!(!cnp.spec.egress.is_empty() && !cnp.spec.ingress.is_empty());
         }

@@ -1,7 +1,8 @@
 //! Drafts generated from application profiles: what a team applies in audit mode, then enforces.
 //!
-//! - [`seccomp`]: the kubelet `Localhost` seccomp JSON (OCI format), enforce and audit variants,
-//!   and the Security Profiles Operator `SeccompProfile` object.
+//! - [`seccomp`]: the kubelet `Localhost` seccomp JSON (OCI format), enforce and audit variants.
+//! - [`spo`]: the same rules as a Security Profiles Operator `SeccompProfile` object
+//!   (cluster-scoped, `security-profiles-operator.x-k8s.io/v1`, SPO v1.0.0 and later).
 //! - [`netpol`]: a Kubernetes `NetworkPolicy` (networking.k8s.io/v1) per workload.
 //! - [`cilium`]: a `CiliumNetworkPolicy` (cilium.io/v2) per workload, with DNS names (`toFQDNs`).
 //!
@@ -12,8 +13,11 @@
 //! ([`draft_notes`]) or carried in annotations whose keys start with [`ANNOTATION_PREFIX`].
 
 pub mod cilium;
+#[cfg(test)]
+mod crd_schema;
 pub mod netpol;
 pub mod seccomp;
+pub mod spo;
 pub(crate) mod traffic;
 
 use serde::Serialize;
@@ -353,6 +357,12 @@ pub(crate) mod testutil {
                 p.resolvers = resolvers;
                 p
             })
+    }
+
+    /// One workload's profiles: the `agent` container, and half the time a `sidecar` too.
+    pub fn arb_workload() -> impl Strategy<Value = Vec<ApplicationProfile>> {
+        (arb_profile("agent"), arb_profile("sidecar"), any::<bool>())
+            .prop_map(|(a, b, two)| if two { vec![a, b] } else { vec![a] })
     }
 
     /// Compares `actual` with `testdata/<file>`. With `UPDATE_GOLDEN=1` the file is rewritten

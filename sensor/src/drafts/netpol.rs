@@ -248,7 +248,7 @@ mod tests {
 
     use super::*;
     use crate::drafts::testutil::{
-        arb_profile, cidr_contains, golden, kube_dns_pod, peer_labels, profile, proptest_config,
+        arb_workload, cidr_contains, golden, kube_dns_pod, peer_labels, profile, proptest_config,
     };
     use crate::drafts::traffic::{is_local, stable_labels};
     use crate::profile::model::{Flow, Peer, Protocol, Resolver};
@@ -438,12 +438,8 @@ mod tests {
         #![proptest_config(proptest_config(512))]
 
         #[test]
-        fn observed_flows_are_allowed_and_loopback_never_appears(
-            a in arb_profile("agent"),
-            b in arb_profile("sidecar"),
-            two in any::<bool>(),
-        ) {
-            let profiles: Vec<&ApplicationProfile> = if two { vec![&a, &b] } else { vec![&a] };
+        fn observed_flows_are_allowed_and_loopback_never_appears(workload in arb_workload()) {
+            let profiles: Vec<&ApplicationProfile> = workload.iter().collect();
             let np = network_policy_for_workload(&profiles);
             let resolvers: Vec<Resolver> =
                 profiles.iter().flat_map(|p| p.resolvers.clone()).collect();

@@ -1,5 +1,5 @@
-//! Seccomp drafts: the OCI / kubelet `Localhost` profile JSON, and the same rules as a Security
-//! Profiles Operator `SeccompProfile` object.
+//! Seccomp drafts: the OCI / kubelet `Localhost` profile JSON ([`super::spo`] makes the same rules
+//! a Security Profiles Operator `SeccompProfile` object).
 //!
 //! The profile keeps syscall names only, so a draft depends on the profile and the node
 //! architecture alone: every node of one architecture gets the same bytes.
@@ -15,10 +15,8 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
-use super::{ANNOTATION_PREFIX, draft_notes};
 use crate::profile::{
     model::{ApplicationProfile, ProfileKey},
     runtime,
@@ -228,93 +226,6 @@ pub fn localhost_path(key: &ProfileKey, mode: SeccompMode) -> String {
     )
 }
 
-// ---- Security Profiles Operator ----
-
-/// `security-profiles-operator.x-k8s.io/v1beta1` `SeccompProfile` (namespaced), with the field
-/// names of SPO's `api/seccompprofile/v1beta1` types.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpoSeccompProfile {
-    pub api_version: String,
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: SpoSeccompSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SpoSeccompSpec {
-    pub default_action: SeccompAction,
-    pub architectures: Vec<ScmpArch>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub syscalls: Vec<SyscallRule>,
-}
-
-pub const SPO_API_VERSION: &str = "security-profiles-operator.x-k8s.io/v1beta1";
-
-/// The draft as an SPO `SeccompProfile` in the profile's namespace, named `<workload>-<container>`
-/// (`-audit` appended in audit mode, so both can coexist) as a DNS-1123 name. SPO has no
-/// `defaultErrnoRet`: its `SCMP_ACT_ERRNO` returns EPERM, as the Localhost JSON does.
-/// Annotations: `sensor.io/profile`, `sensor.io/mode`, `sensor.io/status`,
-/// `sensor.io/completeness`, and when there are any `sensor.io/notes` (one per line) and
-/// `sensor.io/unknown-syscalls` (comma-separated).
-pub fn spo_seccomp_profile(
-    profile: &ApplicationProfile,
-    mode: SeccompMode,
-    arch: NodeArch,
-) -> SpoSeccompProfile {
-    let draft = seccomp_draft(profile, mode, arch);
-    let key = &profile.key;
-    let mut name = format!("{}-{}", key.workload, key.container);
-    if mode == SeccompMode::Audit {
-        name.push_str("-audit");
-    }
-    let mut annotations = std::collections::BTreeMap::new();
-    let mut annotate = |k: &str, v: String| {
-        annotations.insert(format!("{ANNOTATION_PREFIX}{k}"), v);
-    };
-    annotate("profile", key.to_string());
-    annotate("mode", mode.as_str().to_string());
-    annotate("status", enum_str(&profile.status));
-    annotate("completeness", enum_str(&profile.completeness));
-    let notes = draft_notes(profile);
-    if !notes.is_empty() {
-        annotate("notes", notes.join("\n"));
-    }
-    let unknown = unknown_syscalls(profile, arch);
-    if !unknown.is_empty() {
-        annotate("unknown-syscalls", unknown.join(","));
-    }
-    SpoSeccompProfile {
-        api_version: SPO_API_VERSION.to_string(),
-        kind: "SeccompProfile".to_string(),
-        metadata: ObjectMeta {
-            name: Some(super::dns1123_subdomain(&name)),
-            namespace: Some(key.namespace.clone()),
-            annotations: Some(annotations),
-            ..Default::default()
-        },
-        spec: SpoSeccompSpec {
-            default_action: draft.default_action,
-            architectures: draft.architectures,
-            syscalls: draft.syscalls,
-        },
-    }
-}
-
-/// The SPO object as YAML.
-pub fn spo_to_yaml(profile: &SpoSeccompProfile) -> String {
-    super::yaml_string(profile)
-}
-
-/// The serde name of a unit enum variant (`ready`, `partial`...).
-fn enum_str<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        other => format!("{other:?}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,31 +252,15 @@ mod tests {
             "agent.seccomp.json",
             &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)),
         );
-        golden(
-            "agent.spo.audit.yaml",
-            &spo_to_yaml(&spo_seccomp_profile(
-                &p,
-                SeccompMode::Audit,
-                NodeArch::X86_64,
-            )),
-        );
     }
 
-    // Checked by hand: compat names kept (32-bit helper), notes in the annotations.
+    // Checked by hand: compat names kept (32-bit helper).
     #[test]
     fn golden_partial_seccomp() {
         let p = profile("partial");
         golden(
             "partial.seccomp.json",
             &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)),
-        );
-        golden(
-            "partial.spo.yaml",
-            &spo_to_yaml(&spo_seccomp_profile(
-                &p,
-                SeccompMode::Enforce,
-                NodeArch::X86_64,
-            )),
         );
     }
 
@@ -514,28 +409,6 @@ mod tests {
         assert_eq!(
             localhost_path(&evil, SeccompMode::Enforce),
             "sensor/_/a_.._.._b/c.json"
-        );
-    }
-
-    #[test]
-    fn spo_object_fields() {
-        let p = profile("agent");
-        let v = serde_json::to_value(spo_seccomp_profile(
-            &p,
-            SeccompMode::Enforce,
-            NodeArch::X86_64,
-        ))
-        .unwrap();
-        assert_eq!(v["apiVersion"], SPO_API_VERSION);
-        assert_eq!(v["kind"], "SeccompProfile");
-        assert_eq!(v["metadata"]["name"], "research-agent-agent");
-        assert_eq!(v["metadata"]["namespace"], "agents");
-        assert_eq!(v["spec"]["defaultAction"], "SCMP_ACT_ERRNO");
-        assert!(v["spec"].get("defaultErrnoRet").is_none());
-        assert_eq!(v["spec"]["syscalls"][0]["action"], "SCMP_ACT_ALLOW");
-        assert_eq!(
-            v["metadata"]["annotations"]["sensor.io/unknown-syscalls"],
-            "syscall_511"
         );
     }
 }
