@@ -377,6 +377,22 @@ impl Agent {
         sensor_cmd(&v, CLIENT_TIMEOUT)
     }
 
+    /// `sensor seccomp` for a profile key in `mode` (`enforce`, `audit`): the draft on stdout,
+    /// its notes on stderr.
+    pub fn seccomp(&self, key: (&str, &str, &str), mode: &str) -> CmdOutput {
+        self.client(&[
+            "seccomp",
+            "--namespace",
+            key.0,
+            "--workload",
+            key.1,
+            "--container",
+            key.2,
+            "--mode",
+            mode,
+        ])
+    }
+
     /// `sensor profiles list --json [--namespace ns]`: the summaries.
     pub fn list(&self, namespace: Option<&str>) -> Vec<Value> {
         let mut args = vec!["profiles", "list", "--json"];

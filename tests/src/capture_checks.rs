@@ -10,7 +10,16 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::expect::Expect;
+use crate::kubelet::Kubelet;
 use crate::pod::Pod;
+use crate::sensor::{Sensor, SensorProcess};
+
+/// `sensor trace` restricted to namespace `ns`, reading names from `kubelet`.
+pub fn sensor_for(kubelet: &Kubelet, ns: &str) -> SensorProcess {
+    let mut args = vec!["--namespace".to_string(), ns.to_string()];
+    args.extend(kubelet.sensor_args());
+    Sensor::trace(&args)
+}
 
 /// Fields every event carries.
 pub fn common() -> Expect {

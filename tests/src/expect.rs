@@ -175,3 +175,14 @@ pub fn args(v: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The strings of a JSON array (nothing for anything else).
+pub fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

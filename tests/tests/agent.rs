@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sensor_tests::agent::{self, files_under, sensor_cmd};
+use sensor_tests::expect::strs;
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::validate::assert_validates;
 use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc};
@@ -22,16 +23,6 @@ const RUN: Duration = runc::DEFAULT_TIMEOUT;
 /// How long an observation may take to reach a profile (syscall sets are read every 2 s,
 /// profiles flushed every second here).
 const LEARN: Duration = Duration::from_secs(20);
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn read_json(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -122,17 +113,7 @@ fn learn_then_enforce_seccomp() {
         let mut last = (String::new(), String::new());
         let same = util::poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
             let file = std::fs::read_to_string(path).unwrap_or_default();
-            let out = agent.client(&[
-                "seccomp",
-                "--namespace",
-                key.0,
-                "--workload",
-                key.1,
-                "--container",
-                key.2,
-                "--mode",
-                mode,
-            ]);
+            let out = agent.seccomp(key, mode);
             out.ok();
             last = (file.clone(), out.stdout.clone());
             (!file.is_empty() && file == out.stdout).then_some(())

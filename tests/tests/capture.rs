@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use sensor_tests::capture_checks::{
-    answers_map, common, ev, num, process_fields, qtype, rcode, with_question,
+    answers_map, common, ev, num, process_fields, qtype, rcode, sensor_for, with_question,
 };
 use sensor_tests::expect::{self, Expect};
 use sensor_tests::{
-    CgroupDriver, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Qos, Runc, Runtime, Sensor,
-    SensorProcess, cgroup, rootfs, runc, util,
+    CgroupDriver, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Qos, Runc, Runtime, Sensor, cgroup,
+    rootfs, runc, util,
 };
 use serde_json::{Value, json};
 
@@ -23,13 +23,6 @@ use serde_json::{Value, json};
 const EV: Duration = Duration::from_secs(15);
 /// How long a container may run.
 const RUN: Duration = runc::DEFAULT_TIMEOUT;
-
-/// A sensor restricted to namespace `ns`, reading names from `kubelet`.
-fn sensor_for(kubelet: &Kubelet, ns: &str) -> SensorProcess {
-    let mut args = vec!["--namespace".to_string(), ns.to_string()];
-    args.extend(kubelet.sensor_args());
-    Sensor::trace(&args)
-}
 
 // ---------------------------------------------------------------------------------------------
 // 1 + 7: exec argv, exit code, attribution (workload from the pod name), both cgroup layouts.

@@ -7,11 +7,12 @@
 
 use std::time::Duration;
 
+use sensor_tests::expect::strs;
 use sensor_tests::kube_api::{KubeApi, PodObject, replicaset};
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::validate::assert_validates;
 use sensor_tests::{Agent, AgentConfig, ContainerConfig, Kubelet, Peer, Pod, Runc, runc};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const NODE: &str = "node-a";
 const LEARN: Duration = Duration::from_secs(30);
@@ -22,16 +23,6 @@ const RECOVER: Duration = Duration::from_secs(75);
 /// (58 characters) in the middle of the pod-template-hash: the pod name alone says "bare pod".
 const LONG: &str = "inference-gateway-router-for-the-research-assistant";
 const HASH: &str = "7d9f8b6c4d";
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn agent_config(dir: &TempDir, kubelet: &Kubelet, url: &str) -> AgentConfig {
     AgentConfig::new(dir.path(), kubelet)

@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sensor_tests::containerd::Containerd;
+use sensor_tests::expect::strs;
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::{Agent, AgentConfig, ContainerConfig, Kubelet, Pod, Rootfs, Runc, runc};
 use serde_json::{Value, json};
@@ -34,16 +35,6 @@ const SETUP_PRIMITIVES: &[&str] = &[
     "umount2",
     "unshare",
 ];
-
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn allowed(draft: &Value) -> Vec<String> {
     let mut names: Vec<String> = draft["syscalls"]
@@ -95,17 +86,7 @@ struct Learned {
 
 fn drafts_of(agent: &Agent, key: (&str, &str, &str), profile: Value) -> Learned {
     let draft = |mode: &str| {
-        let out = agent.client(&[
-            "seccomp",
-            "--namespace",
-            key.0,
-            "--workload",
-            key.1,
-            "--container",
-            key.2,
-            "--mode",
-            mode,
-        ]);
+        let out = agent.seccomp(key, mode);
         out.ok();
         (out.json(), out.stderr.clone())
     };

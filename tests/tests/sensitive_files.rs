@@ -7,19 +7,13 @@
 
 use std::time::Duration;
 
-use sensor_tests::capture_checks::ev;
+use sensor_tests::capture_checks::{ev, sensor_for};
 use sensor_tests::rootfs::{self, AWS_CREDENTIALS, IRSA_TOKEN, SA_SIBLING_FILE};
-use sensor_tests::{ContainerConfig, Kubelet, Pod, Runc, Sensor, SensorProcess, runc, util};
+use sensor_tests::{ContainerConfig, Kubelet, Pod, Runc, SensorProcess, runc, util};
 use serde_json::Value;
 
 const EV: Duration = Duration::from_secs(15);
 const RUN: Duration = runc::DEFAULT_TIMEOUT;
-
-fn sensor_for(kubelet: &Kubelet, ns: &str) -> SensorProcess {
-    let mut args = vec!["--namespace".to_string(), ns.to_string()];
-    args.extend(kubelet.sensor_args());
-    Sensor::trace(&args)
-}
 
 /// Every file event of the pod's container, once its cgroup is gone (the final syscall set is
 /// the last event of a container: every open it made was reported before it).
