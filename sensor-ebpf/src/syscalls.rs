@@ -233,3 +233,11 @@ fn starts_with(s: &[u8; 16], prefix: &[u8]) -> bool {
 pub fn sys_enter_empty(_ctx: RawTracePointContext) -> i32 {
     0
 }
+
+/// Does nothing on `sys_exit`: with [`sys_enter_empty`], the floor of a sensor that hooks both
+/// (the sensitive-file fallback where trampolines are refused). Only loaded by
+/// `sensor debug empty-hook --exit`.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit_empty(_ctx: RawTracePointContext) -> i32 {
+    0
+}

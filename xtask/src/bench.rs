@@ -115,6 +115,7 @@ pub fn run(
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
+    let file_hook = file_hook(sensor_bin);
     let ctx = Ctx {
         sensor_bin: sensor_bin.to_path_buf(),
         cg2,
@@ -160,6 +161,7 @@ pub fn run(
     let report = report::Report {
         machine: &machine,
         sensor_version,
+        file_hook,
         overhead: &overhead,
         rounds,
         exec: &exec,
@@ -193,4 +195,23 @@ pub fn run(
         started.elapsed().as_secs_f64() / 60.0
     );
     Ok(())
+}
+
+/// The hook the sensor judges sensitive files with on this kernel (`sensor doctor --json`):
+/// fentry where trampolines are allowed, else the `sys_exit` fallback, which runs on every
+/// syscall and so shows in the per-syscall overhead.
+fn file_hook(sensor_bin: &Path) -> String {
+    let out = Command::new(sensor_bin).args(["doctor", "--json"]).output();
+    let report: serde_json::Value = out
+        .ok()
+        .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+        .unwrap_or_default();
+    report["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["program"] == "file_open")
+        .and_then(|p| p["hook"].as_str())
+        .unwrap_or("unknown")
+        .to_string()
 }

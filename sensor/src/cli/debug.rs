@@ -22,7 +22,11 @@ use crate::{
 pub enum DebugCommand {
     /// Attach only an empty `sys_enter` program (the benchmark floor), print `attached`, and
     /// hold it until SIGINT/SIGTERM.
-    EmptyHook,
+    EmptyHook {
+        /// Also an empty `sys_exit` program: the floor of hooking both.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Write `count` realistic learned profiles (2 containers per workload) into a state dir.
     SynthProfiles {
         #[arg(long)]
@@ -145,8 +149,8 @@ pub fn synthetic_profile(i: usize, container: &str) -> ApplicationProfile {
 
 pub async fn run(cmd: DebugCommand) -> Result<()> {
     match cmd {
-        DebugCommand::EmptyHook => {
-            let _hook = crate::collector::loader::attach_empty_sys_enter()?;
+        DebugCommand::EmptyHook { exit } => {
+            let _hooks = crate::collector::loader::attach_empty_hooks(exit)?;
             println!("attached");
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -797,7 +801,14 @@ mod tests {
             panic!("bench-stream")
         };
         assert_eq!((a.rate, a.seconds, a.queue), (10_000, 5, 4096));
-        assert!(matches!(parse(&["empty-hook"]), DebugCommand::EmptyHook));
+        assert!(matches!(
+            parse(&["empty-hook"]),
+            DebugCommand::EmptyHook { exit: false }
+        ));
+        assert!(matches!(
+            parse(&["empty-hook", "--exit"]),
+            DebugCommand::EmptyHook { exit: true }
+        ));
         assert!(matches!(
             parse(&["synth-profiles", "--state-dir", "/s"]),
             DebugCommand::SynthProfiles { count: 500, .. }

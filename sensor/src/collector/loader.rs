@@ -411,25 +411,32 @@ fn write_anchors(ebpf: &mut Ebpf, patterns: &[SensitivePattern]) -> Result<(), L
     Ok(())
 }
 
-/// Loads the kernel object and attaches only the empty `sys_enter` program: the floor the
-/// benchmark compares the sensor against. Dropping the returned value detaches it.
-pub fn attach_empty_sys_enter() -> Result<Ebpf, LoadError> {
+/// Loads the kernel object and attaches only the empty `sys_enter` program (and with `exit`,
+/// the empty `sys_exit` one too): the floor the benchmark compares the sensor against.
+/// Dropping the returned value detaches them.
+pub fn attach_empty_hooks(exit: bool) -> Result<Ebpf, LoadError> {
     if KERNEL_OBJECT.is_empty() {
         return Err(LoadError::NoKernelObject);
     }
     let mut ebpf = EbpfLoader::new()
         .load(KERNEL_OBJECT)
         .map_err(LoadError::Load)?;
-    let program = ebpf
-        .program_mut("sys_enter_empty")
-        .ok_or(LoadError::Missing("sys_enter_empty"))?;
-    let p: &mut RawTracePoint = program
-        .try_into()
-        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
-    p.load()
-        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
-    p.attach("sys_enter")
-        .map_err(|e| LoadError::Attach(format!("sys_enter_empty: {}", error_chain(&e))))?;
+    let hooks: &[(&'static str, &str)] = if exit {
+        &[
+            ("sys_enter_empty", "sys_enter"),
+            ("sys_exit_empty", "sys_exit"),
+        ]
+    } else {
+        &[("sys_enter_empty", "sys_enter")]
+    };
+    for (name, tracepoint) in hooks {
+        let attach_err =
+            |e: &dyn std::error::Error| LoadError::Attach(format!("{name}: {}", error_chain(e)));
+        let program = ebpf.program_mut(name).ok_or(LoadError::Missing(name))?;
+        let p: &mut RawTracePoint = program.try_into().map_err(|e| attach_err(&e))?;
+        p.load().map_err(|e| attach_err(&e))?;
+        p.attach(tracepoint).map_err(|e| attach_err(&e))?;
+    }
     Ok(ebpf)
 }
 

@@ -223,7 +223,12 @@ pub fn exec_flood(ctx: &Ctx) -> Result<ExecFlood> {
     sensor.stop_ok(STOP_TIMEOUT)?;
 
     let out = parse_output(&sensor.stdout, id, &path)?;
-    let execs: Vec<&Value> = out.ours.iter().filter(|v| v["kind"] == "exec").collect();
+    // The flood's own execs: not the worker's exec of itself after joining the cgroup.
+    let execs: Vec<&Value> = out
+        .ours
+        .iter()
+        .filter(|v| v["kind"] == "exec" && v["path"] == "/bin/true")
+        .collect();
     Ok(ExecFlood {
         requested: EXEC_COUNT,
         generated: v["exec_ok"].as_u64().context("exec flood output")?,

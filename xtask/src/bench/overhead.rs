@@ -1,6 +1,7 @@
-//! Per-syscall overhead: a pinned getppid loop inside a pod-shaped cgroup, under five
-//! configurations interleaved round by round (no probe, empty hook, `sensor trace`, the agent
-//! `sensor run` with learned profiles, bpftrace).
+//! Per-syscall overhead: a pinned getppid loop inside a pod-shaped cgroup, under six
+//! configurations interleaved round by round (no probe, an empty hook on `sys_enter`, empty hooks
+//! on `sys_enter` and `sys_exit`, `sensor trace`, the agent `sensor run` with learned profiles,
+//! bpftrace).
 
 use std::{collections::BTreeSet, process::Command, time::Duration};
 
@@ -26,6 +27,9 @@ pub const MAX_ATTEMPTS: usize = 3;
 pub enum Config {
     NoProbe,
     EmptyHook,
+    /// Empty programs on `sys_enter` and `sys_exit`: the floor of a sensor whose sensitive-file
+    /// probe falls back to `sys_exit` (kernels that refuse trampolines).
+    EmptyHooks,
     Sensor,
     /// `sensor run` (the agent) with `agent::PROFILES` learned profiles loaded, learning the
     /// loop pod's own profile.
@@ -34,12 +38,13 @@ pub enum Config {
 }
 
 /// Number of configurations (array sizes below).
-pub const CONFIGS: usize = 5;
+pub const CONFIGS: usize = 6;
 
 impl Config {
     pub const ALL: [Config; CONFIGS] = [
         Config::NoProbe,
         Config::EmptyHook,
+        Config::EmptyHooks,
         Config::Sensor,
         Config::Agent,
         Config::Bpftrace,
@@ -49,6 +54,7 @@ impl Config {
         match self {
             Config::NoProbe => "no probe",
             Config::EmptyHook => "empty hook (floor)",
+            Config::EmptyHooks => "empty hooks, enter + exit",
             Config::Sensor => "sensor trace",
             Config::Agent => "sensor run (agent, 500 profiles)",
             Config::Bpftrace => "bpftrace @[cgroup]=count()",
@@ -59,6 +65,7 @@ impl Config {
         match self {
             Config::NoProbe => "none",
             Config::EmptyHook => "floor",
+            Config::EmptyHooks => "floor2",
             Config::Sensor => "sensor",
             Config::Agent => "agent",
             Config::Bpftrace => "bpftrace",
@@ -187,12 +194,13 @@ fn start_tool(ctx: &Ctx, agent: &LoopAgent, cfg: Config) -> Result<Option<Spawne
     let dir = &ctx.work.path;
     Ok(match cfg {
         Config::NoProbe => None,
-        Config::EmptyHook => {
-            let mut t = Spawned::spawn(
-                "empty-hook",
-                Command::new(&ctx.sensor_bin).args(["debug", "empty-hook"]),
-                dir,
-            )?;
+        Config::EmptyHook | Config::EmptyHooks => {
+            let mut cmd = Command::new(&ctx.sensor_bin);
+            cmd.args(["debug", "empty-hook"]);
+            if cfg == Config::EmptyHooks {
+                cmd.arg("--exit");
+            }
+            let mut t = Spawned::spawn(cfg.short(), &mut cmd, dir)?;
             t.wait_ready(Stream::Stdout, "attached", READY_TIMEOUT)?;
             Some(t)
         }
