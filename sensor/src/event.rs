@@ -128,6 +128,21 @@ pub struct DnsAnswerRecord {
     pub ttl: u32,
 }
 
+#[cfg(test)]
+impl Detail {
+    /// A file event for unit tests: the requested path is the opened one, nothing truncated.
+    pub fn sample_file(path: &str, pattern: &str) -> Detail {
+        Detail::File {
+            path: path.into(),
+            requested: None,
+            pattern: pattern.into(),
+            path_truncated: false,
+            compat: false,
+            open_flags: 0,
+        }
+    }
+}
+
 impl Detail {
     pub fn kind(&self) -> &'static str {
         match self {

@@ -248,17 +248,7 @@ fn connect(p: ApplicationProfile, ip: &str, port: u16, names: &[&str]) -> Scenar
 }
 
 fn file(p: ApplicationProfile, path: &str, pattern: &str) -> Scenario {
-    with_event(
-        p,
-        Detail::File {
-            path: path.into(),
-            requested: None,
-            pattern: pattern.into(),
-            path_truncated: false,
-            compat: false,
-            open_flags: 0,
-        },
-    )
+    with_event(p, Detail::sample_file(path, pattern))
 }
 
 fn dns(p: ApplicationProfile, name: &str, answer: &str) -> Scenario {

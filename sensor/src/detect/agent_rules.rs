@@ -645,14 +645,10 @@ mod tests {
     #[test]
     fn credential_reads_by_an_agent_tool_are_critical() {
         let p = agent_profile();
-        let token = event(Detail::File {
-            path: "/var/run/secrets/kubernetes.io/serviceaccount/token".into(),
-            requested: None,
-            pattern: "sa-token".into(),
-            open_flags: 0,
-            path_truncated: false,
-            compat: false,
-        });
+        let token = event(Detail::sample_file(
+            "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            "sa-token",
+        ));
         let chain = Chain {
             agent: ChainProcess {
                 pid: 10,

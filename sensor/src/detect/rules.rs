@@ -1422,14 +1422,7 @@ mod tests {
     }
 
     fn file(path: &str, pattern: &str) -> Event {
-        event(Detail::File {
-            path: path.into(),
-            requested: None,
-            pattern: pattern.into(),
-            path_truncated: false,
-            compat: false,
-            open_flags: 0,
-        })
+        event(Detail::sample_file(path, pattern))
     }
 
     fn rules_of(findings: &[Finding]) -> Vec<RuleId> {
