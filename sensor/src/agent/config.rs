@@ -1,6 +1,7 @@
 //! The agent's settings: defaults, then the config file (`--config`, YAML), then flags. Every
 //! value is validated here; a bad one is one precise error naming the file, the key and why.
 
+pub use super::config_error::{ConfigError, flag_of};
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -44,25 +45,6 @@ pub struct ConfigFile {
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_peers: Option<String>,
     pub metrics_listen: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    // Not a `source`: the reason is part of this one-line message, and an error chain printed
-    // with its causes would repeat it.
-    #[error("config file {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{origin}: `{key}`: {message}")]
-    Invalid {
-        origin: String,
-        key: &'static str,
-        message: String,
-    },
 }
 
 /// Validated settings of `sensor run`.
@@ -435,34 +417,6 @@ fn kubernetes(
         message: m,
     })?;
     Ok(s)
-}
-
-/// The `sensor run` flag that sets config key `key` (errors about a flag name the flag).
-pub fn flag_of(key: &'static str) -> &'static str {
-    match key {
-        "stateDir" => "--state-dir",
-        "grpcListen" => "--grpc-listen",
-        "learningPeriod" => "--learning-period",
-        "flushInterval" => "--flush-interval",
-        "rateWindow" => "--rate-window",
-        "nodeName" => "--node-name",
-        "podLogsDir" => "--pod-logs-dir",
-        "containerLogsDir" => "--container-logs-dir",
-        "procRoot" => "--proc-root",
-        "btf" => "--btf",
-        "sensitivePaths" => "--sensitive-path",
-        "installSeccompDir" => "--install-seccomp-dir",
-        "graduationWindow" => "--graduation-window",
-        "auditNetpol" => "--audit-netpol",
-        "anomalyWindow" => "--anomaly-window",
-        "grpcTlsCert" => "--grpc-tls-cert",
-        "grpcTlsKey" => "--grpc-tls-key",
-        "grpcTlsClientCa" => "--grpc-tls-client-ca",
-        "kubernetesApi" => "--kubernetes-api",
-        "kubernetesApiUrl" => "--kubernetes-api-url",
-        "kubernetesPeers" => "--kubernetes-peers",
-        other => other,
-    }
 }
 
 /// A path from the flags (which win) or the file, with whether the flag gave it.

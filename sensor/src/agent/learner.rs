@@ -22,10 +22,6 @@ use crate::{
     },
 };
 
-/// Why a profile is partial when its first container predates the sensor.
-pub const PARTIAL_PREEXISTING: &str =
-    "a container started before the sensor: its start-up was not observed";
-
 /// The profile a container's attribution belongs to (containers with full names only).
 pub fn profile_key(who: &Attribution) -> Option<(ProfileKey, WorkloadKind)> {
     if who.scope != Scope::Container {

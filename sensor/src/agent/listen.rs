@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use super::config::{ConfigError, flag_of};
+use super::config_error::{ConfigError, flag_of};
 use crate::api::{ListenAddr, TlsError, TlsFiles};
 
 /// The three TLS files, each with whether a flag (rather than the config file) gave it.

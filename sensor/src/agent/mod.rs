@@ -5,6 +5,7 @@
 #[cfg(test)]
 mod accept_tests;
 pub mod config;
+pub mod config_error;
 pub mod drafts_out;
 pub mod inventory;
 pub mod learner;
@@ -126,7 +127,11 @@ pub async fn run(settings: Settings) -> Result<()> {
     metrics
         .health
         .set_probes_attached(collector.probes.status.iter().all(|p| !p.blocks_start()));
-    match CaptureSource::of(&collector, &pipeline, settings.ring_buffer_bytes) {
+    match CaptureSource::of(
+        &collector,
+        pipeline.dns_unparsed_by_workload.clone(),
+        settings.ring_buffer_bytes,
+    ) {
         Ok(source) => metrics.set_capture(source),
         Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }

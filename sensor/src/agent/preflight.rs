@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::config::{ConfigError, Settings};
+use super::{config::Settings, config_error::ConfigError};
 
 /// The paths `sensor run` reads or writes first are usable: the state directory is a directory
 /// (or does not exist yet), the BTF file is readable, the proc root is a directory.

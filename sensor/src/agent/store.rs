@@ -8,7 +8,9 @@ use crate::{
     profile::model::{ApplicationProfile, ProfileKey},
 };
 
-use super::learner::PARTIAL_PREEXISTING;
+/// Why a profile is partial when its first container predates the sensor.
+pub const PARTIAL_PREEXISTING: &str =
+    "a container started before the sensor: its start-up was not observed";
 
 struct Slot {
     profile: ApplicationProfile,

@@ -77,10 +77,10 @@ pub struct CaptureCounts {
 }
 
 impl CaptureSource {
-    /// What a started capture exposes.
+    /// What a started capture exposes; `dns_unparsed_by_workload` is the pipeline's counter.
     pub fn of(
         collector: &crate::collector::Collector,
-        pipeline: &crate::pipeline::Pipeline,
+        dns_unparsed_by_workload: Arc<super::WorkloadCounter>,
         ring_buffer_bytes: u32,
     ) -> Result<Self, MapError> {
         Ok(Self {
@@ -88,7 +88,7 @@ impl CaptureSource {
             kernel: KernelStats::duplicate(&collector.stats)?,
             probes: collector.probes.status.clone(),
             ring_buffer_bytes,
-            dns_unparsed_by_workload: pipeline.dns_unparsed_by_workload.clone(),
+            dns_unparsed_by_workload,
         })
     }
 
