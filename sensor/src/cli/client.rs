@@ -752,11 +752,7 @@ pub fn profile_text(p: &proto::Profile) -> String {
         sys.native.len(),
         sys.compat.len()
     );
-    wrap_words(&mut o, &sys.native, "  ");
-    if !sys.compat.is_empty() {
-        let _ = writeln!(o, "  compat:");
-        wrap_words(&mut o, &sys.compat, "    ");
-    }
+    syscall_lists(&mut o, &sys.native, &sys.compat);
     if let Some(setup) = sys
         .runtime_setup
         .filter(|s| !s.native.is_empty() || !s.compat.is_empty())
@@ -772,11 +768,7 @@ pub fn profile_text(p: &proto::Profile) -> String {
             setup.native.len(),
             setup.compat.len()
         );
-        wrap_words(&mut o, &setup.native, "  ");
-        if !setup.compat.is_empty() {
-            let _ = writeln!(o, "  compat:");
-            wrap_words(&mut o, &setup.compat, "    ");
-        }
+        syscall_lists(&mut o, &setup.native, &setup.compat);
     }
 
     let _ = writeln!(o, "\nexecs ({}):", p.execs.len());
@@ -945,6 +937,15 @@ fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Native names, then compat ones under their own heading when there are any.
+fn syscall_lists(o: &mut String, native: &[String], compat: &[String]) {
+    wrap_words(o, native, "  ");
+    if !compat.is_empty() {
+        let _ = writeln!(o, "  compat:");
+        wrap_words(o, compat, "    ");
     }
 }
 
