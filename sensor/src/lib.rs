@@ -1,25 +1,24 @@
-//! The sensor library: kernel capture (`collector`), attribution to pods (`attribution`), and
-//! the commands built on them. The `sensor` binary is a thin CLI over this crate.
+//! The sensor library, one folder per stage of the data flow (docs/architecture.md):
+//!
+//! capture -> attribution -> profile -> ai -> learn -> drafts -> detect -> audit -> api ->
+//! metrics -> daemon -> cli
+//!
+//! A stage imports only the stages before it (checked by `cargo xtask lint`). `clock` and
+//! `text` are small helpers every stage may use. The `sensor` binary is a thin CLI over this
+//! crate.
 
-pub mod agent;
+pub mod clock;
+pub mod text;
+
 pub mod ai;
 pub mod api;
 pub mod attribution;
 pub mod audit;
 pub mod capture;
 pub mod cli;
-pub mod clock;
-pub mod collector;
+pub mod daemon;
 pub mod detect;
-pub mod dns;
-pub mod doctor;
 pub mod drafts;
-pub mod event;
-pub mod kernel;
+pub mod learn;
 pub mod metrics;
-pub mod netpol_eval;
-pub mod pipeline;
 pub mod profile;
-pub mod syscall_names;
-pub mod text;
-pub mod trace;

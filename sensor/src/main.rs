@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {e:#}");
             // Bad configuration is a usage error, like a bad flag: exit code 2.
             if e.chain().any(|c| {
-                c.is::<sensor::agent::config::ConfigError>()
+                c.is::<sensor::daemon::config::ConfigError>()
                     || c.is::<sensor::audit::PolicyFileError>()
             }) {
                 std::process::ExitCode::from(sensor::cli::usage::USAGE_EXIT)

@@ -24,8 +24,8 @@ use sensor::api::{
         StreamEventsRequest, anomaly_message::Payload, event_message, sensor_client::SensorClient,
     },
 };
+use sensor::attribution::event::Event;
 use sensor::detect::model::Anomaly;
-use sensor::event::Event;
 use sensor::profile::model::{ApplicationProfile, ProfileKey, Status};
 use serde_json::json;
 use tonic::{Code, Streaming, transport::Channel};
@@ -118,8 +118,8 @@ fn exec_anomaly() -> Anomaly {
 }
 
 fn event(kind: &str, ns: &str, pod: &str) -> Event {
+    use sensor::attribution::event::Detail;
     use sensor::attribution::{Attribution, Scope, workload::WorkloadKind};
-    use sensor::event::Detail;
     let detail = match kind {
         "exit" => Detail::Exit {
             exit_code: Some(0),

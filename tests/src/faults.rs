@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn counters_of_the_stopped_line() {
-        let line = "2026-11-26T01:00:00Z  INFO sensor::agent: stopped events={\"exec\": 12, \
+        let line = "2026-11-26T01:00:00Z  INFO sensor::daemon: stopped events={\"exec\": 12, \
                     \"fork\": 3} lost={\"queue_full_exec\": 0, \"ringbuf_full_exec\": 7}";
         let (events, lost) = final_counters(&format!("x\n{line}\n"));
         assert_eq!(events["exec"], 12);

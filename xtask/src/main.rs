@@ -5,6 +5,7 @@ mod bench;
 mod fuzz;
 mod image;
 mod kernels;
+mod layers;
 mod setup;
 
 use std::{
@@ -168,6 +169,7 @@ fn main() -> Result<()> {
             );
         }
         Cmd::Lint => {
+            layers::check(&root.join("sensor/src"))?;
             setup::ensure_ebpf_toolchain()?;
             run(cargo(&root).args(["fmt", "--all", "--check"]))?;
             // The kernel crate only builds for the BPF target: linted by the nightly run below.

@@ -19,8 +19,8 @@ use super::{
     classify::{EgressClass, classify_peer},
 };
 use crate::{
+    attribution::event::{Detail, Event, command_label, peer_label},
     attribution::processes::ProcessTable,
-    event::{Detail, Event, command_label, peer_label},
     profile::{
         model::{ProfileKey, Protocol},
         normalize::normalize_args,
@@ -534,7 +534,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::attribution::{Attribution, processes::ProcessInfo};
+    use crate::attribution::processes::ProcessInfo;
 
     const BEDROCK: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
@@ -565,10 +565,10 @@ mod tests {
                 time: format!("2026-11-26T00:00:{:02}Z", self.t),
                 kind: detail.kind(),
                 node: Arc::from("n"),
-                who: Arc::new(Attribution::for_profile(
-                    &self.key,
-                    crate::attribution::workload::WorkloadKind::Deployment,
-                )),
+                who: Arc::new(
+                    self.key
+                        .attribution(crate::attribution::workload::WorkloadKind::Deployment),
+                ),
                 pid: Some(pid),
                 ppid: self.processes.get(pid).map(|p| p.ppid),
                 comm: None,

@@ -13,8 +13,8 @@ use regex::{Regex, RegexBuilder};
 
 use super::lookup::{self, RequestError};
 use super::proto;
+use crate::attribution::event::Event;
 use crate::detect::model::{Anomaly, RuleId, Severity};
-use crate::event::Event;
 
 /// Compiled regexes are bounded (a client's regex must not eat the agent's memory).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::proto;
-use crate::{collector::ProbeStatus, metrics::info::KernelInfo};
+use crate::capture::{ProbeStatus, kernel::info::KernelInfo};
 
 /// The answer to `GetInfo`, from the probes' load results.
 pub fn agent_info(

@@ -4,8 +4,8 @@
 use super::convert::{timestamp, workload_kind};
 use super::proto;
 use crate::attribution::Scope;
+use crate::attribution::event::{Detail, Event};
 use crate::detect::model::{self as model, Anomaly, Fold, Severity};
-use crate::event::{Detail, Event};
 use crate::profile::model::Protocol;
 
 pub fn severity(s: Severity) -> proto::Severity {

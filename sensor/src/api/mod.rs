@@ -209,11 +209,15 @@ pub(crate) mod testutil {
     }
 
     /// An event of `kind` (exec or exit) in `namespace`/`pod` (workload checkout, container app).
-    pub fn sample_event(kind: &str, namespace: &str, pod: &str) -> crate::event::Event {
+    pub fn sample_event(
+        kind: &str,
+        namespace: &str,
+        pod: &str,
+    ) -> crate::attribution::event::Event {
         use std::sync::Arc;
 
+        use crate::attribution::event::{Detail, Event};
         use crate::attribution::{Attribution, Scope};
-        use crate::event::{Detail, Event};
         let detail = match kind {
             "exit" => Detail::Exit {
                 exit_code: Some(0),

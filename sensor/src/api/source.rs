@@ -14,8 +14,8 @@ use std::{
 };
 
 use super::hub::{Hub, Subscription};
+use crate::attribution::event::Event;
 use crate::detect::model::Anomaly;
-use crate::event::Event;
 use crate::profile::model::{ApplicationProfile, ProfileKey};
 
 /// What the API serves. Calls are synchronous and expected to be quick (an in-memory copy);

@@ -29,8 +29,8 @@ use super::hub::{Delivery, Subscription};
 use super::message;
 use super::proto::{self, anomaly_message, event_message};
 use super::source::{AnomalySource, EventSource};
+use crate::attribution::event::Event;
 use crate::detect::model::Anomaly;
-use crate::event::Event;
 
 /// Records read from the log per call while replaying.
 pub const REPLAY_PAGE: usize = 512;

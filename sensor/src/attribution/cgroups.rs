@@ -176,7 +176,8 @@ mod tests {
     #[test]
     fn scan_finds_the_real_cgroup2_tree_by_inode() {
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let m = crate::kernel::mounts::find_mount(&mountinfo, "cgroup2").expect("cgroup2 mounted");
+        let m = crate::capture::kernel::mounts::find_mount(&mountinfo, "cgroup2")
+            .expect("cgroup2 mounted");
         let mut t = CgroupTable::new(m.mount_point.clone(), m.root.clone());
         let dir = m
             .mount_point

@@ -3,10 +3,14 @@
 
 pub mod cgroup_path;
 pub mod cgroups;
+pub mod dns;
+pub mod event;
 pub mod kube;
 pub mod kubelet;
+pub mod pipeline;
 pub mod processes;
 pub mod workload;
+pub mod workload_losses;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -15,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use self::{
     cgroup_path::{CgroupKind, classify, short_id},
@@ -78,7 +82,8 @@ pub struct Attribution {
 }
 
 impl Attribution {
-    fn bare(scope: Scope, cgroup_id: u64, cgroup: Option<String>) -> Self {
+    /// An attribution that knows only its scope and cgroup (the rest is filled in as found).
+    pub fn bare(scope: Scope, cgroup_id: u64, cgroup: Option<String>) -> Self {
         Self {
             scope,
             namespace: None,
@@ -94,17 +99,6 @@ impl Attribution {
             cgroup_id,
             cgroup,
         }
-    }
-
-    /// The attribution of a profile as a whole (no particular pod), for findings about the
-    /// workload's aggregate behaviour (rate windows).
-    pub fn for_profile(key: &crate::profile::model::ProfileKey, kind: WorkloadKind) -> Self {
-        let mut a = Self::bare(Scope::Container, 0, None);
-        a.namespace = Some(key.namespace.clone());
-        a.workload = Some(key.workload.clone());
-        a.workload_kind = Some(kind);
-        a.container = Some(key.container.clone());
-        a
     }
 
     /// Everything that can be known is known (no reason to look again).
@@ -351,4 +345,17 @@ impl Attributor {
             "workload from the Kubernetes API differs from the pod name's: profiles use the API's"
         );
     }
+}
+
+/// A pod at the other end of a flow, as the Kubernetes metadata names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }

@@ -10,7 +10,7 @@ use kube::{Api, api::ListParams};
 use super::policy_files::LoadedPolicies;
 use crate::{
     attribution::kube::{Endpoint, client},
-    netpol_eval::{Namespaces, PolicySet},
+    audit::netpol_eval::{Namespaces, PolicySet},
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -17,9 +17,9 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use crate::audit::netpol_eval::{Endpoint, Flow, Labels, Pod, Protocol};
 use crate::drafts::netpol::{KUBE_DNS_LABEL, KUBE_DNS_NAMESPACE};
 use crate::drafts::traffic::{guessed_labels, is_local};
-use crate::netpol_eval::{Endpoint, Flow, Labels, Pod, Protocol};
 use crate::profile::model::{self, ApplicationProfile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

@@ -3,12 +3,13 @@
 //!
 //! - [`policy_files`]: reads the policies (and Namespace objects, for their labels) from files;
 //! - [`flows`]: turns a profile's egress and ingress into evaluator flows (pure);
-//! - [`report`]: evaluates them with [`crate::netpol_eval`] and groups what would be denied
+//! - [`report`]: evaluates them with [`crate::audit::netpol_eval`] and groups what would be denied
 //!   by workload and peer (pure), as text or JSON.
 
 pub mod cluster;
 pub mod flows;
 pub mod live;
+pub mod netpol_eval;
 pub mod policy_files;
 pub mod report;
 

@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::netpol_eval::{Labels, Namespaces, PolicyId, PolicySet};
+use crate::audit::netpol_eval::{Labels, Namespaces, PolicyId, PolicySet};
 
 /// Bad input: the command exits with code 2 and this one line.
 #[derive(Debug, Error)]

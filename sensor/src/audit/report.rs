@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::flows::{self, Direction, PeerInfo};
-use crate::netpol_eval::{Namespaces, PolicySet, Protocol, Side, Verdict};
+use crate::audit::netpol_eval::{Namespaces, PolicySet, Protocol, Side, Verdict};
 use crate::profile::model::ApplicationProfile;
 
 /// A flow (merged over the workload's containers) the policies would deny.

@@ -11,9 +11,9 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 
 use super::client::{load_profile, out};
-use crate::agent::config::DEFAULT_STATE_DIR;
 use crate::attribution::kube::Endpoint;
 use crate::audit::{cluster, policy_files, report};
+use crate::daemon::config::DEFAULT_STATE_DIR;
 use crate::profile::model::ApplicationProfile;
 
 #[derive(Subcommand, Debug)]

@@ -72,7 +72,7 @@ pub fn synthetic_profile(i: usize, container: &str) -> ApplicationProfile {
     };
     let mut p = ApplicationProfile::new(key, WorkloadKind::Deployment, 24 * 3600, T);
     let syscalls: Vec<String> = (0..90)
-        .map(|n| crate::syscall_names::name(crate::syscall_names::Abi::Native, n))
+        .map(|n| crate::capture::syscall_names::name(crate::capture::syscall_names::Abi::Native, n))
         .collect();
     p.record_syscalls(&syscalls, &[], T);
     for e in 0..24 {
@@ -150,7 +150,7 @@ pub fn synthetic_profile(i: usize, container: &str) -> ApplicationProfile {
 pub async fn run(cmd: DebugCommand) -> Result<()> {
     match cmd {
         DebugCommand::EmptyHook { exit } => {
-            let _hooks = crate::collector::loader::attach_empty_hooks(exit)?;
+            let _hooks = crate::capture::loader::attach_empty_hooks(exit)?;
             println!("attached");
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -220,7 +220,7 @@ pub async fn run(cmd: DebugCommand) -> Result<()> {
 /// ([`AnomalyLog`](crate::detect::log::AnomalyLog)) numbers and appends each record, then the
 /// record is published to the [`Hub`](crate::api::Hub) (the agent's `publisher`), and the real
 /// server ([`crate::api::serve`]) streams it to the clients through
-/// [`services::Anomalies`](crate::agent::services::Anomalies), the agent's anomaly source.
+/// [`services::Anomalies`](crate::daemon::services::Anomalies), the agent's anomaly source.
 /// The publisher thread stands for the agent's capture loop: how long its calls take shows
 /// whether a client can stall capture.
 mod bench_stream {
@@ -239,7 +239,6 @@ mod bench_stream {
     use tokio_stream::StreamExt;
 
     use crate::{
-        agent::services,
         api::{
             Hub, ListenAddr, MemorySource, Services, Transport,
             client::{ConnectOptions, connect_with},
@@ -247,6 +246,7 @@ mod bench_stream {
             serve,
         },
         attribution::workload::WorkloadKind,
+        daemon::services,
         detect::{
             log::{AnomalyLog, Retention},
             model::{Ancestor, Anomaly, Evidence, Finding, Fold, ProcessRef, RuleId, Severity},
@@ -361,7 +361,7 @@ mod bench_stream {
     /// A realistic unexpected-exec anomaly (the size of what the agent streams); distinct
     /// subject per `i`.
     fn synthetic(i: u64) -> Anomaly {
-        let time = crate::agent::now_rfc3339();
+        let time = crate::daemon::now_rfc3339();
         let path = format!("/usr/local/bin/tool-{i}");
         Anomaly {
             seq: 0,

@@ -13,13 +13,13 @@ use clap::Args;
 use sensor_common::EventKind;
 
 use crate::{
-    collector::{
+    capture::kernel::mounts,
+    capture::{
         Collector, LoadOptions,
         counters::kind_name,
         decode::{KernelEvent, decode},
         patterns::default_patterns,
     },
-    kernel::mounts,
 };
 
 #[derive(Args, Debug)]
@@ -41,7 +41,7 @@ pub async fn run(args: RecordsArgs) -> Result<()> {
     let mut collector = Collector::start(&LoadOptions {
         btf_path: "/sys/kernel/btf/vmlinux".into(),
         cgroup2_root: cgroup2.mount_point.clone(),
-        ring_buffer_bytes: crate::agent::config::DEFAULT_RING_BUFFER_BYTES,
+        ring_buffer_bytes: crate::daemon::config::DEFAULT_RING_BUFFER_BYTES,
         file_patterns: default_patterns(),
     })?;
     let mut ring = collector

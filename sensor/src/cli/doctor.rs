@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::doctor::{self, DoctorOptions, Level, Report};
+use crate::daemon::doctor::{self, DoctorOptions, Level, Report};
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {

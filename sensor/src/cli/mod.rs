@@ -66,7 +66,7 @@ pub enum Command {
 pub async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run::run(*args).await.context("sensor run"),
-        Command::Trace(args) => crate::trace::run(args.into_options()?)
+        Command::Trace(args) => crate::cli::trace::live::run(args.into_options()?)
             .await
             .context("sensor trace"),
         Command::Profiles(cmd) => client::profiles(cmd).await,

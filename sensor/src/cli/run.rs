@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
-use crate::agent::{self, config};
+use crate::daemon::{self, config};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -128,14 +128,14 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         metrics_listen: args.metrics_listen,
     };
     let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;
-    agent::preflight::check(&settings)?;
+    daemon::preflight::check(&settings)?;
     if let Some(dir) = &settings.audit_netpol {
-        agent::netpol_audit::check(dir)?;
+        daemon::preflight::check_audit_dir(dir)?;
     }
     Ok(settings)
 }
 
 pub async fn run(args: RunArgs) -> Result<()> {
     let settings = settings(args)?;
-    agent::run(settings).await
+    daemon::run(settings).await
 }

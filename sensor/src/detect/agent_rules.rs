@@ -28,7 +28,7 @@ use crate::{
         inventory,
         tools::Chain,
     },
-    event::{Detail, Event},
+    attribution::event::{Detail, Event},
     profile::{
         builder::FlowDelta,
         model::{ApplicationProfile, Flow, Status},
@@ -439,7 +439,7 @@ mod tests {
     use super::*;
     use crate::{
         ai::tools::{ChainProcess, ChainTool},
-        attribution::{Attribution, workload::WorkloadKind},
+        attribution::workload::WorkloadKind,
         profile::model::{ProfileKey, Protocol},
     };
 
@@ -471,10 +471,7 @@ mod tests {
             time: "2026-11-26T00:01:00Z".into(),
             kind: detail.kind(),
             node: Arc::from("n"),
-            who: Arc::new(Attribution::for_profile(
-                &agent_profile().key,
-                WorkloadKind::Deployment,
-            )),
+            who: Arc::new(agent_profile().key.attribution(WorkloadKind::Deployment)),
             pid: Some(20),
             ppid: Some(10),
             comm: None,

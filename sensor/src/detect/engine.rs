@@ -19,8 +19,8 @@ use super::{
 };
 use crate::{
     ai::{Catalogue, tools::Chain},
+    attribution::event::{Detail, Event, command_label, peer_label},
     attribution::{Attribution, processes::ProcessTable, workload::WorkloadKind},
-    event::{Detail, Event, command_label, peer_label},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, ProfileKey, Status},

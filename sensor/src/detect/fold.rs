@@ -9,7 +9,7 @@ use super::{
     rules,
 };
 use crate::{
-    event::{Detail, Event},
+    attribution::event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         normalize::normalize_args,

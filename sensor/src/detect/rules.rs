@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Evidence, Finding, Mitre, RuleId, Severity};
 use crate::{
-    event::{Detail, Event},
+    attribution::event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, ExecEntry, Flow, Protocol, Status},
@@ -1254,8 +1254,8 @@ mod tests {
 
     use super::*;
     use crate::{
+        attribution::event::DnsAnswerRecord,
         attribution::{Attribution, Scope, workload::WorkloadKind},
-        event::DnsAnswerRecord,
         profile::model::{ProfileKey, Resolver},
     };
 

@@ -19,6 +19,7 @@ pub mod netpol;
 pub mod seccomp;
 pub mod spo;
 pub(crate) mod traffic;
+pub mod write;
 
 use serde::Serialize;
 

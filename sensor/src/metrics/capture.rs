@@ -8,11 +8,9 @@ use aya::maps::{IterableMap, Map, MapData, MapError, PerCpuArray};
 use prometheus_client::encoding::DescriptorEncoder;
 use sensor_common::{EventKind, Stat};
 
-use super::{
-    families::{self, Labels, labels},
-    workload::WorkloadCounter,
-};
-use crate::collector::{Counters, ProbeStatus, counters};
+use super::families::{self, Labels, labels};
+use crate::attribution::workload_losses::WorkloadCounter;
+use crate::capture::{Counters, ProbeStatus, counters};
 
 /// A second handle (its own fd) on the kernel's `STATS` map, so a scrape reads it without
 /// borrowing the collector the event loop owns.
@@ -79,8 +77,8 @@ pub struct CaptureCounts {
 impl CaptureSource {
     /// What a started capture exposes; `dns_unparsed_by_workload` is the pipeline's counter.
     pub fn of(
-        collector: &crate::collector::Collector,
-        dns_unparsed_by_workload: Arc<super::WorkloadCounter>,
+        collector: &crate::capture::Collector,
+        dns_unparsed_by_workload: Arc<WorkloadCounter>,
         ring_buffer_bytes: u32,
     ) -> Result<Self, MapError> {
         Ok(Self {

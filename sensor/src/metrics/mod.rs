@@ -12,16 +12,15 @@
 //! - [`families`]: writing families with prometheus-client's encoder;
 //! - [`http`]: the endpoint (hyper 1).
 
-pub mod agent;
 pub mod anomalies;
 pub mod capture;
+pub mod daemon;
 pub mod families;
 pub mod health;
 pub mod http;
 pub mod info;
 pub mod listen;
 pub mod process;
-pub mod workload;
 
 use std::{
     fmt,
@@ -33,12 +32,11 @@ use std::{
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
 
 pub use self::{
-    agent::AgentSource,
     anomalies::AnomalyCounts,
     capture::{CaptureSource, KernelStats},
+    daemon::DaemonSource,
     health::Health,
     info::KernelInfo,
-    workload::WorkloadCounter,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +56,7 @@ pub struct Metrics {
     pub health: Arc<Health>,
     pub anomalies: Arc<AnomalyCounts>,
     capture: Arc<OnceLock<CaptureSource>>,
-    agent: Arc<OnceLock<AgentSource>>,
+    agent: Arc<OnceLock<DaemonSource>>,
     registry: Registry,
 }
 
@@ -78,7 +76,7 @@ impl Metrics {
         // Scrape order: health, capture, agent, process, facts.
         registry.register_collector(Box::new(HealthCollector(health.clone())));
         registry.register_collector(Box::new(CaptureCollector(capture.clone())));
-        registry.register_collector(Box::new(AgentCollector {
+        registry.register_collector(Box::new(DaemonCollector {
             source: agent.clone(),
             anomalies: anomalies.clone(),
         }));
@@ -104,7 +102,7 @@ impl Metrics {
     }
 
     /// The agent's store, log and hubs exist. Set once; later calls are ignored.
-    pub fn set_agent(&self, source: AgentSource) {
+    pub fn set_agent(&self, source: DaemonSource) {
         let _ = self.agent.set(source);
     }
 
@@ -155,15 +153,15 @@ impl Collector for CaptureCollector {
 }
 
 #[derive(Debug)]
-struct AgentCollector {
-    source: Arc<OnceLock<AgentSource>>,
+struct DaemonCollector {
+    source: Arc<OnceLock<DaemonSource>>,
     anomalies: Arc<AnomalyCounts>,
 }
 
-impl Collector for AgentCollector {
+impl Collector for DaemonCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         match self.source.get() {
-            Some(source) => agent::encode(&source.counts(&self.anomalies), &mut enc),
+            Some(source) => daemon::encode(&source.counts(&self.anomalies), &mut enc),
             None => Ok(()),
         }
     }

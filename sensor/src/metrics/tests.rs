@@ -14,12 +14,12 @@ use super::{
     *,
 };
 use crate::{
-    agent::store::ProfileStore,
     api::{
         Hub,
         testutil::{partial, sample_anomaly, sample_profile},
     },
     detect::model::{RuleId, Severity},
+    learn::store::ProfileStore,
     profile::model::{ProfileKey, Status},
 };
 
@@ -80,7 +80,7 @@ fn kernel() -> KernelInfo {
 fn agent_metrics() -> (
     Metrics,
     crate::api::Subscription<crate::detect::model::Anomaly>,
-    crate::api::Subscription<crate::event::Event>,
+    crate::api::Subscription<crate::attribution::event::Event>,
 ) {
     let metrics = Metrics::new(Health::default(), kernel());
     let mut overflowing = partial(sample_profile(key("shop", "cart")));
@@ -99,7 +99,7 @@ fn agent_metrics() -> (
     let mut slow = anomaly_hub.subscribe_with_capacity(1);
     let event_hub = Arc::new(Hub::new(8));
     let events = event_hub.subscribe();
-    metrics.set_agent(AgentSource {
+    metrics.set_agent(DaemonSource {
         store: Arc::new(RwLock::new(store)),
         last_seq: Arc::new(AtomicU64::new(3)),
         anomaly_hub: anomaly_hub.clone(),

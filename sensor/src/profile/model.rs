@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+/// Defined with attribution (which names flow peers); part of the profile format.
+pub use crate::attribution::Peer;
 use crate::attribution::workload::WorkloadKind;
 
 /// Format version of the persisted profile. Version 1 (before the runtime's setup was told
@@ -36,6 +38,20 @@ pub struct ProfileKey {
     pub namespace: String,
     pub workload: String,
     pub container: String,
+}
+
+impl ProfileKey {
+    /// The attribution of a profile as a whole (no particular pod), for findings about the
+    /// workload's aggregate behaviour (rate windows).
+    pub fn attribution(&self, kind: WorkloadKind) -> crate::attribution::Attribution {
+        let mut a =
+            crate::attribution::Attribution::bare(crate::attribution::Scope::Container, 0, None);
+        a.namespace = Some(self.namespace.clone());
+        a.workload = Some(self.workload.clone());
+        a.workload_kind = Some(kind);
+        a.container = Some(self.container.clone());
+        a
+    }
 }
 
 impl std::fmt::Display for ProfileKey {
@@ -247,18 +263,6 @@ impl Flow {
             last_seen: String::new(),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Peer {
-    pub namespace: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pod: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workload: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
 }
 
 /// Per-window statistics of a flow: the busiest window seen while learning, the baseline for

@@ -35,7 +35,7 @@ pub use self::{
     status::{KubeStatus, KubeStatusSnapshot},
     watch::client,
 };
-use crate::profile::model::Peer;
+use super::Peer;
 
 /// A handle on the pods known from the API (cheap to clone).
 #[derive(Clone)]

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::super::flows::Direction;
-use crate::netpol_eval::Protocol;
+use crate::audit::netpol_eval::Protocol;
 
 /// What makes a flow "the same" for the live audit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -11,6 +11,7 @@
 pub mod graduation;
 pub mod judged;
 pub mod policy_dir;
+pub mod runner;
 pub mod verdict;
 
 pub use self::graduation::{AuditStatus, NetworkGraduation, network_graduation};

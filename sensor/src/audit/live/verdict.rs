@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use super::super::flows::{self, Direction, RecordedFlow};
 use super::super::policy_files::LoadedPolicies;
 use super::super::report;
+use crate::audit::netpol_eval::{Side, Verdict};
 use crate::detect::model::{Evidence, Finding, RuleId, Severity};
-use crate::netpol_eval::{Side, Verdict};
 use crate::profile::model::{ApplicationProfile, Flow};
 
 /// The evaluator flow of `flow` seen by the workload of `profile` (its labels and resolvers);

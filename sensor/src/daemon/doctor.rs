@@ -14,12 +14,12 @@ use serde::Serialize;
 
 use crate::{
     attribution::cgroup_path::{self, CgroupKind},
-    collector::{
+    capture::kernel::mounts,
+    capture::{
         LoadOptions, ProbeStatus, Probes,
         compat::{OBJECT_NEEDS, PROBES},
         patterns::default_patterns,
     },
-    kernel::mounts,
 };
 
 /// Where to look on this host.

@@ -1,7 +1,7 @@
 //! `sensor trace`: loads its own probes and prints live attributed events, like execsnoop +
 //! tcpconnect + a DNS sniffer, per pod. Human columns by default, JSON lines with `--json`.
 
-mod format;
+use super::format;
 
 use std::{io::Write, path::PathBuf, time::Duration};
 
@@ -10,10 +10,10 @@ use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    attribution::event::Event,
     attribution::kubelet::KubeletDirs,
-    capture::{Capture, CaptureOptions},
-    collector::{CountersSnapshot, patterns::SensitivePattern},
-    event::Event,
+    capture::{CountersSnapshot, patterns::SensitivePattern},
+    daemon::capture::{Capture, CaptureOptions},
 };
 
 /// Which events to print.

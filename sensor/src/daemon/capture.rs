@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 
 use crate::{
+    attribution::pipeline::Pipeline,
     attribution::{AttributionOptions, Attributor, kubelet::KubeletDirs},
-    collector::{Collector, KernelEvent, LoadOptions, listeners, patterns::SensitivePattern},
-    kernel::mounts::{self, Mount},
-    pipeline::Pipeline,
+    capture::kernel::mounts::{self, Mount},
+    capture::{Collector, KernelEvent, LoadOptions, listeners, patterns::SensitivePattern},
 };
 
 /// Everything capture needs from the host.

@@ -16,11 +16,11 @@ use sensor_common::{KernelConfig, limits, names};
 use serde::Serialize;
 
 use crate::{
-    collector::{
+    capture::kernel::{btf::Btf, offsets},
+    capture::{
         compat::{Hook, PROBES},
         patterns::{SensitivePattern, anchors},
     },
-    kernel::{btf::Btf, offsets},
 };
 
 /// The compiled kernel programs, embedded at build time by `build.rs`.
@@ -39,7 +39,7 @@ pub enum LoadError {
     #[error("reading kernel BTF at {path}: {source}")]
     Btf {
         path: PathBuf,
-        source: crate::kernel::btf::BtfError,
+        source: crate::capture::kernel::btf::BtfError,
     },
     #[error("reading kernel BTF at {path} (aya): {source}")]
     AyaBtf {

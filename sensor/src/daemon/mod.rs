@@ -4,17 +4,14 @@
 
 #[cfg(test)]
 mod accept_tests;
+pub mod capture;
 pub mod config;
 pub mod config_error;
-pub mod drafts_out;
-pub mod inventory;
-pub mod learner;
+pub mod doctor;
 pub mod listen;
 pub mod losses;
-pub mod netpol_audit;
 pub mod preflight;
 pub mod services;
-pub mod store;
 
 use std::{
     net::IpAddr,
@@ -30,10 +27,10 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
-use self::{
-    config::Settings,
-    inventory::PackageScanner,
-    learner::{Learner, ResolvConf, parse_resolv_conf},
+use self::config::Settings;
+use crate::learn::{
+    learner::{self, Learner, ResolvConf, parse_resolv_conf},
+    package_scan::PackageScanner,
     store::ProfileStore,
 };
 use crate::{
@@ -42,17 +39,17 @@ use crate::{
         tools::{Observation, SharedTools},
     },
     api::{self, Hub, Services, Transport},
-    attribution::{Attribution, kube::KubeMetadata},
-    capture::{Capture, CaptureOptions},
-    collector::syscall_sets::{NamedSyscalls, named},
+    attribution::event::Event,
+    attribution::kube::KubeMetadata,
+    attribution::pipeline::Pipeline,
+    capture::syscall_sets::{NamedSyscalls, named},
+    daemon::capture::{Capture, CaptureOptions},
     detect::{
         engine::{Engine, Story},
         log::AnomalyLog,
         model::Anomaly,
     },
-    event::Event,
-    metrics::{AgentSource, AnomalyCounts, CaptureSource, Metrics},
-    pipeline::Pipeline,
+    metrics::{AnomalyCounts, CaptureSource, DaemonSource, Metrics},
     profile::{model::PROFILE_VERSION, persist::StateDir},
 };
 
@@ -149,9 +146,12 @@ pub async fn run(settings: Settings) -> Result<()> {
         Duration::from_secs(3600),
     );
     engine.seed_last_fired(settings.graduation_window);
-    let netpol_status = netpol_audit::SharedAuditStatus::default();
+    let netpol_status = crate::audit::live::runner::SharedAuditStatus::default();
     let netpol = match &settings.audit_netpol {
-        Some(dir) => Some(netpol_audit::LiveAudit::start(dir, netpol_status.clone())?),
+        Some(dir) => Some(crate::audit::live::runner::LiveAudit::start(
+            dir,
+            netpol_status.clone(),
+        )?),
         None => None,
     };
     let last_seq = Arc::new(AtomicU64::new(engine.log.last_seq()));
@@ -181,7 +181,7 @@ pub async fn run(settings: Settings) -> Result<()> {
     .with_tools(tools.clone())
     .with_info(api::info::agent_info(
         &settings.node_name,
-        &crate::metrics::info::KernelInfo::read(&settings.btf),
+        &crate::capture::kernel::info::KernelInfo::read(&settings.btf),
         &cgroup2.mount_point,
         &collector.probes.status,
     ));
@@ -213,7 +213,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         netpol,
         tools,
     };
-    metrics.set_agent(AgentSource {
+    metrics.set_agent(DaemonSource {
         store: agent.store.clone(),
         last_seq: agent.last_seq.clone(),
         anomaly_hub: agent.anomaly_hub.clone(),
@@ -265,7 +265,7 @@ pub async fn run(settings: Settings) -> Result<()> {
                 agent.flush();
                 // Serialising profiles and serving requests allocate and free a lot; hand the
                 // freed pages back so the resident size tracks what is really held.
-                crate::capture::release_freed_memory();
+                crate::daemon::capture::release_freed_memory();
             }
             _ = orphans.tick() => pipeline.collect_orphans(&mut collector, &mut out),
             result = async { api_task.as_mut().expect("api task").await }, if api_task.is_some() => {
@@ -318,7 +318,7 @@ struct Agent {
     losses: losses::LossReporter,
     anomaly_counts: Arc<AnomalyCounts>,
     /// The live NetworkPolicy audit (`--audit-netpol`).
-    netpol: Option<netpol_audit::LiveAudit>,
+    netpol: Option<crate::audit::live::runner::LiveAudit>,
     /// AI agents' tool calls (shared with the API).
     tools: SharedTools,
 }
@@ -397,14 +397,14 @@ impl Agent {
 
     /// Syscall bitmaps and flow counters into the profiles; new syscalls of ready ones to the
     /// rules.
-    fn poll_kernel(&mut self, pipeline: &mut Pipeline, collector: &crate::collector::Collector) {
+    fn poll_kernel(&mut self, pipeline: &mut Pipeline, collector: &crate::capture::Collector) {
         let now = now_rfc3339();
         let sets = collector.syscall_sets.read_all();
         let flows = collector.flows.read_all();
         let names: std::collections::HashMap<(u64, IpAddr), Vec<String>> = flows
             .iter()
             .map(|(k, _)| {
-                let ip = crate::event::ip_from_mapped(k.remote_addr);
+                let ip = crate::attribution::event::ip_from_mapped(k.remote_addr);
                 (
                     (k.cgroup_id, ip),
                     pipeline.remote_names_of(k.cgroup_id, &ip),
@@ -459,7 +459,7 @@ impl Agent {
             let Some(profile) = store.get(&key) else {
                 continue;
             };
-            let who = Attribution::for_profile(&key, profile.workload_kind);
+            let who = key.attribution(profile.workload_kind);
             let story = Story {
                 who: &who,
                 time: &now,
@@ -569,7 +569,7 @@ fn flush_state(state: &StateDir, store: &Arc<RwLock<ProfileStore>>, settings: &S
             .read()
             .expect("profile store lock")
             .workload(&profile.key.namespace, &profile.key.workload);
-        if let Err(e) = drafts_out::write(
+        if let Err(e) = crate::drafts::write::write(
             state,
             profile,
             &workload,

@@ -13,10 +13,14 @@ use std::{
     time::Duration,
 };
 
-use super::{learner::Learner, netpol_audit::LiveAudit, services::Controls, store::ProfileStore};
+use super::services::Controls;
+use crate::audit::live::runner::LiveAudit;
+use crate::learn::{learner::Learner, store::ProfileStore};
 use crate::{
     api::Control,
-    attribution::{Attribution, processes::ProcessTable, workload::WorkloadKind},
+    attribution::event::{Detail, DnsAnswerRecord, Event},
+    attribution::{processes::ProcessTable, workload::WorkloadKind},
+    audit::netpol_eval::{Namespaces, PolicySet},
     audit::report,
     detect::{
         engine::{Engine, Story},
@@ -27,8 +31,6 @@ use crate::{
         netpol::{network_policy, to_yaml},
         seccomp::{NodeArch, allowed_syscalls},
     },
-    event::{Detail, DnsAnswerRecord, Event},
-    netpol_eval::{Namespaces, PolicySet},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, Flow, ProfileKey, Protocol, Resolver, Status},
@@ -201,7 +203,7 @@ fn event(p: &ApplicationProfile, detail: Detail) -> Event {
         time: "2026-11-26T01:00:00Z".into(),
         kind: detail.kind(),
         node: Arc::from("node-1"),
-        who: Arc::new(Attribution::for_profile(&p.key, p.workload_kind)),
+        who: Arc::new(p.key.attribution(p.workload_kind)),
         pid: Some(4242),
         ppid: Some(1),
         comm: Some("x".into()),
@@ -434,7 +436,7 @@ impl Bed {
         let processes = ProcessTable::new(64);
         let mut out = Vec::new();
         let mut publish = |a: &Anomaly| out.push(a.clone());
-        let who = Attribution::for_profile(&self.key, WorkloadKind::Deployment);
+        let who = self.key.attribution(WorkloadKind::Deployment);
         let story = Story {
             who: &who,
             time: T2,

@@ -10,11 +10,11 @@ use std::{
 
 use sensor_common::{FlowKey, FlowStats, SyscallSet, flow_direction};
 
-use super::{inventory::PackageScanner, store::ProfileStore};
+use super::{package_scan::PackageScanner, store::ProfileStore};
 use crate::{
+    attribution::event::{Detail, Event},
     attribution::{Attribution, Scope, kube::KubeMetadata, workload::WorkloadKind},
-    collector::syscall_sets::named,
-    event::{Detail, Event},
+    capture::syscall_sets::named,
     profile::{
         builder::{Direction, FlowDelta, FlowId},
         model::{ApplicationProfile, Peer, ProfileKey, Protocol, Resolver},
@@ -53,7 +53,7 @@ fn protocol_from_name(p: &str) -> Option<Protocol> {
 
 /// Flow identity in a profile from the kernel's aggregate key.
 pub fn flow_id(key: &FlowKey) -> Option<FlowId> {
-    let ip = crate::event::ip_from_mapped(key.remote_addr);
+    let ip = crate::attribution::event::ip_from_mapped(key.remote_addr);
     let (direction, port) = if key.direction == flow_direction::INGRESS {
         (Direction::Ingress, key.local_port)
     } else {

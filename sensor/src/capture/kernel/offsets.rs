@@ -5,7 +5,7 @@
 use sensor_common::KernelConfig;
 
 use super::btf::{Btf, BtfError};
-use crate::syscall_names::{self, Abi};
+use crate::capture::syscall_names::{self, Abi};
 
 /// Hierarchy id of cgroup v2 (`cgrp_dfl_root`): it is set up first at boot and gets id 0; the
 /// v1 hierarchies get 1.. (seen on this kernel: the `cgroup_mkdir` tracepoint reports

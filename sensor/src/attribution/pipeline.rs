@@ -15,16 +15,18 @@ use sensor_common::{
 };
 
 use crate::{
+    attribution::dns::{self, TcpReassembler, TcpStreamKey},
+    attribution::event::{
+        Detail, DnsAnswerRecord, Event, ip_from_mapped, protocol_name, wait_status,
+    },
     attribution::{Attribution, Attributor, Scope, processes::ProcessInfo},
-    clock::BootClock,
-    collector::{
+    capture::{
         Collector, KernelEvent,
         decode::{c_str, exec_exe, opened_path, requested_path, split_args},
         patterns::{SensitivePattern, canonical_path, match_path},
         syscall_sets::named,
     },
-    dns::{self, TcpReassembler, TcpStreamKey},
-    event::{Detail, DnsAnswerRecord, Event, ip_from_mapped, protocol_name, wait_status},
+    clock::BootClock,
 };
 
 /// How long events of a container whose names are not known yet are held back: kubelet writes
@@ -51,9 +53,9 @@ pub struct Pipeline {
     held: HashMap<u64, VecDeque<(Instant, Event)>>,
     held_count: usize,
     /// Unparsable DNS payloads by workload (metrics); bumped on that loss path only.
-    pub dns_unparsed_by_workload: Arc<crate::metrics::WorkloadCounter>,
+    pub dns_unparsed_by_workload: Arc<crate::attribution::workload_losses::WorkloadCounter>,
     /// Those losses whose container is not named yet.
-    dns_unparsed_pending: crate::metrics::workload::PendingLosses,
+    dns_unparsed_pending: crate::attribution::workload_losses::PendingLosses,
 }
 
 impl Pipeline {

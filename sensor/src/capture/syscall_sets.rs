@@ -4,7 +4,7 @@
 use aya::maps::{Array, HashMap, MapData, Queue};
 use sensor_common::{SyscallSet, limits::SYSCALL_WORDS, syscall_phase};
 
-use crate::syscall_names::{Abi, name};
+use crate::capture::syscall_names::{Abi, name};
 
 pub struct SyscallSets {
     slots: HashMap<MapData, u64, u32>,

@@ -15,9 +15,14 @@ use std::sync::{
 
 use tracing::{info, warn};
 
-use super::{learner::Learner, store::ProfileStore};
+use crate::learn::{
+    learner::{self, Learner},
+    store::ProfileStore,
+};
 use crate::{
+    attribution::event::{Detail, Event},
     attribution::processes::ProcessTable,
+    audit::netpol_eval,
     audit::{
         PolicyFileError,
         flows::Direction,
@@ -28,8 +33,6 @@ use crate::{
         fold::Observation,
         model::Anomaly,
     },
-    event::{Detail, Event},
-    netpol_eval,
     profile::{
         builder::{self, FlowId},
         model::{self, Flow, RateStats},
@@ -110,7 +113,7 @@ impl LiveAudit {
         let Some((direction, ip, port, protocol, names)) = observed(&ev.detail) else {
             return;
         };
-        let Some((key, _)) = super::learner::profile_key(&ev.who) else {
+        let Some((key, _)) = learner::profile_key(&ev.who) else {
             return;
         };
         let ip = ip.to_canonical();
@@ -226,78 +229,9 @@ fn observed(d: &Detail) -> Option<(Direction, IpAddr, u16, model::Protocol, &[St
     }
 }
 
-/// `--audit-netpol DIR` at start: a directory whose policy files all load, else one
-/// [`ConfigError`] (exit code 2) naming the file and what is wrong with it.
-pub fn check(dir: &Path) -> Result<(), super::config::ConfigError> {
-    let invalid = |message: String| super::config::ConfigError::Invalid {
-        origin: "audit policies".into(),
-        key: "--audit-netpol (auditNetpol)",
-        message,
-    };
-    if !std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
-        return Err(invalid(format!("{} is not a directory", dir.display())));
-    }
-    PolicyDir::load(dir)
-        .map(drop)
-        .map_err(|e| invalid(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
-    use super::super::config::{self, Overrides};
     use super::*;
-
-    #[test]
-    fn the_config_key_names_the_directory_and_the_flag_wins() {
-        let file = config::parse("auditNetpol: /etc/sensor/netpol\n").unwrap();
-        let s =
-            config::settings(file, "config file c.yaml", Overrides::default(), "n".into()).unwrap();
-        assert_eq!(s.audit_netpol, Some(PathBuf::from("/etc/sensor/netpol")));
-        let file = config::parse("auditNetpol: /etc/sensor/netpol\n").unwrap();
-        let flags = Overrides {
-            audit_netpol: Some(PathBuf::from("/tmp/p")),
-            ..Default::default()
-        };
-        let s = config::settings(file, "config file c.yaml", flags, "n".into()).unwrap();
-        assert_eq!(s.audit_netpol, Some(PathBuf::from("/tmp/p")));
-    }
-
-    #[test]
-    fn check_wants_a_directory_of_valid_policies() {
-        let tmp = tempfile::tempdir().unwrap();
-        let e = check(&tmp.path().join("missing")).unwrap_err().to_string();
-        assert!(
-            e.starts_with("audit policies: `--audit-netpol (auditNetpol)`: ")
-                && e.ends_with("missing is not a directory"),
-            "{e}"
-        );
-        // An empty directory holds no policy file: an error, not an audit of nothing.
-        let e = check(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains("no .yaml, .yml or .json file"), "{e}");
-        let file = tmp.path().join("p.yaml");
-        std::fs::write(
-            &file,
-            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p}\n\
-             spec: {podSelector: {}}\n",
-        )
-        .unwrap();
-        let e = check(tmp.path()).unwrap_err().to_string();
-        assert!(
-            e.contains(&file.display().to_string()) && e.contains("no metadata.namespace"),
-            "{e}"
-        );
-        let e = check(&file).unwrap_err().to_string();
-        assert!(e.ends_with("p.yaml is not a directory"), "{e}");
-        std::fs::write(
-            &file,
-            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
-             metadata: {name: p, namespace: ns}\nspec: {podSelector: {}}\n",
-        )
-        .unwrap();
-        check(tmp.path()).unwrap();
-    }
 
     #[test]
     fn flow_events_give_direction_peer_and_port() {

@@ -10,19 +10,20 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::{now_rfc3339, store::ProfileStore};
+use super::now_rfc3339;
+use crate::learn::store::ProfileStore;
 use crate::{
     api::{
         AcceptOutcome, AnomalySource, Control, ControlError, EventSource, Graduation, Hub,
         ProfileSource, Subscription, control::fold_of,
     },
+    attribution::event::Event,
     audit::live,
     detect::{
         engine::{LastFired, allowed_behaviour, fold_into},
         log,
         model::{Anomaly, RuleId},
     },
-    event::Event,
     profile::model::{ApplicationProfile, Completeness, ProfileKey, Status},
 };
 
@@ -36,7 +37,7 @@ pub struct Profiles {
     pub last_fired: LastFired,
     pub graduation_window: Duration,
     /// The live NetworkPolicy audit, for the network draft's graduation.
-    pub netpol_audit: super::netpol_audit::SharedAuditStatus,
+    pub netpol_audit: crate::audit::live::runner::SharedAuditStatus,
 }
 
 impl ProfileSource for Profiles {

@@ -1,4 +1,7 @@
-//! `sensor trace` flags.
+//! `sensor trace`: its flags (here), the live loop (`live`) and the output format (`format`).
+
+pub mod format;
+pub mod live;
 
 use std::path::PathBuf;
 
@@ -7,8 +10,8 @@ use clap::Args;
 
 use crate::{
     attribution::kubelet::KubeletDirs,
-    collector::patterns::{SensitivePattern, default_patterns},
-    trace::{Filter, TraceOptions},
+    capture::patterns::{SensitivePattern, default_patterns},
+    cli::trace::live::{Filter, TraceOptions},
 };
 
 /// Where the host's files are (flags so the sensor can run in a container with host mounts).
@@ -90,7 +93,7 @@ impl TraceArgs {
         let max = sensor_common::limits::MAX_FILE_PATTERNS as usize;
         if patterns.len() > max {
             // A usage error (exit code 2), like the same mistake given to `sensor run`.
-            return Err(crate::agent::config::ConfigError::Invalid {
+            return Err(crate::daemon::config::ConfigError::Invalid {
                 origin: "command line".into(),
                 key: "--sensitive-path",
                 message: format!(

@@ -15,19 +15,19 @@ use prometheus_client::encoding::DescriptorEncoder;
 use super::{
     anomalies::{AnomalyCount, AnomalyCounts, severity_label},
     families::{self, Labels, labels},
-    workload::MAX_WORKLOADS,
 };
+use crate::attribution::workload_losses::MAX_WORKLOADS;
 use crate::{
-    agent::store::ProfileStore,
     ai::tools::{SharedTools, TrackerLosses},
     api::{Hub, HubStats},
+    attribution::event::Event,
     detect::model::Anomaly,
-    event::Event,
+    learn::store::ProfileStore,
     profile::model::{ApplicationProfile, Completeness, Status},
 };
 
 /// What the running agent exposes, set once its parts exist.
-pub struct AgentSource {
+pub struct DaemonSource {
     pub store: Arc<RwLock<ProfileStore>>,
     pub last_seq: Arc<AtomicU64>,
     pub anomaly_hub: Arc<Hub<Anomaly>>,
@@ -38,9 +38,9 @@ pub struct AgentSource {
     pub tools: SharedTools,
 }
 
-impl fmt::Debug for AgentSource {
+impl fmt::Debug for DaemonSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AgentSource").finish_non_exhaustive()
+        f.debug_struct("DaemonSource").finish_non_exhaustive()
     }
 }
 
@@ -96,7 +96,7 @@ impl ProfileCounts {
 
 /// The values of one scrape.
 #[derive(Debug, Clone, Default)]
-pub struct AgentCounts {
+pub struct DaemonCounts {
     pub profiles: ProfileCounts,
     pub anomalies: Vec<AnomalyCount>,
     pub last_seq: u64,
@@ -106,14 +106,14 @@ pub struct AgentCounts {
     pub tool_tracker: TrackerLosses,
 }
 
-impl AgentSource {
-    pub fn counts(&self, anomalies: &AnomalyCounts) -> AgentCounts {
+impl DaemonSource {
+    pub fn counts(&self, anomalies: &AnomalyCounts) -> DaemonCounts {
         let mut profiles = ProfileCounts::default();
         self.store
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .visit(&mut |p| profiles.add(p));
-        AgentCounts {
+        DaemonCounts {
             profiles,
             anomalies: anomalies.seen(),
             last_seq: self.last_seq.load(Ordering::Acquire),
@@ -136,7 +136,7 @@ fn rule_labels(a: &AnomalyCount) -> Labels {
     ])
 }
 
-pub fn encode(c: &AgentCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
+pub fn encode(c: &DaemonCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
     let mut states = Vec::new();
     for (s, status) in ["learning", "ready"].into_iter().enumerate() {
         for (k, completeness) in ["full", "partial"].into_iter().enumerate() {

@@ -2,5 +2,6 @@
 //! filesystems are mounted.
 
 pub mod btf;
+pub mod info;
 pub mod mounts;
 pub mod offsets;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use crate::collector::CountersSnapshot;
+use crate::capture::CountersSnapshot;
 
 /// The loss counters as of the last check.
 #[derive(Debug, Default)]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::{
     api::ListenAddr,
     attribution::{kube::KubeApiSettings, kube::settings as kube_settings, kubelet::KubeletDirs},
-    collector::patterns::{SensitivePattern, default_patterns},
+    capture::patterns::{SensitivePattern, default_patterns},
 };
 
 /// The config file. Every key is optional; unknown keys are errors (a typo must not be ignored).

@@ -5,10 +5,12 @@ pub mod compat;
 pub mod counters;
 pub mod decode;
 pub mod flows;
+pub mod kernel;
 pub mod listeners;
 pub mod loader;
 pub mod patterns;
 pub mod reader;
+pub mod syscall_names;
 pub mod syscall_sets;
 
 use std::{collections::BTreeMap, sync::Arc};

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use crate::{
-    collector::CountersSnapshot,
-    event::{Detail, Event},
+    attribution::event::{Detail, Event},
+    capture::CountersSnapshot,
 };
 
 pub struct Printer {
