@@ -10,7 +10,6 @@ use std::{
 };
 
 use super::{
-    agent_rules,
     aggregate::{Aggregator, Verdict},
     fold::{self, Observation},
     log::{AnomalyLog, LogError},
@@ -91,9 +90,9 @@ impl Engine {
             return Ok(());
         }
         let mut findings = rules::on_event(ev, profile, &self.config);
-        let asked = !findings.is_empty() || agent_rules::needs_chain(ev);
+        let asked = !findings.is_empty() || rules::agent::needs_chain(ev);
         let mut chain_now = if asked { chain() } else { None };
-        let agent = agent_rules::on_event(
+        let agent = rules::agent::on_event(
             ev,
             profile,
             &findings,

@@ -1,7 +1,6 @@
 //! Detection: rules over (event, profile) that turn deviations of ready workloads into
 //! anomalies, the anomaly log, and aggregation of repeats.
 
-pub mod agent_rules;
 pub mod aggregate;
 pub mod engine;
 pub mod fold;

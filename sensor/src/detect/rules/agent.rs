@@ -1,5 +1,5 @@
 //! Rules for AI agents: pure functions of (observation, ready profile, agent context,
-//! catalogue) -> findings, run beside the generic rules (`rules.rs`).
+//! catalogue) -> findings, run beside the generic rules (`rules/mod.rs`).
 //!
 //! | rule                      | severity                                   | MITRE ATT&CK |
 //! |---------------------------|--------------------------------------------|--------------|
@@ -15,12 +15,10 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use super::{
-    model::{Evidence, Finding, Mitre, RuleId, Severity},
-    rules::{
-        Interpreter, RuleConfig, add_completeness, basename, dns_key, fmt_bytes, interpreter,
-        knows_name, mitre, payload_excess, peer_subject, protocol_from_name, summary, truncate,
-    },
+    Interpreter, RuleConfig, add_completeness, basename, dns_key, fmt_bytes, interpreter,
+    knows_name, mitre, payload_excess, peer_subject, protocol_from_name, summary, truncate,
 };
+use crate::detect::model::{Evidence, Finding, Mitre, RuleId, Severity};
 use crate::{
     ai::{
         catalogue::{Catalogue, Endpoint},
@@ -502,7 +500,7 @@ mod tests {
     }
 
     fn rules_of(ev: &Event, p: &ApplicationProfile, chain: Option<&Chain>) -> Vec<RuleId> {
-        let generic = super::super::rules::on_event(ev, p, &RuleConfig::default());
+        let generic = super::super::on_event(ev, p, &RuleConfig::default());
         on_event(ev, p, &generic, chain, Catalogue::embedded())
             .iter()
             .map(|f| f.rule)
@@ -600,7 +598,7 @@ mod tests {
             .contains(&RuleId::NewAiProvider),
             "same provider, other region"
         );
-        let generic = super::super::rules::on_event(
+        let generic = super::super::on_event(
             &connect("10.9.0.1", 443, &["api.openai.com"]),
             &p,
             &RuleConfig::default(),
@@ -657,7 +655,7 @@ mod tests {
                 ..Default::default()
             }),
         };
-        let generic = super::super::rules::on_event(&token, &p, &RuleConfig::default());
+        let generic = super::super::on_event(&token, &p, &RuleConfig::default());
         let f = on_event(&token, &p, &generic, Some(&chain), Catalogue::embedded());
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(
@@ -668,7 +666,7 @@ mod tests {
         assert_eq!(f[0].severity, Severity::High, "the agent itself");
         // The metadata service is credentials too.
         let imds = connect("169.254.169.254", 80, &[]);
-        let generic = super::super::rules::on_event(&imds, &p, &RuleConfig::default());
+        let generic = super::super::on_event(&imds, &p, &RuleConfig::default());
         let f = on_event(&imds, &p, &generic, Some(&chain), Catalogue::embedded());
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].rule, RuleId::AgentCredentialAccess);
