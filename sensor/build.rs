@@ -1,5 +1,5 @@
 //! Builds the kernel programs (`sensor-ebpf`) with the nightly toolchain and bpf-linker, and puts
-//! the object in OUT_DIR, where `src/collector/loader.rs` embeds it.
+//! the object in OUT_DIR, where `src/capture/loader.rs` embeds it.
 //!
 //! `AYA_BUILD_SKIP=1` writes an empty stub instead (for `cargo clippy`/`cargo doc` on machines
 //! without bpf-linker); a binary built that way refuses to load probes with a clear error.

@@ -1,11 +1,11 @@
-//! The kernel-event decoder (`sensor/src/collector/decode.rs`) and everything the pipeline
+//! The kernel-event decoder (`sensor/src/capture/decode.rs`) and everything the pipeline
 //! reads from a decoded record: a record that passes the tag and length checks must never make
 //! the string and path helpers panic or read out of bounds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../sensor/src/collector/decode.rs"]
+#[path = "../../sensor/src/capture/decode.rs"]
 #[allow(dead_code)]
 mod decode;
 
@@ -28,7 +28,7 @@ fn exercise(data: &[u8]) {
     };
     let _ = event.header();
     let _ = event.kind();
-    // What the pipeline reads from each kind (see sensor/src/pipeline.rs).
+    // What the pipeline reads from each kind (see sensor/src/attribution/pipeline.rs).
     match &event {
         KernelEvent::Exec(e) => {
             let _ = decode::c_str(&e.filename[..e.filename_len as usize]);

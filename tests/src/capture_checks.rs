@@ -1,7 +1,7 @@
 //! The event checks the capture tests share: the fields every event carries, attribution to a
 //! pod's container, and DNS answer shapes.
 //!
-//! Why shared: the host-kernel tests (tests/capture.rs) and the 6.1 guest test
+//! Why shared: the host-kernel tests (tests/tests/capture.rs) and the 6.1 guest test
 //! (tests/kernel_61.rs) must judge events the same way, so that a kernel layout difference
 //! fails the build instead of passing a looser check.
 

@@ -21,7 +21,7 @@ const LEARNING_PERIOD: &str = "10s";
 /// flushed every second).
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// The 13 probes the agent attaches (collector/compat.rs: sys_enter, file_open - by fentry or its
+/// The 13 probes the agent attaches (capture/compat.rs: sys_enter, file_open - by fentry or its
 /// sys_exit fallback - and the rest).
 const PROGRAMS: usize = 13;
 

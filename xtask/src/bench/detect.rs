@@ -51,7 +51,7 @@ pub const ARRIVAL_WAIT: Duration = Duration::from_secs(10);
 /// `sensor debug bench-stream` parameters.
 pub const STREAM_RATE: u64 = 10_000;
 pub const STREAM_SECS: u64 = 5;
-/// The agent's per-subscriber hub queue (`HUB_QUEUE` in sensor/src/agent/mod.rs).
+/// The agent's per-subscriber hub queue (`HUB_QUEUE` in sensor/src/daemon/mod.rs).
 pub const STREAM_QUEUE: usize = 4096;
 pub const SLOW_PAUSE_US: u64 = 1000;
 
