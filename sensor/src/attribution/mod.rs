@@ -6,6 +6,7 @@ pub mod cgroups;
 pub mod kube;
 pub mod kubelet;
 pub mod processes;
+pub mod selector;
 pub mod workload;
 
 use std::{
