@@ -24,6 +24,7 @@ mod overhead;
 mod report;
 mod system;
 mod tools;
+mod verdict;
 mod workload;
 
 use std::{
