@@ -1,5 +1,6 @@
 //! The sensor library: kernel capture (`collector`), attribution to pods (`attribution`), and
-//! the commands built on them. The `sensor` binary is a thin CLI over this crate.
+//! the commands built on them. The `sensor` binary is a thin CLI over this crate; the
+//! `sensor-dev` binary (benchmark helpers, fuzz seeds) is one over `devtools`.
 
 pub mod agent;
 pub mod ai;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod collector;
 pub mod detect;
+pub mod devtools;
 pub mod dns;
 pub mod doctor;
 pub mod drafts;

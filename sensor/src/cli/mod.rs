@@ -4,8 +4,6 @@
 pub mod agents;
 pub mod audit;
 pub mod client;
-pub mod debug;
-pub mod debug_records;
 pub mod doctor;
 pub mod info;
 pub mod run;
@@ -16,10 +14,7 @@ pub mod watch;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-pub use self::{
-    debug::DebugCommand,
-    trace::{HostPaths, TraceArgs},
-};
+pub use self::trace::{HostPaths, TraceArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,9 +53,6 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     /// The running agent: version, kernel, each probe's status and what is not captured.
     Info(info::InfoArgs),
-    /// Developer tools (benchmark helpers).
-    #[command(hide = true, subcommand)]
-    Debug(DebugCommand),
 }
 
 pub async fn dispatch(cli: Cli) -> Result<()> {
@@ -77,6 +69,5 @@ pub async fn dispatch(cli: Cli) -> Result<()> {
         Command::Doctor(args) => doctor::run(args),
         Command::Info(args) => info::run(args).await,
         Command::Agents(args) => agents::run(args).await,
-        Command::Debug(cmd) => debug::run(cmd).await,
     }
 }

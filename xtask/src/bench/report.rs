@@ -870,7 +870,7 @@ impl Report<'_> {
         let _ = writeln!(s, "\nHow it was measured:\n");
         let _ = writeln!(
             s,
-            "- Profiles: `sensor debug synth-profiles --state-dir <tmp> --count {}` writes {} realistic learned \
+            "- Profiles: `sensor-dev synth-profiles --state-dir <tmp> --count {}` writes {} realistic learned \
              profiles ({} workloads x 2 containers, app and sidecar) into a fresh temp dir, as the agent persists \
              them; per `sensor profiles list --json` of the running agent: {shape}.",
             agent::PROFILES,
@@ -879,7 +879,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Drafts: `sensor debug bench-drafts --state-dir <tmp>` loads those profiles, groups them by \
+            "- Drafts: `sensor-dev bench-drafts --state-dir <tmp>` loads those profiles, groups them by \
              workload and times, per workload, what the agent generates when a profile changes: the seccomp \
              draft of each container in enforce and audit mode (JSON) and the workload's NetworkPolicy draft \
              (YAML), rendered to text. Mean, p99 and max over the {} workloads; release build, one thread.",
@@ -1033,8 +1033,8 @@ impl Report<'_> {
         let _ = writeln!(s, "\nHow it was measured:\n");
         let _ = writeln!(
             s,
-            "- `sensor debug bench-stream --rate {} --seconds {} --queue {} --slow-pause-us {}` (hidden, \
-             `sensor/src/cli/debug.rs`) runs, in one process: the real gRPC server (`api::serve`) on a Unix \
+            "- `sensor-dev bench-stream --rate {} --seconds {} --queue {} --slow-pause-us {}` (the developer \
+             binary, `sensor/src/devtools/stream.rs`) runs, in one process: the real gRPC server (`api::serve`) on a Unix \
              socket, serving the agent's own anomaly source (`agent::services::Anomalies`: the anomaly log in a \
              temp state dir, and a `Hub` with the agent's per-subscriber queue of {}); a publisher thread that \
              does what the agent's event loop does for each anomaly, `AnomalyLog::append` (which numbers it) \
@@ -1305,8 +1305,8 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Configurations: **no probe**; **empty hook** = `sensor debug empty-hook`, one empty raw tracepoint on \
-             `sys_enter`, the floor any syscall hook pays; **empty hooks, enter + exit** = `sensor debug empty-hook \
+            "- Configurations: **no probe**; **empty hook** = `sensor-dev empty-hook`, one empty raw tracepoint on \
+             `sys_enter`, the floor any syscall hook pays; **empty hooks, enter + exit** = `sensor-dev empty-hook \
              --exit`, empty programs on `sys_enter` and `sys_exit`, the floor of a sensor that hooks both; **sensor trace** = `sensor trace --json` with all its \
              probes (output to a file, discarded) - its sensitive-file probe here is `{file_hook}`: where the \
              kernel refuses trampolines (fentry) that is the `sys_exit` fallback, a second program on every \
