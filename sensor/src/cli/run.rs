@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::Args;
 
+use super::exit::{CommandError, CommandResult};
 use crate::agent::{self, config};
+use crate::audit::PolicyFileError;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -135,7 +136,16 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
     Ok(settings)
 }
 
-pub async fn run(args: RunArgs) -> Result<()> {
-    let settings = settings(args)?;
-    agent::run(settings).await
+/// A bad setting (flag, config file, `--audit-netpol` directory) is a usage error, exit code 2.
+pub async fn run(args: RunArgs) -> CommandResult {
+    let settings = settings(args).map_err(CommandError::usage)?;
+    agent::run(settings).await.map_err(|e| {
+        // The `--audit-netpol` directory is checked above, then loaded for good when the agent
+        // starts its audit: a policy file broken in between is still the user's input.
+        if e.chain().any(|c| c.is::<PolicyFileError>()) {
+            CommandError::usage(e)
+        } else {
+            e.into()
+        }
+    })
 }

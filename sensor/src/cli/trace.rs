@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::{
+    agent::config::ConfigError,
     attribution::kubelet::KubeletDirs,
     collector::patterns::{SensitivePattern, default_patterns},
     trace::{Filter, TraceOptions},
@@ -80,7 +81,9 @@ pub fn host_name() -> String {
 }
 
 impl TraceArgs {
-    pub fn into_options(self) -> Result<TraceOptions> {
+    /// The options of a run; too many patterns is a usage error (exit code 2), like the same
+    /// mistake given to `sensor run`.
+    pub fn into_options(self) -> Result<TraceOptions, ConfigError> {
         let mut patterns = if self.no_default_sensitive_paths {
             Vec::new()
         } else {
@@ -89,16 +92,14 @@ impl TraceArgs {
         patterns.extend(self.sensitive_paths);
         let max = sensor_common::limits::MAX_FILE_PATTERNS as usize;
         if patterns.len() > max {
-            // A usage error (exit code 2), like the same mistake given to `sensor run`.
-            return Err(crate::agent::config::ConfigError::Invalid {
+            return Err(ConfigError::Invalid {
                 origin: "command line".into(),
                 key: "--sensitive-path",
                 message: format!(
                     "{} patterns, at most {max} (defaults included)",
                     patterns.len()
                 ),
-            }
-            .into());
+            });
         }
         Ok(TraceOptions {
             json: self.json,
