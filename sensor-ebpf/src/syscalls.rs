@@ -228,7 +228,7 @@ fn starts_with(s: &[u8; 16], prefix: &[u8]) -> bool {
 }
 
 /// Does nothing: the benchmark's floor (the cost of any program on `sys_enter`). Only loaded
-/// by `sensor debug empty-hook`.
+/// by `sensor-dev empty-hook`.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter_empty(_ctx: RawTracePointContext) -> i32 {
     0
@@ -236,7 +236,7 @@ pub fn sys_enter_empty(_ctx: RawTracePointContext) -> i32 {
 
 /// Does nothing on `sys_exit`: with [`sys_enter_empty`], the floor of a sensor that hooks both
 /// (the sensitive-file fallback where trampolines are refused). Only loaded by
-/// `sensor debug empty-hook --exit`.
+/// `sensor-dev empty-hook --exit`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit_empty(_ctx: RawTracePointContext) -> i32 {
     0

@@ -6,7 +6,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> std::process::ExitCode {
     let cli = match sensor::cli::Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return sensor::cli::usage::parse_failure(&e),
+        Err(e) => return sensor::cli::usage::parse_failure(&e).into(),
     };
     if !matches!(cli.command, sensor::cli::Command::Run(_)) {
         // Printing commands behave like Unix tools in a pipe (`sensor trace | head`): a closed
@@ -29,22 +29,9 @@ fn main() -> std::process::ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: starting the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return sensor::cli::exit::Exit::Failure.into();
         }
     };
-    match runtime.block_on(sensor::cli::dispatch(cli)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            // Bad configuration is a usage error, like a bad flag: exit code 2.
-            if e.chain().any(|c| {
-                c.is::<sensor::daemon::config::ConfigError>()
-                    || c.is::<sensor::audit::PolicyFileError>()
-            }) {
-                std::process::ExitCode::from(sensor::cli::usage::USAGE_EXIT)
-            } else {
-                std::process::ExitCode::FAILURE
-            }
-        }
-    }
+    // The exit code is the command's (sensor::cli::exit): 0, 1 (failure or findings), 2 (usage).
+    runtime.block_on(sensor::cli::run(cli)).into()
 }

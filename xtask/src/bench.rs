@@ -10,7 +10,7 @@
 //!    agent's memory with 500 profiles loaded against an empty state.
 //! 5. Detection latency (`detect`): `sensor run` with a ready profile, distinct unexpected execs
 //!    from the pod's cgroup, timed from right before `execve` to the line of `sensor watch`.
-//! 6. Anomaly stream throughput (`detect`): `sensor debug bench-stream`, 10k anomalies/s through
+//! 6. Anomaly stream throughput (`detect`): `sensor-dev bench-stream`, 10k anomalies/s through
 //!    the agent's log, hub and gRPC server to a fast and a slow client.
 //!
 //! Prints tables and writes docs/benchmarks.md (`report`). Every process the bench starts is
@@ -24,6 +24,7 @@ mod overhead;
 mod report;
 mod system;
 mod tools;
+mod verdict;
 mod workload;
 
 use std::{
@@ -52,6 +53,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What every part of the bench needs.
 struct Ctx {
     sensor_bin: PathBuf,
+    /// `sensor-dev` next to it: the empty hooks, synthetic profiles and in-process benches.
+    dev_bin: PathBuf,
     cg2: Cgroup2,
     work: WorkDir,
     cpus: Vec<usize>,
@@ -106,6 +109,12 @@ pub fn run(
         Path::new("/bin/true").exists(),
         "/bin/true is missing (the exec flood runs it)"
     );
+    let dev_bin = crate::dev_bin(sensor_bin);
+    ensure!(
+        dev_bin.exists(),
+        "{} is missing: the bench runs the developer tools next to the sensor (cargo xtask build)",
+        dev_bin.display()
+    );
     tools::install_interrupt_handler();
     let started = Instant::now();
     let cg2 = Cgroup2::find()?;
@@ -118,6 +127,7 @@ pub fn run(
     let file_hook = file_hook(sensor_bin);
     let ctx = Ctx {
         sensor_bin: sensor_bin.to_path_buf(),
+        dev_bin,
         cg2,
         work: WorkDir::create()?,
         cpus: allowed_cpus(),

@@ -1,7 +1,7 @@
 //! `cargo xtask fuzz` (and the fuzzing step of `cargo xtask test`): installs cargo-fuzz, builds
 //! the targets of `fuzz/` with the nightly toolchain and runs each for a fixed time, starting
 //! from its seed corpus (`fuzz/corpus/<target>`: real records and DNS answers captured on the
-//! test bed with `sensor debug records`). A crash fails the run; its input is kept under
+//! test bed with `sensor-dev records`). A crash fails the run; its input is kept under
 //! `target/fuzz/artifacts/<target>/` and printed.
 
 use std::{fs, path::Path, process::Command, time::Instant};

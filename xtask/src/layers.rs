@@ -25,6 +25,8 @@ pub const STAGES: &[&str] = &[
     "metrics",
     "daemon",
     "cli",
+    // `sensor-dev`'s helpers (benchmarks, fuzz seeds): above everything, in no production path.
+    "devtools",
 ];
 /// Helpers below every stage.
 pub const SHARED: &[&str] = &["clock", "text"];
@@ -66,7 +68,10 @@ fn modules(src: &Path) -> Result<BTreeMap<Module, PathBuf>> {
         for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             if path.is_dir() {
-                dirs.push(path);
+                // `src/bin/*` are crates of their own (they import `sensor::`, not `crate::`).
+                if path != src.join("bin") {
+                    dirs.push(path);
+                }
             } else if path.extension().is_some_and(|e| e == "rs") {
                 out.insert(module_of(src, &path), path);
             }

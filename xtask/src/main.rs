@@ -25,7 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the kernel programs and the agent (binary at target/<profile>/sensor).
+    /// Build the kernel programs, the agent (binary at target/<profile>/sensor) and the developer
+    /// tools next to it (target/<profile>/sensor-dev: benchmark helpers, fuzz seed corpora).
     Build {
         #[arg(long)]
         release: bool,
@@ -91,12 +92,12 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Build { release } => {
             setup::ensure_ebpf_toolchain()?;
-            build(&root, release)?;
+            build(&root, release, Bins::WithDev)?;
         }
         Cmd::Run { release, args } => {
             require_root("run")?;
             setup::ensure_ebpf_toolchain()?;
-            let bin = build(&root, release)?;
+            let bin = build(&root, release, Bins::Sensor)?;
             let args = if args.is_empty() {
                 vec!["trace".to_string()]
             } else {
@@ -115,7 +116,7 @@ fn main() -> Result<()> {
             setup::ensure_packages(setup::TEST_PACKAGES)?;
             let python_tools = setup::ensure_python_tools(&root)?;
             let guest_kernel = kernels::ensure_debian_61(&root)?;
-            let bin = build(&root, false)?;
+            let bin = build(&root, false, Bins::WithDev)?;
             // The image tests run the debug binary's image: a release build would add minutes.
             let image = image::build(
                 &bin,
@@ -151,13 +152,15 @@ fn main() -> Result<()> {
             setup::ensure_ebpf_toolchain()?;
             setup::ensure_packages(setup::BENCH_PACKAGES)?;
             setup::ensure_tracefs()?;
-            let bin = build(&root, true)?;
+            // The bench runs `sensor-dev` (empty hooks, synthetic profiles, in-process benches)
+            // from next to the sensor it measures.
+            let bin = build(&root, true, Bins::WithDev)?;
             bench::run(&root, &bin, calls, rounds, !no_write)?;
         }
         Cmd::BenchWorker { args } => bench::worker(&args)?,
         Cmd::Image { debug, tag, output } => {
             setup::ensure_ebpf_toolchain()?;
-            let bin = build(&root, !debug)?;
+            let bin = build(&root, !debug, Bins::Sensor)?;
             let output = output.unwrap_or_else(|| root.join("target/node-sensor-image.tar"));
             let image = image::build(&bin, &tag, &output)?;
             eprintln!(
@@ -221,9 +224,26 @@ fn cargo(root: &Path) -> Command {
     cmd
 }
 
-fn build(root: &Path, release: bool) -> Result<PathBuf> {
+/// Which binaries of the sensor package `build` makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bins {
+    /// The production binary only (what `run` and the image need).
+    Sensor,
+    /// Also `sensor-dev`, the developer tools (what `bench` and the tests need).
+    WithDev,
+}
+
+/// The name of the developer-tools binary, built next to `sensor`.
+pub const DEV_BIN: &str = "sensor-dev";
+
+/// Builds the sensor package's binaries; returns the path of `sensor` (`sensor-dev`, when
+/// built, is [`dev_bin`] of it).
+fn build(root: &Path, release: bool, bins: Bins) -> Result<PathBuf> {
     let mut cmd = cargo(root);
-    cmd.args(["build", "-p", "sensor"]);
+    cmd.args(["build", "-p", "sensor", "--bin", "sensor"]);
+    if bins == Bins::WithDev {
+        cmd.args(["--bin", DEV_BIN]);
+    }
     if release {
         cmd.arg("--release");
     }
@@ -232,10 +252,21 @@ fn build(root: &Path, release: bool) -> Result<PathBuf> {
         .join("target")
         .join(if release { "release" } else { "debug" })
         .join("sensor");
-    if !bin.exists() {
-        bail!("build finished but {} is missing", bin.display());
+    let mut expected = vec![bin.clone()];
+    if bins == Bins::WithDev {
+        expected.push(dev_bin(&bin));
+    }
+    for path in expected {
+        if !path.exists() {
+            bail!("build finished but {} is missing", path.display());
+        }
     }
     Ok(bin)
+}
+
+/// `sensor-dev` next to a `sensor` binary (same directory, same build profile).
+pub fn dev_bin(sensor_bin: &Path) -> PathBuf {
+    sensor_bin.with_file_name(DEV_BIN)
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

@@ -7,13 +7,12 @@
 //! repeated field may (OR); a message passes when it matches the filter and none of the deny
 //! filters.
 
-use std::collections::BTreeMap;
-
 use regex::{Regex, RegexBuilder};
 
 use super::lookup::{self, RequestError};
 use super::proto;
 use crate::attribution::event::Event;
+use crate::attribution::selector::Selector;
 use crate::detect::model::{Anomaly, RuleId, Severity};
 
 /// Compiled regexes are bounded (a client's regex must not eat the agent's memory).
@@ -27,208 +26,6 @@ fn invalid(field: String, value: &str, reason: String) -> RequestError {
         value: value.to_string(),
         reason,
     }
-}
-
-// ---- label selectors ----
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requirement {
-    Equals(String, String),
-    NotEquals(String, String),
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    NotExists(String),
-}
-
-/// A Kubernetes label selector (`a=b,c!=d,e in (x,y),f notin (z),g,!h`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LabelSelector {
-    requirements: Vec<Requirement>,
-}
-
-impl LabelSelector {
-    /// Parses the string form; empty selects everything.
-    pub fn parse(s: &str) -> Result<LabelSelector, String> {
-        let mut requirements = Vec::new();
-        for part in split_requirements(s)? {
-            let part = part.trim();
-            if part.is_empty() {
-                if s.trim().is_empty() {
-                    continue;
-                }
-                return Err("empty requirement (two commas in a row, or a trailing comma)".into());
-            }
-            requirements.push(parse_requirement(part)?);
-        }
-        Ok(LabelSelector { requirements })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
-    }
-
-    /// Kubernetes semantics: `!=` and `notin` also match when the label is absent.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| match r {
-            Requirement::Equals(k, v) => labels.get(k) == Some(v),
-            Requirement::NotEquals(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => !labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::NotExists(k) => !labels.contains_key(k),
-        })
-    }
-}
-
-/// Splits at the commas outside parentheses.
-fn split_requirements(s: &str) -> Result<Vec<&str>, String> {
-    let mut parts = Vec::new();
-    let mut depth = 0u32;
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        match c {
-            '(' => {
-                if depth > 0 {
-                    return Err("nested parentheses".into());
-                }
-                depth += 1;
-            }
-            ')' => {
-                if depth == 0 {
-                    return Err("unbalanced `)`".into());
-                }
-                depth -= 1;
-            }
-            ',' if depth == 0 => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err("unclosed `(`".into());
-    }
-    parts.push(&s[start..]);
-    Ok(parts)
-}
-
-fn parse_requirement(part: &str) -> Result<Requirement, String> {
-    if let Some(key) = part.strip_prefix('!') {
-        let key = key.trim();
-        check_key(key)?;
-        return Ok(Requirement::NotExists(key.to_string()));
-    }
-    // Set-based: `key in (a,b)` / `key notin (a,b)`.
-    if let Some(open) = part.find('(') {
-        let head = part[..open].trim_end();
-        let (key, negated) = if let Some(k) = head.strip_suffix(" notin") {
-            (k, true)
-        } else if let Some(k) = head.strip_suffix(" in") {
-            (k, false)
-        } else {
-            return Err(format!(
-                "`{part}`: expected `key in (...)` or `key notin (...)`"
-            ));
-        };
-        let key = key.trim();
-        check_key(key)?;
-        let rest = &part[open + 1..];
-        let Some(inner) = rest.strip_suffix(')') else {
-            return Err(format!("`{part}`: text after `)`"));
-        };
-        let values: Vec<String> = inner.split(',').map(|v| v.trim().to_string()).collect();
-        if values.iter().all(String::is_empty) {
-            return Err(format!("`{part}`: empty value set"));
-        }
-        for v in &values {
-            check_value(v)?;
-        }
-        return Ok(if negated {
-            Requirement::NotIn(key.to_string(), values)
-        } else {
-            Requirement::In(key.to_string(), values)
-        });
-    }
-    for (op, negated) in [("!=", true), ("==", false), ("=", false)] {
-        if let Some((key, value)) = part.split_once(op) {
-            let (key, value) = (key.trim(), value.trim());
-            check_key(key)?;
-            check_value(value)?;
-            return Ok(if negated {
-                Requirement::NotEquals(key.into(), value.into())
-            } else {
-                Requirement::Equals(key.into(), value.into())
-            });
-        }
-    }
-    if part.contains(['<', '>']) {
-        return Err(format!(
-            "`{part}`: `<`/`>` (gt/lt) apply to node selectors only"
-        ));
-    }
-    check_key(part)?;
-    Ok(Requirement::Exists(part.to_string()))
-}
-
-/// `[prefix/]name`: prefix a DNS subdomain (<= 253), name <= 63 of `[A-Za-z0-9_.-]`, starting
-/// and ending alphanumeric.
-fn check_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    if let Some(p) = prefix {
-        let ok = !p.is_empty()
-            && p.len() <= 253
-            && p.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                    && !l.starts_with('-')
-                    && !l.ends_with('-')
-            });
-        if !ok {
-            return Err(format!(
-                "label key `{key}`: the prefix must be a DNS subdomain (lowercase, dots)"
-            ));
-        }
-    }
-    if name.is_empty() {
-        return Err(if key.is_empty() {
-            "empty label key".to_string()
-        } else {
-            format!("label key `{key}`: empty name")
-        });
-    }
-    check_name_chars(name).map_err(|why| format!("label key `{key}`: {why}"))
-}
-
-/// Empty, or like a key's name part.
-fn check_value(value: &str) -> Result<(), String> {
-    if value.is_empty() {
-        return Ok(());
-    }
-    check_name_chars(value).map_err(|why| format!("label value `{value}`: {why}"))
-}
-
-fn check_name_chars(s: &str) -> Result<(), String> {
-    if s.len() > 63 {
-        return Err("longer than 63 characters".into());
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        return Err("only letters, digits, `-`, `_` and `.` are allowed".into());
-    }
-    let (first, last) = (s.as_bytes()[0], s.as_bytes()[s.len() - 1]);
-    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
-        return Err("must start and end with a letter or digit".into());
-    }
-    Ok(())
 }
 
 // ---- the common part: who ----
@@ -336,7 +133,7 @@ fn regexes(field: &str, values: &[String]) -> Result<Vec<Regex>, RequestError> {
 #[derive(Debug, Clone, Default)]
 struct AnomalyRule {
     who: Who,
-    labels: LabelSelector,
+    labels: Selector,
     rules: Vec<RuleId>,
     min_severity: Option<Severity>,
 }
@@ -344,7 +141,7 @@ struct AnomalyRule {
 impl AnomalyRule {
     fn compile(field: &str, f: &proto::AnomalyFilter) -> Result<AnomalyRule, RequestError> {
         let who = Who::compile(field, &f.namespace, &f.workload, &f.pod_regex, &f.container)?;
-        let labels = LabelSelector::parse(&f.label_selector).map_err(|reason| {
+        let labels = Selector::parse(&f.label_selector).map_err(|reason| {
             invalid(format!("{field}.label_selector"), &f.label_selector, reason)
         })?;
         too_many(&format!("{field}.rule_ids"), f.rule_ids.len())?;
@@ -552,6 +349,8 @@ impl EventFilter {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use tonic::Code;
 
     use super::*;
@@ -562,63 +361,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn label_selectors_follow_kubernetes_semantics() {
-        let l = labels(&[("app", "checkout"), ("tier", "web"), ("team", "pay")]);
-        let cases = [
-            ("", true),
-            ("app=checkout", true),
-            ("app==checkout", true),
-            ("app = checkout", true),
-            ("app=cart", false),
-            ("app!=cart", true),
-            ("missing!=x", true),
-            ("tier in (web, api)", true),
-            ("tier in (api)", false),
-            ("tier notin (api,db)", true),
-            ("missing notin (x)", true),
-            ("missing in (x)", false),
-            ("app", true),
-            ("missing", false),
-            ("!missing", true),
-            ("!app", false),
-            ("app=checkout,tier in (web),!canary,team!=ops", true),
-            ("app=checkout,tier=api", false),
-            ("example.com/role", false),
-            ("app in (checkout,)", true),
-        ];
-        for (sel, want) in cases {
-            let s = LabelSelector::parse(sel).unwrap_or_else(|e| panic!("{sel}: {e}"));
-            assert_eq!(s.matches(&l), want, "{sel:?}");
-        }
-        // Unknown labels (empty): only negative requirements hold.
-        let none = BTreeMap::new();
-        assert!(LabelSelector::parse("!app,app!=x").unwrap().matches(&none));
-        assert!(!LabelSelector::parse("app=x").unwrap().matches(&none));
-    }
-
-    #[test]
-    fn bad_label_selectors_say_why() {
-        for (sel, why) in [
-            ("app=a,", "empty requirement"),
-            ("app in (a", "unclosed"),
-            ("app in a)", "unbalanced"),
-            ("app in ()", "empty value set"),
-            ("app inn (a)", "expected `key in"),
-            ("=x", "empty label key"),
-            ("-app=x", "start and end"),
-            ("app=x y", "only letters"),
-            ("Example.COM/app=x", "DNS subdomain"),
-            ("a>1", "node selectors"),
-            ("app in ((a))", "nested"),
-        ] {
-            let e = LabelSelector::parse(sel).unwrap_err();
-            assert!(e.contains(why), "{sel:?}: {e}");
-        }
-        let long = format!("app={}", "v".repeat(64));
-        assert!(LabelSelector::parse(&long).unwrap_err().contains("63"));
     }
 
     fn filter(f: proto::AnomalyFilter) -> AnomalyFilter {

@@ -9,6 +9,7 @@ pub mod kube;
 pub mod kubelet;
 pub mod pipeline;
 pub mod processes;
+pub mod selector;
 pub mod workload;
 pub mod workload_losses;
 

@@ -85,7 +85,7 @@ impl Collector {
         rx
     }
 
-    /// The ring buffer itself, for a reader of raw records (`sensor debug records`) instead of
+    /// The ring buffer itself, for a reader of raw records (`sensor-dev records`) instead of
     /// [`Collector::spawn_reader`].
     pub fn take_ring(&mut self) -> Option<RingBuf<MapData>> {
         self.ring.take()

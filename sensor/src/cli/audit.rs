@@ -2,15 +2,16 @@
 //!
 //! Offline: the profiles are read from the state directory's files (as `--profile` does for the
 //! other commands), so no agent needs to run and nothing is written. Exit code 0 when no flow
-//! would be denied, 1 when some would (or on an error reading profiles), 2 for bad input
-//! (flags, a malformed policy file).
+//! would be denied, 1 when some would ([`Exit::Findings`](super::exit::Exit::Findings)) or on an
+//! error reading profiles, 2 for bad input (flags, a malformed policy file).
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
 use super::client::{load_profile, out};
+use super::exit::{CommandError, CommandResult};
 use crate::attribution::kube::Endpoint;
 use crate::audit::{cluster, policy_files, report};
 use crate::daemon::config::DEFAULT_STATE_DIR;
@@ -56,16 +57,17 @@ fn parse_api_url(s: &str) -> Result<String, String> {
     crate::attribution::kube::settings::parse_url(s)
 }
 
-pub async fn run(cmd: AuditCommand) -> Result<()> {
+pub async fn run(cmd: AuditCommand) -> CommandResult {
     match cmd {
         AuditCommand::Netpol(args) => netpol(args).await,
     }
 }
 
-async fn netpol(args: NetpolAuditArgs) -> Result<()> {
+async fn netpol(args: NetpolAuditArgs) -> CommandResult {
     let (loaded, source) = match &args.policy {
         Some(path) => (
-            policy_files::load(path, args.namespace.as_deref())?,
+            // A malformed policy file is bad input: exit code 2.
+            policy_files::load(path, args.namespace.as_deref()).map_err(CommandError::usage)?,
             path.display().to_string(),
         ),
         None => {
@@ -90,7 +92,7 @@ async fn netpol(args: NetpolAuditArgs) -> Result<()> {
         })
         .collect();
     if profiles.is_empty() {
-        bail!(
+        return Err(anyhow!(
             "no profile{}{} under {}",
             args.namespace
                 .as_ref()
@@ -99,7 +101,8 @@ async fn netpol(args: NetpolAuditArgs) -> Result<()> {
                 .as_ref()
                 .map_or(String::new(), |w| format!(" of workload {w}")),
             args.state_dir.join("profiles").display()
-        );
+        )
+        .into());
     }
     let audit = report::audit(&profiles, &loaded.set, &loaded.namespaces);
     for note in &audit.notes {
@@ -111,11 +114,11 @@ async fn netpol(args: NetpolAuditArgs) -> Result<()> {
         out(&report::render_text(&audit))?;
     }
     if !audit.would_deny.is_empty() {
-        bail!(
+        return Err(CommandError::findings(anyhow!(
             "{} would be denied by the policies in {}",
             report::count(audit.would_deny.len(), "recorded flow"),
             source
-        );
+        )));
     }
     Ok(())
 }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::Args;
 
+use super::exit::{CommandError, CommandResult};
 use crate::daemon::doctor::{self, DoctorOptions, Level, Report};
 
 #[derive(Args, Debug)]
@@ -27,7 +27,8 @@ pub struct DoctorArgs {
     pub host: super::HostPaths,
 }
 
-pub fn run(args: DoctorArgs) -> Result<()> {
+/// A FAIL is a finding (exit code 1), not an error of the command.
+pub fn run(args: DoctorArgs) -> CommandResult {
     if args.table {
         print!("{}", table_markdown());
         return Ok(());
@@ -48,7 +49,9 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     if report.can_run {
         Ok(())
     } else {
-        anyhow::bail!("the sensor cannot run on this node (see the FAIL lines above)")
+        Err(CommandError::findings(anyhow::anyhow!(
+            "the sensor cannot run on this node (see the FAIL lines above)"
+        )))
     }
 }
 

@@ -1,25 +1,23 @@
 //! Command-line interface (clap). Every flag is validated here, so bad input exits with one
-//! precise message before anything is loaded.
+//! precise message before anything is loaded. How each command ends - exit code 0, 1 or 2 - is
+//! the contract of [`exit`].
 
 pub mod agents;
 pub mod audit;
 pub mod client;
-pub mod debug;
-pub mod debug_records;
 pub mod doctor;
+pub mod exit;
 pub mod info;
 pub mod run;
 pub mod trace;
 pub mod usage;
 pub mod watch;
 
-use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-pub use self::{
-    debug::DebugCommand,
-    trace::{HostPaths, TraceArgs},
-};
+use self::exit::{CommandError, CommandResult, Exit};
+
+pub use self::trace::{HostPaths, TraceArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,25 +56,30 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     /// The running agent: version, kernel, each probe's status and what is not captured.
     Info(info::InfoArgs),
-    /// Developer tools (benchmark helpers).
-    #[command(hide = true, subcommand)]
-    Debug(DebugCommand),
 }
 
-pub async fn dispatch(cli: Cli) -> Result<()> {
+/// Runs a parsed command line to its end: a failure's message is printed on stderr (one line),
+/// and the [`Exit`] says which exit code the process ends with.
+pub async fn run(cli: Cli) -> Exit {
+    exit::report(dispatch(cli).await)
+}
+
+pub async fn dispatch(cli: Cli) -> CommandResult {
     match cli.command {
-        Command::Run(args) => run::run(*args).await.context("sensor run"),
-        Command::Trace(args) => crate::cli::trace::live::run(args.into_options()?)
-            .await
-            .context("sensor trace"),
-        Command::Profiles(cmd) => client::profiles(cmd).await,
-        Command::Seccomp(args) => client::seccomp(args).await,
-        Command::Netpol(args) => client::netpol(args).await,
+        Command::Run(args) => run::run(*args).await.map_err(|e| e.context("sensor run")),
+        Command::Trace(args) => {
+            let options = args.into_options().map_err(CommandError::usage)?;
+            Ok(crate::cli::trace::live::run(options)
+                .await
+                .map_err(|e| e.context("sensor trace"))?)
+        }
+        Command::Profiles(cmd) => Ok(client::profiles(cmd).await?),
+        Command::Seccomp(args) => Ok(client::seccomp(args).await?),
+        Command::Netpol(args) => Ok(client::netpol(args).await?),
         Command::Audit(cmd) => audit::run(cmd).await,
-        Command::Watch(args) => watch::run(*args).await,
+        Command::Watch(args) => Ok(watch::run(*args).await?),
         Command::Doctor(args) => doctor::run(args),
-        Command::Info(args) => info::run(args).await,
-        Command::Agents(args) => agents::run(args).await,
-        Command::Debug(cmd) => debug::run(cmd).await,
+        Command::Info(args) => Ok(info::run(args).await?),
+        Command::Agents(args) => Ok(agents::run(args).await?),
     }
 }

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::Args;
 
+use super::exit::{CommandError, CommandResult};
+use crate::audit::PolicyFileError;
 use crate::daemon::{self, config};
 
 #[derive(Args, Debug)]
@@ -135,7 +136,16 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
     Ok(settings)
 }
 
-pub async fn run(args: RunArgs) -> Result<()> {
-    let settings = settings(args)?;
-    daemon::run(settings).await
+/// A bad setting (flag, config file, `--audit-netpol` directory) is a usage error, exit code 2.
+pub async fn run(args: RunArgs) -> CommandResult {
+    let settings = settings(args).map_err(CommandError::usage)?;
+    daemon::run(settings).await.map_err(|e| {
+        // The `--audit-netpol` directory is checked above, then loaded for good when the daemon
+        // starts its audit: a policy file broken in between is still the user's input.
+        if e.chain().any(|c| c.is::<PolicyFileError>()) {
+            CommandError::usage(e)
+        } else {
+            e.into()
+        }
+    })
 }

@@ -2,28 +2,25 @@
 //! exactly one line on stderr, so that a supervisor's log (kubelet, systemd) shows the cause at
 //! a glance. clap's own rendering spans several lines (tips, usage, a pointer to `--help`).
 
-use std::process::ExitCode;
-
-/// Exit code of a usage error, as clap and BSD `sysexits` conventions have it.
-pub const USAGE_EXIT: u8 = 2;
+use super::exit::Exit;
 
 /// Handles a failed command-line parse: help and version are printed as clap prints them; an
-/// error becomes one line and exit code 2.
-pub fn parse_failure(e: &clap::Error) -> ExitCode {
+/// error becomes one line and [`Exit::Usage`] (exit code 2, as clap has it).
+pub fn parse_failure(e: &clap::Error) -> Exit {
     use clap::error::ErrorKind;
     match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
             let _ = e.print();
-            ExitCode::SUCCESS
+            Exit::Success
         }
         // `sensor` alone: the help is the useful answer.
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
-            ExitCode::from(USAGE_EXIT)
+            Exit::Usage
         }
         _ => {
             eprintln!("{}", one_line(&e.render().to_string()));
-            ExitCode::from(USAGE_EXIT)
+            Exit::Usage
         }
     }
 }

@@ -187,31 +187,30 @@ fn dir_size(dir: &Path) -> (u64, u64) {
     (files, bytes)
 }
 
-/// A sensor helper that prints one JSON line and exits 0.
-fn sensor_json(ctx: &Ctx, name: &str, args: &[&str], dir: &Path) -> Result<Value> {
+/// A `sensor-dev` helper that prints one JSON line and exits 0.
+fn dev_json(ctx: &Ctx, name: &str, args: &[&str], dir: &Path) -> Result<Value> {
     let mut t = Spawned::spawn(
         name,
-        Command::new(&ctx.sensor_bin).args(args).arg(dir),
+        Command::new(&ctx.dev_bin).args(args).arg(dir),
         &ctx.work.path,
     )?;
     let status = t.wait_exit(Duration::from_secs(120))?;
     ensure!(
         status.success(),
-        "sensor {} failed ({status}); {}",
+        "sensor-dev {} failed ({status}); {}",
         args.join(" "),
         t.stderr_tail()
     );
     super::worker_result(&t)
 }
 
-/// `sensor debug synth-profiles`: `PROFILES` profiles into `dir/profiles/`; seconds taken.
+/// `sensor-dev synth-profiles`: `PROFILES` profiles into `dir/profiles/`; seconds taken.
 fn synth(ctx: &Ctx, dir: &Path) -> Result<f64> {
     let t0 = Instant::now();
-    let v = sensor_json(
+    let v = dev_json(
         ctx,
         "synth-profiles",
         &[
-            "debug",
             "synth-profiles",
             "--count",
             &PROFILES.to_string(),
@@ -398,10 +397,10 @@ pub fn run(ctx: &Ctx) -> Result<AgentBench> {
     );
     let synth_secs = synth(ctx, &loaded_dir)?;
     let (state_files, state_bytes) = dir_size(&loaded_dir);
-    let d = sensor_json(
+    let d = dev_json(
         ctx,
         "bench-drafts",
-        &["debug", "bench-drafts", "--state-dir"],
+        &["bench-drafts", "--state-dir"],
         &loaded_dir,
     )?;
     let num = |k: &str| {

@@ -7,7 +7,7 @@
 //!    CLOCK_REALTIME right before its `execve`; the bench stamps CLOCK_REALTIME when the
 //!    anomaly's JSON line arrives on watch's stdout. Latency = arrival - trigger, matched by the
 //!    exec path.
-//! 2. Throughput (`stream`): `sensor debug bench-stream`, the agent's anomaly log + hub + gRPC
+//! 2. Throughput (`stream`): `sensor-dev bench-stream`, the agent's anomaly log + hub + gRPC
 //!    server in one process, a publisher at 10k anomalies/s and a fast and a slow client.
 
 use std::{
@@ -48,7 +48,7 @@ const READY_WAIT: Duration = Duration::from_secs(30);
 /// How long the last anomalies may take to arrive after the trigger worker exited.
 pub const ARRIVAL_WAIT: Duration = Duration::from_secs(10);
 
-/// `sensor debug bench-stream` parameters.
+/// `sensor-dev bench-stream` parameters.
 pub const STREAM_RATE: u64 = 10_000;
 pub const STREAM_SECS: u64 = 5;
 /// The agent's per-subscriber hub queue (`HUB_QUEUE` in sensor/src/daemon/mod.rs).
@@ -655,8 +655,8 @@ pub fn stream(ctx: &Ctx) -> Result<StreamBench> {
 fn run_stream(ctx: &Ctx, dir: &Path) -> Result<Value> {
     let mut t = Spawned::spawn(
         "bench-stream",
-        Command::new(&ctx.sensor_bin)
-            .args(["debug", "bench-stream", "--socket"])
+        Command::new(&ctx.dev_bin)
+            .args(["bench-stream", "--socket"])
             .arg(dir.join("s.sock"))
             .arg("--state-dir")
             .arg(dir.join("state"))
@@ -670,7 +670,7 @@ fn run_stream(ctx: &Ctx, dir: &Path) -> Result<Value> {
     let status = t.wait_exit(Duration::from_secs(STREAM_SECS + 90))?;
     ensure!(
         status.success(),
-        "sensor debug bench-stream failed ({status}); {}",
+        "sensor-dev bench-stream failed ({status}); {}",
         t.stderr_tail()
     );
     worker_result(&t)

@@ -195,8 +195,8 @@ fn start_tool(ctx: &Ctx, agent: &LoopAgent, cfg: Config) -> Result<Option<Spawne
     Ok(match cfg {
         Config::NoProbe => None,
         Config::EmptyHook | Config::EmptyHooks => {
-            let mut cmd = Command::new(&ctx.sensor_bin);
-            cmd.args(["debug", "empty-hook"]);
+            let mut cmd = Command::new(&ctx.dev_bin);
+            cmd.arg("empty-hook");
             if cfg == Config::EmptyHooks {
                 cmd.arg("--exit");
             }

@@ -1,4 +1,5 @@
-//! Tables for the terminal and docs/benchmarks.md (numbers, method, machine, targets).
+//! Tables for the terminal and docs/benchmarks.md (numbers, method, machine, targets). The
+//! pass/fail verdicts and their thresholds are `verdict`'s; this module only words them.
 
 use std::{collections::BTreeSet, fmt::Write as _};
 
@@ -11,24 +12,12 @@ use super::{
     },
     overhead::{BPFTRACE_PROGRAM, CONFIGS, Config, MAX_ATTEMPTS, NOISY_CORES, Overhead, median},
     system::Machine,
+    verdict::{
+        self, MAX_AGENT_RSS_MIB, MAX_DETECT_P50_MS, MAX_DETECT_P99_MS, MAX_DRAFT_P99_MS,
+        MAX_IDLE_RSS_MIB, MAX_PUBLISH_P99_US, MAX_RATIO_BPFTRACE, MAX_RATIO_FLOOR,
+        MIN_CONNECT_PROCESSED, MIN_FAST_SHARE, MIN_STREAM_RATE_SHARE,
+    },
 };
-
-pub const MAX_RATIO_BPFTRACE: f64 = 0.5;
-pub const MAX_RATIO_FLOOR: f64 = 1.5;
-pub const MIN_CONNECT_PROCESSED: f64 = 0.99;
-pub const MAX_IDLE_RSS_MIB: f64 = 50.0;
-/// Issue 3: agent RSS with 500 learned profiles.
-pub const MAX_AGENT_RSS_MIB: f64 = 64.0;
-/// Issue 3: draft generation per workload.
-pub const MAX_DRAFT_P99_MS: f64 = 10.0;
-/// Issue 4: detection latency from the syscall to the message at a gRPC client.
-pub const MAX_DETECT_P50_MS: f64 = 100.0;
-pub const MAX_DETECT_P99_MS: f64 = 500.0;
-/// Issue 4: 10k anomalies/s through the stream without stalling capture: the publisher keeps
-/// the rate, its publish call stays short while a client lags, the fast client gets nearly all.
-pub const MIN_STREAM_RATE_SHARE: f64 = 0.99;
-pub const MAX_PUBLISH_P99_US: f64 = 1000.0;
-pub const MIN_FAST_SHARE: f64 = 0.99;
 
 pub struct Report<'a> {
     pub machine: &'a Machine,
@@ -97,31 +86,25 @@ fn pass(ok: bool) -> &'static str {
 }
 
 impl Report<'_> {
+    /// Sensor added / `of` added.
     fn ratio(&self, of: Config) -> f64 {
-        let (s, d) = (
+        verdict::ratio(
             self.overhead.added_ns(Config::Sensor),
             self.overhead.added_ns(of),
-        );
-        if d > 0.0 { s / d } else { f64::NAN }
+        )
     }
 
-    /// The floor of the hooks the sensor attached on this kernel: an empty `sys_enter` program,
-    /// plus an empty `sys_exit` one where the sensitive-file probe fell back to `sys_exit`.
+    /// The floor of the hooks the sensor attached on this kernel ([`verdict::floor`]).
     fn floor(&self) -> Config {
-        if self.file_hook.contains("sys_exit") {
-            Config::EmptyHooks
-        } else {
-            Config::EmptyHook
-        }
+        verdict::floor(&self.file_hook)
     }
 
     /// Agent added / floor added.
     fn agent_ratio(&self) -> f64 {
-        let (a, d) = (
+        verdict::ratio(
             self.overhead.added_ns(Config::Agent),
             self.overhead.added_ns(self.floor()),
-        );
-        if d > 0.0 { a / d } else { f64::NAN }
+        )
     }
 
     /// Median over rounds of (agent - sensor trace), both timed in the same round.
@@ -146,11 +129,7 @@ impl Report<'_> {
         let r_bpf = self.ratio(Config::Bpftrace);
         let floor = self.floor();
         let r_floor = self.ratio(floor);
-        let share = if c.generated > 0 {
-            c.processed as f64 / c.generated as f64
-        } else {
-            0.0
-        };
+        let share = verdict::share(c.processed, c.generated);
         let idle = mib(e.idle_rss_kib);
         vec![
             Target {
@@ -161,7 +140,7 @@ impl Report<'_> {
                     o.added_ns(Config::Sensor),
                     o.added_ns(Config::Bpftrace)
                 ),
-                pass: r_bpf <= MAX_RATIO_BPFTRACE,
+                pass: verdict::overhead_vs_bpftrace(r_bpf),
             },
             Target {
                 what: "syscall overhead vs empty hooks".into(),
@@ -172,7 +151,7 @@ impl Report<'_> {
                     o.added_ns(floor),
                     floor.label()
                 ),
-                pass: r_floor <= MAX_RATIO_FLOOR,
+                pass: verdict::overhead_vs_floor(r_floor),
             },
             Target {
                 what: "exec flood accounting".into(),
@@ -184,13 +163,13 @@ impl Report<'_> {
                     e.generated,
                     e.unaccounted()
                 ),
-                pass: e.unaccounted() == 0,
+                pass: verdict::flood_accounted(e.unaccounted()),
             },
             Target {
                 what: "connect flood processed".into(),
                 goal: format!(">= {:.0}% of generated", MIN_CONNECT_PROCESSED * 100.0),
                 value: format!("{} of {} = {:.2}%", c.processed, c.generated, share * 100.0),
-                pass: share >= MIN_CONNECT_PROCESSED,
+                pass: verdict::connect_processed(c.processed, c.generated),
             },
             Target {
                 what: "connect flood accounting".into(),
@@ -202,13 +181,13 @@ impl Report<'_> {
                     c.generated,
                     c.unaccounted()
                 ),
-                pass: c.unaccounted() == 0,
+                pass: verdict::flood_accounted(c.unaccounted()),
             },
             Target {
                 what: "idle RSS".into(),
                 goal: format!("< {MAX_IDLE_RSS_MIB} MiB"),
                 value: format!("{idle:.1} MiB"),
-                pass: idle < MAX_IDLE_RSS_MIB,
+                pass: verdict::idle_rss(idle),
             },
             Target {
                 what: "agent RSS, 500 learned profiles".into(),
@@ -218,7 +197,7 @@ impl Report<'_> {
                     self.agent_rss_mib(),
                     mib(self.agent.empty.idle.vm_rss)
                 ),
-                pass: self.agent_rss_mib() <= MAX_AGENT_RSS_MIB,
+                pass: verdict::agent_rss(self.agent_rss_mib()),
             },
             Target {
                 what: "draft generation per workload".into(),
@@ -230,7 +209,7 @@ impl Report<'_> {
                     self.agent.drafts.max_ms,
                     self.agent.drafts.workloads
                 ),
-                pass: self.agent.drafts.p99_ms < MAX_DRAFT_P99_MS,
+                pass: verdict::drafts(self.agent.drafts.p99_ms),
             },
             Target {
                 what: "profile updates off the per-syscall path".into(),
@@ -245,7 +224,7 @@ impl Report<'_> {
                     o.added_ns(Config::Sensor),
                     if o.agent_learned.getppid { "yes" } else { "no" }
                 ),
-                pass: self.agent_ratio() <= MAX_RATIO_FLOOR && o.agent_learned.getppid,
+                pass: verdict::off_syscall_path(self.agent_ratio(), o.agent_learned.getppid),
             },
             Target {
                 what: "detection latency p50 (execve -> gRPC client)".into(),
@@ -256,7 +235,7 @@ impl Report<'_> {
                     d.matched,
                     d.triggers
                 ),
-                pass: d.pct(0.5) < MAX_DETECT_P50_MS && self.all_delivered(),
+                pass: verdict::detect_p50(d),
             },
             Target {
                 what: "detection latency p99".into(),
@@ -267,7 +246,7 @@ impl Report<'_> {
                     d.pct(0.9),
                     d.max()
                 ),
-                pass: d.pct(0.99) < MAX_DETECT_P99_MS && self.all_delivered(),
+                pass: verdict::detect_p99(d),
             },
             Target {
                 what: format!("anomaly stream {}/s for {} s", st.rate, st.seconds),
@@ -282,9 +261,9 @@ impl Report<'_> {
                     st.publish_secs,
                     st.achieved_rate,
                     st.fast.received,
-                    self.fast_share() * 100.0
+                    verdict::fast_share(st) * 100.0
                 ),
-                pass: self.stream_rate_ok() && self.fast_share() >= MIN_FAST_SHARE,
+                pass: verdict::stream_throughput(st),
             },
             Target {
                 what: "stream does not stall the publisher (capture)".into(),
@@ -296,7 +275,7 @@ impl Report<'_> {
                     "p99 {:.1} µs, max {:.1} µs; slow client: {} gaps",
                     st.publish_us.p99, st.publish_us.max, st.slow.gaps
                 ),
-                pass: st.publish_us.p99 < MAX_PUBLISH_P99_US && st.slow.gaps > 0,
+                pass: verdict::stream_no_stall(st),
             },
             Target {
                 what: "stream accounting".into(),
@@ -309,40 +288,9 @@ impl Report<'_> {
                     st.slow.missed,
                     st.published
                 ),
-                pass: self.stream_accounting_ok(),
+                pass: verdict::stream_accounting(st),
             },
         ]
-    }
-
-    fn all_delivered(&self) -> bool {
-        let d = self.detect;
-        d.matched == d.triggers && d.exec_ok == d.triggers as u64
-    }
-
-    fn fast_share(&self) -> f64 {
-        let st = self.stream;
-        if st.published > 0 {
-            st.fast.received as f64 / st.published as f64
-        } else {
-            0.0
-        }
-    }
-
-    fn stream_rate_ok(&self) -> bool {
-        let st = self.stream;
-        st.published >= st.rate * st.seconds
-            && st.achieved_rate >= st.rate as f64 * MIN_STREAM_RATE_SHARE
-    }
-
-    fn stream_accounting_ok(&self) -> bool {
-        let st = self.stream;
-        st.published > 0
-            && [&st.fast, &st.slow].iter().all(|c| {
-                c.complete
-                    && c.accounted() == st.published
-                    && c.out_of_order == 0
-                    && c.error.is_none()
-            })
     }
 
     fn detect_table(&self) -> String {
@@ -397,8 +345,8 @@ impl Report<'_> {
                     d.pct(0.5),
                     d.pct(0.9),
                     d.pct(0.99),
-                    pass(d.pct(0.5) < MAX_DETECT_P50_MS && self.all_delivered()),
-                    pass(d.pct(0.99) < MAX_DETECT_P99_MS && self.all_delivered())
+                    pass(verdict::detect_p50(d)),
+                    pass(verdict::detect_p99(d))
                 ),
             ],
             vec![
@@ -466,7 +414,7 @@ impl Report<'_> {
                     "{} (target p99 < {:.0} ms: {})",
                     us(&st.publish_us),
                     MAX_PUBLISH_P99_US / 1000.0,
-                    pass(st.publish_us.p99 < MAX_PUBLISH_P99_US && st.slow.gaps > 0)
+                    pass(verdict::stream_no_stall(st))
                 ),
             ],
             vec![
@@ -520,7 +468,7 @@ impl Report<'_> {
                     "{} vs {}: {}",
                     cl.accounted(),
                     published,
-                    if cl.accounted() == published && cl.complete {
+                    if verdict::client_exact(cl, published) {
                         "exact"
                     } else {
                         "MISMATCH"
@@ -690,7 +638,7 @@ impl Report<'_> {
                     format!("VmRSS after {IDLE_SECS} s idle"),
                     format!("{idle:.1} MiB"),
                     format!("< {MAX_IDLE_RSS_MIB} MiB"),
-                    pass(idle < MAX_IDLE_RSS_MIB).into(),
+                    pass(verdict::idle_rss(idle)).into(),
                 ],
                 vec![
                     "VmHWM at that point (start-up peak)".into(),
@@ -726,7 +674,7 @@ impl Report<'_> {
                 format!(
                     "{:.3} ms (target < {MAX_DRAFT_P99_MS} ms: {})",
                     d.p99_ms,
-                    pass(d.p99_ms < MAX_DRAFT_P99_MS)
+                    pass(verdict::drafts(d.p99_ms))
                 ),
             ],
             vec!["max".into(), format!("{:.3} ms", d.max_ms)],
@@ -776,7 +724,7 @@ impl Report<'_> {
                 r[1] = format!(
                     "{} {}",
                     r[1],
-                    pass(self.agent_rss_mib() <= MAX_AGENT_RSS_MIB)
+                    pass(verdict::agent_rss(self.agent_rss_mib()))
                 );
                 r
             },
@@ -847,13 +795,13 @@ impl Report<'_> {
             vec![
                 "empty hooks, enter + exit".into(),
                 signed(o.added_ns(Config::EmptyHooks)),
-                format!("{:.2}", {
-                    let (e, d) = (
+                format!(
+                    "{:.2}",
+                    verdict::ratio(
                         o.added_ns(Config::EmptyHooks),
-                        o.added_ns(Config::EmptyHook),
-                    );
-                    if d > 0.0 { e / d } else { f64::NAN }
-                }),
+                        o.added_ns(Config::EmptyHook)
+                    )
+                ),
             ],
             vec![
                 "sensor trace".into(),
@@ -922,7 +870,7 @@ impl Report<'_> {
         let _ = writeln!(s, "\nHow it was measured:\n");
         let _ = writeln!(
             s,
-            "- Profiles: `sensor debug synth-profiles --state-dir <tmp> --count {}` writes {} realistic learned \
+            "- Profiles: `sensor-dev synth-profiles --state-dir <tmp> --count {}` writes {} realistic learned \
              profiles ({} workloads x 2 containers, app and sidecar) into a fresh temp dir, as the agent persists \
              them; per `sensor profiles list --json` of the running agent: {shape}.",
             agent::PROFILES,
@@ -931,7 +879,7 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Drafts: `sensor debug bench-drafts --state-dir <tmp>` loads those profiles, groups them by \
+            "- Drafts: `sensor-dev bench-drafts --state-dir <tmp>` loads those profiles, groups them by \
              workload and times, per workload, what the agent generates when a profile changes: the seccomp \
              draft of each container in enforce and audit mode (JSON) and the workload's NetworkPolicy draft \
              (YAML), rendered to text. Mean, p99 and max over the {} workloads; release build, one thread.",
@@ -1085,8 +1033,8 @@ impl Report<'_> {
         let _ = writeln!(s, "\nHow it was measured:\n");
         let _ = writeln!(
             s,
-            "- `sensor debug bench-stream --rate {} --seconds {} --queue {} --slow-pause-us {}` (hidden, \
-             `sensor/src/cli/debug.rs`) runs, in one process: the real gRPC server (`api::serve`) on a Unix \
+            "- `sensor-dev bench-stream --rate {} --seconds {} --queue {} --slow-pause-us {}` (the developer \
+             binary, `sensor/src/devtools/stream.rs`) runs, in one process: the real gRPC server (`api::serve`) on a Unix \
              socket, serving the agent's own anomaly source (`agent::services::Anomalies`: the anomaly log in a \
              temp state dir, and a `Hub` with the agent's per-subscriber queue of {}); a publisher thread that \
              does what the agent's event loop does for each anomaly, `AnomalyLog::append` (which numbers it) \
@@ -1131,7 +1079,7 @@ impl Report<'_> {
             st.slow.gaps,
             st.publish_us.p99,
             st.publish_us.max,
-            self.fast_share() * 100.0
+            verdict::fast_share(st) * 100.0
         );
         let _ = writeln!(
             s,
@@ -1357,8 +1305,8 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
-            "- Configurations: **no probe**; **empty hook** = `sensor debug empty-hook`, one empty raw tracepoint on \
-             `sys_enter`, the floor any syscall hook pays; **empty hooks, enter + exit** = `sensor debug empty-hook \
+            "- Configurations: **no probe**; **empty hook** = `sensor-dev empty-hook`, one empty raw tracepoint on \
+             `sys_enter`, the floor any syscall hook pays; **empty hooks, enter + exit** = `sensor-dev empty-hook \
              --exit`, empty programs on `sys_enter` and `sys_exit`, the floor of a sensor that hooks both; **sensor trace** = `sensor trace --json` with all its \
              probes (output to a file, discarded) - its sensitive-file probe here is `{file_hook}`: where the \
              kernel refuses trampolines (fentry) that is the `sys_exit` fallback, a second program on every \

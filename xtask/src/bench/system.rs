@@ -357,6 +357,7 @@ pub fn busy_neighbours(ours: &[u32]) -> BTreeSet<String> {
         "clippy-driver",
         "runc",
         "sensor",
+        "sensor-dev",
         "bpftrace",
         "python3",
     ];

@@ -29,7 +29,6 @@
 mod cidr;
 mod eval;
 mod policy;
-mod selector;
 #[cfg(test)]
 mod tests;
 
@@ -40,7 +39,8 @@ use serde::Serialize;
 
 pub use self::eval::PolicySet;
 pub use self::policy::PolicyError;
-pub use self::selector::Labels;
+/// Label selectors are `attribution::selector`, shared with the stream filters.
+pub use crate::attribution::selector::Labels;
 
 /// The label the API server sets on every namespace (since Kubernetes 1.22).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";

@@ -8,8 +8,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use thiserror::Error;
 
 use super::cidr::Cidr;
-use super::selector::Selector;
 use super::{PolicyId, Protocol};
+use crate::attribution::selector::Selector;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("NetworkPolicy {policy}: {message}")]

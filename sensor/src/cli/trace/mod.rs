@@ -12,6 +12,7 @@ use crate::{
     attribution::kubelet::KubeletDirs,
     capture::patterns::{SensitivePattern, default_patterns},
     cli::trace::live::{Filter, TraceOptions},
+    daemon::config::ConfigError,
 };
 
 /// Where the host's files are (flags so the sensor can run in a container with host mounts).
@@ -83,7 +84,9 @@ pub fn host_name() -> String {
 }
 
 impl TraceArgs {
-    pub fn into_options(self) -> Result<TraceOptions> {
+    /// The options of a run; too many patterns is a usage error (exit code 2), like the same
+    /// mistake given to `sensor run`.
+    pub fn into_options(self) -> Result<TraceOptions, ConfigError> {
         let mut patterns = if self.no_default_sensitive_paths {
             Vec::new()
         } else {
@@ -92,16 +95,14 @@ impl TraceArgs {
         patterns.extend(self.sensitive_paths);
         let max = sensor_common::limits::MAX_FILE_PATTERNS as usize;
         if patterns.len() > max {
-            // A usage error (exit code 2), like the same mistake given to `sensor run`.
-            return Err(crate::daemon::config::ConfigError::Invalid {
+            return Err(ConfigError::Invalid {
                 origin: "command line".into(),
                 key: "--sensitive-path",
                 message: format!(
                     "{} patterns, at most {max} (defaults included)",
                     patterns.len()
                 ),
-            }
-            .into());
+            });
         }
         Ok(TraceOptions {
             json: self.json,

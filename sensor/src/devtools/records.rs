@@ -1,4 +1,4 @@
-//! `sensor debug records`: raw ring-buffer records of the real probes, one file each, as seed
+//! `sensor-dev records`: raw ring-buffer records of the real probes, one file each, as seed
 //! corpora of the fuzz targets (`fuzz/corpus/`): what the kernel really sends rather than
 //! hand-made bytes. DNS records also give their payload (a real DNS answer) to the DNS corpus.
 
