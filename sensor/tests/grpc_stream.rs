@@ -66,7 +66,8 @@ fn profiles() -> Vec<ApplicationProfile> {
 }
 
 /// An anomaly of `rule` with `severity` in `ns/pod/container` of `workload` (seq 0: the log
-/// numbers it).
+/// numbers it): the shared fixture ([`Anomaly::sample`], an exec of curl) on node `worker-1`,
+/// observed evidence the path only.
 fn anomaly(
     ns: &str,
     workload: &str,
@@ -75,35 +76,16 @@ fn anomaly(
     rule: &str,
     severity: &str,
 ) -> Anomaly {
-    serde_json::from_value(json!({
-        "seq": 0,
-        "time": "2026-05-28T20:26:40Z",
-        "node": "worker-1",
-        "namespace": ns,
-        "pod": pod,
-        "container": container,
-        "workload": workload,
-        "workloadKind": "deployment",
-        "rule": rule,
-        "kubescapeRule": "R0001",
-        "severity": severity,
-        "mitre": {"technique": "T1059", "name": "Command and Scripting Interpreter", "tactic": "Execution"},
-        "message": "/usr/bin/curl was run, which the baseline never did",
-        "subject": "/usr/bin/curl -s *",
-        "evidence": {
-            "baseline": {"programs": "/usr/local/bin/checkout"},
-            "observed": {"path": "/usr/bin/curl"}
-        },
-        "process": {
-            "pid": 4242, "ppid": 4200, "comm": "curl", "path": "/usr/bin/curl",
-            "args": ["curl", "-s", "http://203.0.113.9/"],
-            "ancestry": [{"pid": 4200, "comm": "sh", "path": "/bin/sh"}]
-        },
-        "count": 1,
-        "lastSeen": "2026-05-28T20:26:40Z",
-        "fold": {"kind": "exec", "path": "/usr/bin/curl", "args": ["-s", "*"]}
-    }))
-    .expect("a valid anomaly")
+    let mut a = Anomaly::sample("/usr/bin/curl");
+    a.node = "worker-1".into();
+    a.namespace = ns.into();
+    a.workload = workload.into();
+    a.pod = pod.into();
+    a.container = container.into();
+    a.finding.rule = serde_json::from_value(json!(rule)).expect("a rule id");
+    a.finding.severity = serde_json::from_value(json!(severity)).expect("a severity");
+    a.finding.evidence.observed.retain(|k, _| k == "path");
+    a
 }
 
 fn exec_anomaly() -> Anomaly {

@@ -17,9 +17,9 @@ use crate::{
     agent::store::ProfileStore,
     api::{
         Hub,
-        testutil::{partial, sample_anomaly, sample_profile},
+        testutil::{partial, sample_profile},
     },
-    detect::model::{RuleId, Severity},
+    detect::model::{Anomaly, RuleId, Severity},
     profile::model::{ProfileKey, Status},
 };
 
@@ -107,7 +107,7 @@ fn agent_metrics() -> (
         netpol_audit_overflow: Arc::new(AtomicU64::new(2)),
         tools: Default::default(),
     });
-    let mut a = sample_anomaly("/usr/bin/curl");
+    let mut a = Anomaly::sample("/usr/bin/curl");
     for seq in 1..=3 {
         a.seq = seq;
         if seq == 3 {
