@@ -1,6 +1,6 @@
-//! Installs what the build and the tests need, idempotently, following the recipe verified in
-//! the design notes (TOOLCHAIN.md): nightly `rust-src`, and `bpf-linker` linked dynamically to
-//! the nightly's own libLLVM (Debian's LLVM is too old), plus Debian packages.
+//! Installs what the build and the tests need, idempotently: nightly `rust-src`, and
+//! `bpf-linker` linked dynamically to the nightly's own libLLVM (Debian's LLVM is too old), plus
+//! Debian packages.
 
 use std::{
     env,
