@@ -1433,6 +1433,19 @@ impl Watch {
         }
     }
 
+    /// Waits until watch has written `text` to stderr.
+    async fn wait_stderr(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watch did not write {text:?} to stderr in 20 s; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn line(&mut self) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -1496,7 +1509,8 @@ async fn watch_prints_json_lines_and_resumes_after_the_agent_restarts() {
     node.stop().await;
     node.anomalies.append(exec_anomaly()); // 7
     node.anomalies.append(exec_anomaly()); // 8
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Back once watch has seen the stream end (it says so, then retries).
+    watch.wait_stderr("reconnecting").await;
     node.serve(None).await;
     assert_eq!(watch.seq().await, 7);
     assert_eq!(watch.seq().await, 8);
