@@ -905,7 +905,7 @@ mod tests {
     /// `exit_regs`: these tests run on x86_64), plus the
     /// other `sock_common` members of [`SKC`] (read through `sock.__sk_common`, below). The
     /// loader's nested paths are in [`PATHS`].
-    const FIELDS: &[(&str, &str)] = &[
+    const FIELDS: &[Member] = &[
         ("pt_regs", "cs"),
         ("pt_regs", "di"),
         ("pt_regs", "si"),
@@ -956,9 +956,12 @@ mod tests {
         ("sock_common", "skc_v6_rcv_saddr"),
     ];
 
+    /// A (struct, member) pair.
+    type Member = (&'static str, &'static str);
+
     /// The paths through embedded structs the loader resolves with `member_path_offset`, each
     /// with its steps (struct, member): the path's offset is the sum of theirs.
-    const PATHS: &[(&str, &str, &[(&str, &str)])] = &[
+    const PATHS: &[(&str, &str, &[Member])] = &[
         (
             "dentry",
             "d_name.name",
