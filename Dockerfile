@@ -5,7 +5,7 @@
 # that one. docs/deploy.md.
 
 # Build: the stable toolchain for the agent, a pinned nightly for the kernel programs (bpf-linker
-# links against that nightly's own LLVM: shared/design/TOOLCHAIN.md).
+# links against that nightly's own LLVM: xtask/src/setup.rs).
 ARG RUST_VERSION=1.95
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 ARG RUST_NIGHTLY=nightly-2026-05-20

@@ -1,4 +1,9 @@
-//! Names of maps and programs, used by both sides so a rename cannot break loading.
+//! Names under which user space (`sensor/src/collector`) finds maps and the load-time
+//! configuration global in the eBPF object. Only user space uses these constants: aya-ebpf names
+//! a map or global after its `static` (`sensor-ebpf/src/maps.rs`), so each value here must be
+//! that static's identifier, and renaming one side alone fails at load time with the missing
+//! name. `MAP_SLOT_CACHE` is kernel-only (user space never opens it). Programs are not named
+//! here: the loader finds them by their function names.
 
 pub const RINGBUF_EVENTS: &str = "EVENTS";
 pub const MAP_STATS: &str = "STATS";

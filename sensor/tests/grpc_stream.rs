@@ -66,7 +66,8 @@ fn profiles() -> Vec<ApplicationProfile> {
 }
 
 /// An anomaly of `rule` with `severity` in `ns/pod/container` of `workload` (seq 0: the log
-/// numbers it).
+/// numbers it): the shared fixture ([`Anomaly::sample`], an exec of curl) on node `worker-1`,
+/// observed evidence the path only.
 fn anomaly(
     ns: &str,
     workload: &str,
@@ -75,35 +76,16 @@ fn anomaly(
     rule: &str,
     severity: &str,
 ) -> Anomaly {
-    serde_json::from_value(json!({
-        "seq": 0,
-        "time": "2026-05-28T20:26:40Z",
-        "node": "worker-1",
-        "namespace": ns,
-        "pod": pod,
-        "container": container,
-        "workload": workload,
-        "workloadKind": "deployment",
-        "rule": rule,
-        "kubescapeRule": "R0001",
-        "severity": severity,
-        "mitre": {"technique": "T1059", "name": "Command and Scripting Interpreter", "tactic": "Execution"},
-        "message": "/usr/bin/curl was run, which the baseline never did",
-        "subject": "/usr/bin/curl -s *",
-        "evidence": {
-            "baseline": {"programs": "/usr/local/bin/checkout"},
-            "observed": {"path": "/usr/bin/curl"}
-        },
-        "process": {
-            "pid": 4242, "ppid": 4200, "comm": "curl", "path": "/usr/bin/curl",
-            "args": ["curl", "-s", "http://203.0.113.9/"],
-            "ancestry": [{"pid": 4200, "comm": "sh", "path": "/bin/sh"}]
-        },
-        "count": 1,
-        "lastSeen": "2026-05-28T20:26:40Z",
-        "fold": {"kind": "exec", "path": "/usr/bin/curl", "args": ["-s", "*"]}
-    }))
-    .expect("a valid anomaly")
+    let mut a = Anomaly::sample("/usr/bin/curl");
+    a.node = "worker-1".into();
+    a.namespace = ns.into();
+    a.workload = workload.into();
+    a.pod = pod.into();
+    a.container = container.into();
+    a.finding.rule = serde_json::from_value(json!(rule)).expect("a rule id");
+    a.finding.severity = serde_json::from_value(json!(severity)).expect("a severity");
+    a.finding.evidence.observed.retain(|k, _| k == "path");
+    a
 }
 
 fn exec_anomaly() -> Anomaly {
@@ -1451,6 +1433,19 @@ impl Watch {
         }
     }
 
+    /// Waits until watch has written `text` to stderr.
+    async fn wait_stderr(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.stderr.lock().unwrap().contains(text) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "watch did not write {text:?} to stderr in 20 s; stderr:\n{}",
+                self.stderr.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     async fn line(&mut self) -> String {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -1514,7 +1509,8 @@ async fn watch_prints_json_lines_and_resumes_after_the_agent_restarts() {
     node.stop().await;
     node.anomalies.append(exec_anomaly()); // 7
     node.anomalies.append(exec_anomaly()); // 8
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Back once watch has seen the stream end (it says so, then retries).
+    watch.wait_stderr("reconnecting").await;
     node.serve(None).await;
     assert_eq!(watch.seq().await, 7);
     assert_eq!(watch.seq().await, 8);

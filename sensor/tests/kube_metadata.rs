@@ -370,7 +370,11 @@ async fn unreachable_or_stalled_servers_never_block_readers() {
     let stalled = KubeApi::start();
     stalled.set_mode(Mode::Stall(Duration::from_secs(30)));
     let s = KubeMetadata::spawn(Endpoint::Url(stalled.url()), NODE.into(), PeerScope::Node);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the API has the source's first request, the source is waiting on a stalled answer.
+    wait_for("asking the stalled API", WAIT, || {
+        !stalled.requests().is_empty()
+    })
+    .await;
     let t = Instant::now();
     assert!(s.local_pod(UID_WEB).is_none() && !s.status().synced);
     assert!(t.elapsed() < Duration::from_millis(50));

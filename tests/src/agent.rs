@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::kubelet::Kubelet;
+use crate::pod::Pod;
+use crate::runc::{self, ContainerConfig, Runc};
 use crate::sensor::Sensor;
 use crate::util;
 
@@ -27,6 +29,9 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time limit of one client subcommand.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent may take to learn the exec of [`Agent::sync_events`]'s marker container
+/// (events of a container whose names are not known yet are held for up to 2 s).
+pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to start: `sensor run` flags.
 #[derive(Debug, Clone)]
@@ -456,6 +461,44 @@ impl Agent {
                 self.diagnostics()
             )
         })
+    }
+
+    /// An event barrier: returns once the agent has handled every kernel event of the
+    /// containers that ran to completion before this call (their execs, connections, DNS
+    /// answers, file opens, and the final syscall set read when their cgroup went), so that what
+    /// they caused is in the anomaly log and the profiles by then. "Nothing was reported" can
+    /// then be asserted without waiting a fixed time.
+    ///
+    /// How: the agent handles kernel events one at a time in the order of its ring buffer, and
+    /// a container's cgroup is removed before `runc run` returns. A marker container then runs
+    /// `/bin/echo` as a new workload in a namespace of its own (known to kubelet before
+    /// it starts, like the test bed's pods, so its events are not held back), and this waits
+    /// until that exec is in the marker's profile: a learning profile, so the marker adds no
+    /// anomaly and no profile to the test's namespace. Needs what the agent's containers need:
+    /// `runc` and the agent's `kubelet` metadata root.
+    ///
+    /// Not covered: what the agent does on a timer rather than per event (repeat records at the
+    /// end of a repeat window, rate windows): wait for a marker of that timer first.
+    #[track_caller]
+    pub fn sync_events(&self, runc: &Runc, kubelet: &Kubelet) {
+        let ns = util::unique_name("sync");
+        let pod = Pod::deployment_replica(&ns, "marker").with_container("app");
+        kubelet.add_pod(&pod);
+        runc.run(
+            &ContainerConfig::sh(&pod, "app", "/bin/echo sync >/dev/null"),
+            runc::DEFAULT_TIMEOUT,
+        )
+        .assert_success();
+        self.wait_profile(
+            (&ns, "marker", "app"),
+            "holding the marker's exec of /bin/echo",
+            SYNC_TIMEOUT,
+            |p| {
+                p["execs"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|x| x["path"] == "/bin/echo"))
+            },
+        );
     }
 
     /// `<state>/profiles/<ns>/<workload>/<container>.json`

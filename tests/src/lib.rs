@@ -12,7 +12,7 @@
 //!
 //! Everything must run as root on a real kernel. Every resource is unique per test so tests run
 //! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
-//! install. See `/work/shared/design/TESTBED.md` for what works on the build machines.
+//! install (`cargo xtask test` installs them all). `tests/README.md` says how to run them.
 
 pub mod agent;
 pub mod anomaly;

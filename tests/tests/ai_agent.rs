@@ -167,9 +167,13 @@ fn an_agent_its_tool_calls_and_its_misbehaviour_with_the_chain() {
     agent.wait_profile(key, "ready", READY, |p| p["status"] == "ready");
 
     // 2. The misbehaving run, watched over gRPC.
-    let watcher = anomaly::watch(&agent, &["--namespace", &ns]);
-    // Let the stream subscribe before the run starts.
-    std::thread::sleep(Duration::from_millis(500));
+    // From the log's last record on: what the run causes is replayed or live, however late the
+    // subscription lands.
+    let last = anomaly::seqs(&anomaly::read_log(agent.state_dir()))
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let watcher = anomaly::watch(&agent, &["--namespace", &ns, "--since", &last.to_string()]);
     let out = run(&replica(), "misbehave");
     assert!(
         out.stdout.contains("call api.openai.com received 1024"),

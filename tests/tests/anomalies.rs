@@ -7,9 +7,10 @@
 //!
 //! Each test has its own agent (short `--learning-period` and `--anomaly-window`), state dir,
 //! socket, kubelet metadata root, namespace, pods and runc root, so tests run in parallel with
-//! each other and with the other end-to-end tests. Nothing sleeps blindly where it can poll:
-//! the few fixed waits are "nothing more happens" checks, each longer than the agent's polling
-//! of syscall sets (2 s) plus its repeat window and flush interval.
+//! each other and with the other end-to-end tests. Nothing sleeps for a fixed time: "nothing
+//! more happens" checks wait on a barrier instead ([`Agent::sync_events`]: a marker container
+//! whose exec the agent handles after every event of the runs before it; for repeat records,
+//! first a repeat record of a marker anomaly that became due no earlier).
 //!
 //! Traffic never leaves the machine: peers live in test network namespaces, and the metadata
 //! service address 169.254.169.254 exists only inside one of them ([`ImdsPeer`]), which the
@@ -41,8 +42,6 @@ const ANOMALY_WINDOW: &str = "2s";
 const READY: Duration = Duration::from_secs(20);
 /// How long a deviation may take to reach the log (syscall sets and flows are read every 2 s).
 const DETECT: Duration = Duration::from_secs(15);
-/// "Nothing more happens": two syscall polls, the repeat window and a flush.
-const QUIET: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -103,6 +102,13 @@ impl Bed {
     fn work(&self, name: &str) -> std::path::PathBuf {
         self.dir.path().join(name)
     }
+
+    /// Returns once `agent` has handled every event of the containers run so far
+    /// ([`Agent::sync_events`]).
+    #[track_caller]
+    fn sync(&self, agent: &Agent) {
+        agent.sync_events(&self.runc, &self.kubelet);
+    }
 }
 
 /// Waits until `ns/workload/app` is ready; returns the profile.
@@ -134,6 +140,19 @@ fn wait_log<T>(
             agent.diagnostics()
         )
     })
+}
+
+/// Waits for the repeat record of #`seq` (written once a repeat window has passed since its
+/// first counted repeat, at a flush).
+#[track_caller]
+fn wait_repeat(agent: &Agent, ns: &str, seq: u64) -> Value {
+    wait_log(
+        agent,
+        ns,
+        &format!("repeat record of #{seq}"),
+        DETECT,
+        |r| r.iter().find(|a| a["repeatOf"] == seq).cloned(),
+    )
 }
 
 /// Polls the log (records of `ns`) until `f` returns `Some`, for at most `timeout`.
@@ -456,8 +475,9 @@ fn ready_workload_normal_behaviour_is_quiet_then_deviations_are_reported() {
         READY,
         |p| p["status"] == "ready" && exec_count(p) > cat_before,
     );
-    // ... and nothing was reported, on the stream or in the log, once everything was polled.
-    std::thread::sleep(QUIET);
+    // ... and nothing was reported, on the stream or in the log, once the agent has handled
+    // every event of the run (its final syscall set included: read when its cgroup went).
+    bed.sync(&agent);
     let logged = read_log(agent.state_dir());
     let streamed = anomalies(&watcher.lines());
     assert!(
@@ -710,13 +730,19 @@ fn python_grpcio_consumer_receives_the_stream() {
         live["lastSeq"]
     );
 
-    // ... and one live, in each namespace: only this namespace's reach the consumer.
+    // ... and one live, in each namespace: only this namespace's reach the consumer. The other
+    // namespace's first: the stream is in sequence order, so once the consumer has this
+    // namespace's, the filter has had the other one.
     let after = words("live", 1);
-    bed.sh(&pod, &echo_script(&after));
     let other_live = vec!["elsewhere-2".to_string()];
     bed.sh(&other, &echo_script(&other_live));
+    bed.sh(&pod, &echo_script(&after));
+    let other_seq = wait_echoes(&agent, &other_ns, &other_live)[0];
     let live_seq = wait_echoes(&agent, &ns, &after)[0];
-    wait_echoes(&agent, &other_ns, &other_live);
+    assert!(
+        other_seq < live_seq,
+        "the other namespace's anomaly #{other_seq} was not logged before #{live_seq}"
+    );
     let got = consumer.wait_for(DETECT, &format!("the live anomaly #{live_seq}"), |l| {
         l.iter()
             .find(|x| x["kind"] == "anomaly" && x["seq"] == live_seq)
@@ -734,7 +760,6 @@ fn python_grpcio_consumer_receives_the_stream() {
     );
 
     // Everything it printed is exactly the log's records of this namespace, once each.
-    std::thread::sleep(Duration::from_millis(500));
     let printed: Vec<Value> = consumer
         .lines()
         .into_iter()
@@ -803,8 +828,9 @@ fn resume_without_loss_or_duplicates() {
         seqs(&anomalies(l)).contains(&max3).then_some(())
     });
 
-    // Whatever else the runs caused (e.g. a syscall set polled later) must also arrive once.
-    std::thread::sleep(QUIET);
+    // Whatever else the runs caused (e.g. their final syscall sets, read when their cgroups
+    // went) must also arrive once.
+    bed.sync(&agent);
     let log = read_log_ns(agent.state_dir(), &ns);
     let last = *seqs(&log).iter().max().unwrap();
     second.wait_for(
@@ -1212,7 +1238,16 @@ fn accept_folds_behaviour_into_the_baseline() {
     // The same exec again: no anomaly (neither a new one nor a repeat record of the old one,
     // which would come after the repeat window).
     bed.sh(&pod, &echo_script(&new));
-    std::thread::sleep(QUIET);
+    // Something not accepted still is; run twice, its repeat record is the barrier: it became
+    // due a repeat window after its second run, which came after the accepted exec's, so a
+    // repeat of the accepted record would be due by then too (written by the same flush or an
+    // earlier one; the event barrier then waits for that flush to end).
+    let other = vec!["not-accepted".to_string()];
+    bed.sh(&pod, &echo_script(&other));
+    let other_seq = wait_echoes(&agent, &ns, &other)[0];
+    bed.sh(&pod, &echo_script(&other));
+    wait_repeat(&agent, &ns, other_seq);
+    bed.sync(&agent);
     let after: Vec<Value> = read_log_ns(agent.state_dir(), &ns)
         .into_iter()
         .filter(|a| a["subject"] == subject || a["repeatOf"] == seq)
@@ -1223,10 +1258,6 @@ fn accept_folds_behaviour_into_the_baseline() {
         "the accepted behaviour was reported again:\n{}",
         describe(&after)
     );
-    // Something not accepted still is.
-    let other = vec!["not-accepted".to_string()];
-    bed.sh(&pod, &echo_script(&other));
-    wait_echoes(&agent, &ns, &other);
 
     // Unknown sequence number: an error naming it.
     let bad = agent.client(&["profiles", "accept", "999999"]);
@@ -1459,8 +1490,12 @@ fn syscall_drift_of_a_short_lived_job_is_accepted_from_its_final_syscall_set() {
         "{}",
         brief(&marker)
     );
-    // Past the repeat window: a repeat of the accepted record would have been written by now.
-    std::thread::sleep(QUIET);
+    // Past the repeat window: the same Job once more makes a repeat of `sync`, due a window
+    // after this second run; a repeat of the accepted record (its occurrence came first) would
+    // be due by then too, and the event barrier waits for the flush that wrote it to end.
+    bed.sh(&next_pod(&cronjob), JOB_TRUNCATE_SYNC);
+    wait_repeat(&agent, &ns, marker["seq"].as_u64().unwrap());
+    bed.sync(&agent);
     let again: Vec<Value> = read_log_ns(agent.state_dir(), &ns)
         .into_iter()
         .filter(|a| a["workload"] == cronjob.as_str())

@@ -22,8 +22,6 @@ const PORT: u16 = 8443;
 const WINDOW: &str = "20s";
 const WAIT: Duration = Duration::from_secs(30);
 const RELOAD: Duration = Duration::from_secs(15);
-/// What is reported after the pod's run is at most this late (flow events are immediate).
-const QUIET: Duration = Duration::from_secs(4);
 
 /// Egress of `netclient` (its guessed labels: no Kubernetes API on the test bed) allowed to
 /// port 53 only.
@@ -131,7 +129,9 @@ fn live_audit_reports_the_denied_flow_once_and_follows_the_policy_directory() {
         line.starts_with("not ready: would-deny ") && line.contains("under 1 audited policy"),
         "{line}"
     );
-    std::thread::sleep(QUIET);
+    // Flows are judged as their connect events are handled: once the agent has handled every
+    // event of the run, nothing more is coming.
+    agent.sync_events(&runc, &kubelet);
     let streamed = would_deny(&anomaly::anomalies(&watcher.lines()), &ns);
     assert_eq!(streamed.len(), 1, "{streamed:#?}");
     assert_eq!(first["severity"], "medium");
@@ -227,8 +227,8 @@ fn live_audit_reports_the_denied_flow_once_and_follows_the_policy_directory() {
             })
         },
     );
-    // ... and judged them allowed.
-    std::thread::sleep(QUIET);
+    // ... and judged them allowed (every event of the run handled).
+    agent.sync_events(&runc, &kubelet);
     let streamed = would_deny(&anomaly::anomalies(&watcher.lines()), &ns);
     assert_eq!(streamed.len(), 1, "{streamed:#?}");
     assert_eq!(would_deny(&read_log(agent.state_dir()), &ns).len(), 1);

@@ -1,6 +1,6 @@
-//! Installs what the build and the tests need, idempotently, following the recipe verified in
-//! the design notes (TOOLCHAIN.md): nightly `rust-src`, and `bpf-linker` linked dynamically to
-//! the nightly's own libLLVM (Debian's LLVM is too old), plus Debian packages.
+//! Installs what the build and the tests need, idempotently: nightly `rust-src`, and
+//! `bpf-linker` linked dynamically to the nightly's own libLLVM (Debian's LLVM is too old), plus
+//! Debian packages.
 
 use std::{
     env,
@@ -19,7 +19,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// for network namespaces, python3 for the test DNS server; for the deploy tests shellcheck
 /// (the kind quickstart script) and containerd (`ctr images import` and its RuntimeDefault
 /// seccomp profile); their `setpriv` is in util-linux, always installed; for the 6.1 kernel test
-/// QEMU and cpio (the guest's initramfs).
+/// QEMU and cpio (the guest's initramfs); pahole for the BTF reader's cross-check
+/// (`kernel::btf` tests).
 pub const TEST_PACKAGES: &[&str] = &[
     "runc",
     "crun",
@@ -30,6 +31,7 @@ pub const TEST_PACKAGES: &[&str] = &[
     "containerd",
     "qemu-system-x86",
     "cpio",
+    "pahole",
 ];
 /// The benchmark also compares against bpftrace.
 pub const BENCH_PACKAGES: &[&str] = &["runc", "busybox-static", "iproute2", "bpftrace"];

@@ -254,7 +254,7 @@ impl Control for MemoryControl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testutil::{sample_anomaly, sample_profile};
+    use crate::api::testutil::sample_profile;
 
     fn key() -> ProfileKey {
         ProfileKey {
@@ -272,12 +272,12 @@ mod tests {
             [sample_profile(key())],
         ));
         let control = MemoryControl::new(anomalies.clone(), profiles.clone());
-        let first = anomalies.append(sample_anomaly("/usr/bin/curl"));
-        let mut repeat = sample_anomaly("/usr/bin/curl");
+        let first = anomalies.append(Anomaly::sample("/usr/bin/curl"));
+        let mut repeat = Anomaly::sample("/usr/bin/curl");
         repeat.repeat_of = Some(first);
         repeat.count = 5;
         let repeat = anomalies.append(repeat);
-        let mut nofold = sample_anomaly("x");
+        let mut nofold = Anomaly::sample("x");
         nofold.fold = None;
         let nofold = anomalies.append(nofold);
 

@@ -354,7 +354,6 @@ mod tests {
     use tonic::Code;
 
     use super::*;
-    use crate::api::testutil::sample_anomaly;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -369,7 +368,7 @@ mod tests {
 
     #[test]
     fn anomaly_filters_match_each_field() {
-        let mut a = sample_anomaly("/usr/bin/curl");
+        let mut a = Anomaly::sample("/usr/bin/curl");
         a.labels = labels(&[("app", "checkout")]);
         let yes = |f: proto::AnomalyFilter| assert!(filter(f.clone()).matches(&a), "{f:?}");
         let no = |f: proto::AnomalyFilter| assert!(!filter(f.clone()).matches(&a), "{f:?}");

@@ -347,11 +347,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::api::testutil::{sample_anomaly, sample_event};
+    use crate::api::testutil::sample_event;
 
     #[test]
     fn anomalies_keep_every_field_and_the_log_line() {
-        let mut a = sample_anomaly("/usr/bin/curl");
+        let mut a = Anomaly::sample("/usr/bin/curl");
         a.seq = 42;
         a.repeat_of = Some(40);
         let m = anomaly(&a);

@@ -324,7 +324,6 @@ mod tests {
 
     use super::*;
     use crate::api::source::MemoryAnomalies;
-    use crate::api::testutil::sample_anomaly;
 
     fn seqs(msgs: &[proto::AnomalyMessage]) -> Vec<String> {
         msgs.iter()
@@ -353,7 +352,7 @@ mod tests {
     async fn replay_then_live_and_holes_in_the_log_are_gaps() {
         let src = Arc::new(MemoryAnomalies::new(64));
         for i in 0..5 {
-            src.append(sample_anomaly(&format!("/bin/p{i}")));
+            src.append(Anomaly::sample(&format!("/bin/p{i}")));
         }
         src.drop_through(2); // retention removed 1 and 2
         let (_stop, shutdown) = watch::channel(false);
@@ -365,10 +364,10 @@ mod tests {
             shutdown,
         )
         .unwrap();
-        src.append(sample_anomaly("/bin/live"));
+        src.append(Anomaly::sample("/bin/live"));
         let got = take(&mut s, 6).await;
         assert_eq!(seqs(&got), ["gap2@0", "3", "4", "5", "6", "live6"]);
-        src.append(sample_anomaly("/bin/later"));
+        src.append(Anomaly::sample("/bin/later"));
         assert_eq!(seqs(&take(&mut s, 1).await), ["7"]);
         assert_eq!(got[0].node_name, "n");
     }
@@ -376,7 +375,7 @@ mod tests {
     #[tokio::test]
     async fn since_beyond_the_log_is_out_of_range_and_live_only_starts_at_the_head() {
         let src = Arc::new(MemoryAnomalies::new(64));
-        src.append(sample_anomaly("/bin/a"));
+        src.append(Anomaly::sample("/bin/a"));
         let (stop, shutdown) = watch::channel(false);
         let e = anomalies(
             src.clone(),
@@ -396,7 +395,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(seqs(&take(&mut s, 1).await), ["live1"]);
-        src.append(sample_anomaly("/bin/b"));
+        src.append(Anomaly::sample("/bin/b"));
         assert_eq!(seqs(&take(&mut s, 1).await), ["2"]);
         stop.send(true).unwrap();
         let end = tokio::time::timeout(std::time::Duration::from_secs(5), s.next())

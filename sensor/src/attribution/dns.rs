@@ -1,7 +1,8 @@
 //! DNS responses seen by the kernel probe, turned into "IP -> names" knowledge.
 //!
 //! The eBPF side copies the payload of every packet coming from port 53 to a container socket
-//! (at most 1280 bytes, with a flag when it cut the copy). This module decodes those payloads
+//! (at most `sensor_common::limits::MAX_DNS_PAYLOAD` bytes, 2048, with a flag when it cut the
+//! copy). This module decodes those payloads
 //! with `hickory-proto` (no hand-written wire parser: DNS name compression and record framing
 //! are where hand-written parsers go wrong) and reassembles DNS-over-TCP streams, whose
 //! length-prefixed messages may be split over, or batched into, segments.
@@ -44,8 +45,8 @@ pub enum DnsError {
     /// QR=0: a query, not a response (e.g. a client that itself uses source port 53).
     #[error("DNS message is a query, not a response")]
     NotAResponse,
-    /// The message ends before its header counts say it should: typically the kernel's
-    /// 1280-byte copy limit cut it, or a TCP stream lost bytes.
+    /// The message ends before its header counts say it should: typically the kernel's copy
+    /// limit (`MAX_DNS_PAYLOAD` bytes) cut it, or a TCP stream lost bytes.
     #[error("DNS message ends early (truncated)")]
     Truncated,
     /// The bytes are not a valid DNS message.
@@ -742,8 +743,8 @@ mod tests {
 
     #[test]
     fn kernel_truncated_copy_is_truncated() {
-        // 120 A records: about 2 KB on the wire, cut where the probe stops copying.
-        let answers = (0..120u8)
+        // 200 A records: over 3 KB on the wire, cut where the probe stops copying.
+        let answers = (0..200u8)
             .map(|i| a("many.example.com.", 30, [10, 1, 0, i]))
             .collect();
         let wire = response(
@@ -753,9 +754,10 @@ mod tests {
             ResponseCode::NoError,
             answers,
         );
-        assert!(wire.len() > 1280);
-        assert_eq!(parse_answer(&wire).unwrap().addresses.len(), 120);
-        assert_eq!(parse_answer(&wire[..1280]), Err(DnsError::Truncated));
+        let limit = sensor_common::limits::MAX_DNS_PAYLOAD;
+        assert!(wire.len() > limit, "{} bytes", wire.len());
+        assert_eq!(parse_answer(&wire).unwrap().addresses.len(), 200);
+        assert_eq!(parse_answer(&wire[..limit]), Err(DnsError::Truncated));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Attributed events: what `sensor trace` prints and what `StreamEvents` will stream. One JSON
-//! object per event, with the pod/container it belongs to flattened in.
+//! Attributed events: what `sensor trace` prints, what the agent feeds its learner and anomaly
+//! rules, and what its `StreamEvents` call streams (typed, and as this JSON). One JSON object per
+//! event, with the pod/container it belongs to flattened in.
 
 use std::{net::IpAddr, sync::Arc};
 

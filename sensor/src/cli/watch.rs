@@ -389,8 +389,8 @@ mod tests {
     use clap::Parser;
 
     use super::*;
-    use crate::api::testutil::sample_anomaly;
     use crate::cli::{Cli, Command};
+    use crate::detect::model::Anomaly;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("sensor").chain(args.iter().copied()))
@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn readable_lines() {
-        let mut a = sample_anomaly("/usr/bin/curl");
+        let mut a = Anomaly::sample("/usr/bin/curl");
         a.seq = 17;
         let m = message::anomaly(&a);
         assert_eq!(

@@ -190,40 +190,14 @@ fn repeat_record(open: &mut Open) -> Anomaly {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        attribution::workload::WorkloadKind,
-        detect::model::{Evidence, Finding, Severity},
-    };
 
+    /// The shared fixture with `subject` (what the fingerprint tells apart) and `time`.
     fn anomaly(subject: &str, time: &str) -> Anomaly {
-        Anomaly {
-            seq: 0,
-            time: time.into(),
-            node: "n1".into(),
-            namespace: "ns".into(),
-            pod: "p".into(),
-            pod_uid: String::new(),
-            container: "app".into(),
-            container_id: String::new(),
-            workload: "web".into(),
-            workload_kind: WorkloadKind::Deployment,
-            labels: Default::default(),
-            finding: Finding {
-                rule: RuleId::UnexpectedDns,
-                kubescape_rule: None,
-                severity: Severity::Low,
-                mitre: None,
-                message: "m".into(),
-                subject: subject.into(),
-                evidence: Evidence::default(),
-            },
-            agent_chain: None,
-            process: None,
-            count: 1,
-            repeat_of: None,
-            last_seen: time.into(),
-            fold: None,
-        }
+        let mut a = Anomaly::sample("/usr/bin/curl");
+        a.finding.subject = subject.into();
+        a.time = time.into();
+        a.last_seen = time.into();
+        a
     }
 
     #[test]

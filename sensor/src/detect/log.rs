@@ -350,10 +350,6 @@ fn drop_if_older(path: &Path, max_age: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        attribution::workload::WorkloadKind,
-        detect::model::{Evidence, Finding, RuleId, Severity},
-    };
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("sensor-anomalies-{tag}-{}", std::process::id()));
@@ -361,35 +357,11 @@ mod tests {
         d
     }
 
+    /// The shared fixture with `subject`.
     fn anomaly(subject: &str) -> Anomaly {
-        Anomaly {
-            seq: 0,
-            time: "2026-11-26T00:00:00Z".into(),
-            node: "n1".into(),
-            namespace: "ns".into(),
-            pod: "web-1".into(),
-            pod_uid: String::new(),
-            container: "app".into(),
-            container_id: String::new(),
-            workload: "web".into(),
-            workload_kind: WorkloadKind::Deployment,
-            labels: Default::default(),
-            finding: Finding {
-                rule: RuleId::UnexpectedExec,
-                kubescape_rule: Some("R0001".into()),
-                severity: Severity::Medium,
-                mitre: None,
-                message: "m".into(),
-                subject: subject.into(),
-                evidence: Evidence::default(),
-            },
-            agent_chain: None,
-            process: None,
-            count: 1,
-            repeat_of: None,
-            last_seen: "2026-11-26T00:00:00Z".into(),
-            fold: None,
-        }
+        let mut a = Anomaly::sample("/usr/bin/curl");
+        a.finding.subject = subject.into();
+        a
     }
 
     #[test]
@@ -436,15 +408,20 @@ mod tests {
     #[test]
     fn rotation_bounds_the_size_and_keeps_numbering_and_replay() {
         let d = dir("rotate");
+        // Room for six records a generation: of the 40, seqs 31..=36 end in the rotated
+        // generation and 37..=40 in the current one.
+        let mut probe = anomaly("s10");
+        probe.seq = 10;
+        let record = serde_json::to_vec(&probe).unwrap().len() as u64 + 1;
         let retention = Retention {
-            max_bytes: 2000,
+            max_bytes: 6 * record,
             max_age: Duration::from_secs(3600),
         };
         let mut log = AnomalyLog::open(&d, retention).unwrap();
         for i in 0..40 {
             log.append(anomaly(&format!("s{i}"))).unwrap();
         }
-        assert!(fs::metadata(d.join(LOG_FILE)).unwrap().len() <= 2000);
+        assert!(fs::metadata(d.join(LOG_FILE)).unwrap().len() <= retention.max_bytes);
         assert!(d.join(ROTATED_FILE).exists());
         // Replay from a seq that lives in the rotated generation, in order.
         let replay = log.read_after(30, 100).unwrap();

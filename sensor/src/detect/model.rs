@@ -282,3 +282,83 @@ pub enum Fold {
         window_seconds: u64,
     },
 }
+
+impl Anomaly {
+    /// A fixture for tests (the unit tests and `sensor/tests`), the one every test starts from:
+    /// an unexpected exec of `path` in shop/checkout/app, with its process, ancestry, evidence
+    /// and fold (seq 0: the log numbers it). Tests change the fields they are about.
+    #[doc(hidden)]
+    pub fn sample(path: &str) -> Anomaly {
+        let time = "2026-05-28T20:26:40Z".to_string();
+        Anomaly {
+            seq: 0,
+            time: time.clone(),
+            node: "node-1".into(),
+            namespace: "shop".into(),
+            pod: "checkout-7d9f8b6c5d-x2x4z".into(),
+            pod_uid: "0b7f4a4e-2f4c-4c39-9f3e-0d0c6c2b1a11".into(),
+            container: "app".into(),
+            container_id: "3f2a".into(),
+            workload: "checkout".into(),
+            workload_kind: WorkloadKind::Deployment,
+            labels: BTreeMap::new(),
+            finding: Finding {
+                rule: RuleId::UnexpectedExec,
+                kubescape_rule: Some("R0001".into()),
+                severity: Severity::Medium,
+                mitre: Some(Mitre {
+                    technique: "T1059".into(),
+                    name: "Command and Scripting Interpreter".into(),
+                    tactic: "Execution".into(),
+                }),
+                message: format!("{path} was run, which the baseline never did"),
+                subject: format!("{path} -s *"),
+                evidence: Evidence {
+                    baseline: BTreeMap::from([(
+                        "programs".to_string(),
+                        "/usr/local/bin/checkout".to_string(),
+                    )]),
+                    observed: BTreeMap::from([
+                        ("path".to_string(), path.to_string()),
+                        ("args".to_string(), "-s *".to_string()),
+                    ]),
+                },
+            },
+            agent_chain: None,
+            process: Some(ProcessRef {
+                pid: 4242,
+                ppid: Some(4200),
+                comm: path
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(path)
+                    .chars()
+                    .take(15)
+                    .collect(),
+                path: path.into(),
+                args: vec![path.into(), "-s".into(), "http://203.0.113.9/".into()],
+                ancestry: vec![
+                    Ancestor {
+                        pid: 4200,
+                        comm: "sh".into(),
+                        path: "/bin/sh".into(),
+                        args: vec!["sh".into(), "-c".into()],
+                    },
+                    Ancestor {
+                        pid: 1,
+                        comm: "checkout".into(),
+                        path: "/usr/local/bin/checkout".into(),
+                        args: vec![],
+                    },
+                ],
+            }),
+            count: 1,
+            repeat_of: None,
+            last_seen: time,
+            fold: Some(Fold::Exec {
+                path: path.into(),
+                args: vec!["-s".into(), "*".into()],
+            }),
+        }
+    }
+}

@@ -94,12 +94,11 @@ impl AnomalyCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testutil::sample_anomaly;
 
     #[test]
     fn records_and_occurrences_by_rule_and_severity() {
         let counts = AnomalyCounts::default();
-        let first = sample_anomaly("/usr/bin/curl");
+        let first = Anomaly::sample("/usr/bin/curl");
         counts.record(&first);
         let mut repeat = first.clone();
         repeat.count = 5;

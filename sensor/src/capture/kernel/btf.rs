@@ -900,26 +900,53 @@ mod tests {
             .unwrap_or_else(|e| panic!("member_size({ty}, {member}): {e}"))
     }
 
-    /// Every (struct, member) the sensor resolves (besides the `sock` paths).
-    const FIELDS: &[(&str, &str)] = &[
+    /// Every (struct, member) the loader resolves with `member_offset` (`offsets.rs`:
+    /// `kernel_config`, and the x86_64 registers of `compat_test`, `syscall_args` and
+    /// `exit_regs`: these tests run on x86_64), plus the
+    /// other `sock_common` members of [`SKC`] (read through `sock.__sk_common`, below). The
+    /// loader's nested paths are in [`PATHS`].
+    const FIELDS: &[Member] = &[
         ("pt_regs", "cs"),
+        ("pt_regs", "di"),
+        ("pt_regs", "si"),
+        ("pt_regs", "dx"),
+        ("pt_regs", "r10"),
+        ("pt_regs", "orig_ax"),
+        ("pt_regs", "bx"),
+        ("pt_regs", "cx"),
         ("task_struct", "pid"),
         ("task_struct", "tgid"),
         ("task_struct", "real_parent"),
         ("task_struct", "mm"),
         ("task_struct", "signal"),
         ("task_struct", "exit_code"),
+        ("task_struct", "files"),
+        ("task_struct", "cgroups"),
         ("mm_struct", "arg_start"),
         ("mm_struct", "arg_end"),
+        ("signal_struct", "live"),
         ("linux_binprm", "filename"),
+        ("linux_binprm", "file"),
         ("cgroup", "kn"),
         ("cgroup", "root"),
         ("cgroup", "level"),
         ("kernfs_node", "id"),
         ("cgroup_root", "hierarchy_id"),
+        ("css_set", "dfl_cgrp"),
         ("file", "f_path"),
         ("file", "f_flags"),
-        ("signal_struct", "live"),
+        ("file", "private_data"),
+        ("files_struct", "fdt"),
+        ("fdtable", "fd"),
+        ("fdtable", "max_fds"),
+        ("path", "mnt"),
+        ("path", "dentry"),
+        ("dentry", "d_parent"),
+        ("vfsmount", "mnt_root"),
+        ("mount", "mnt"),
+        ("mount", "mnt_parent"),
+        ("mount", "mnt_mountpoint"),
+        ("socket", "sk"),
         ("sock_common", "skc_family"),
         ("sock_common", "skc_daddr"),
         ("sock_common", "skc_rcv_saddr"),
@@ -927,6 +954,29 @@ mod tests {
         ("sock_common", "skc_num"),
         ("sock_common", "skc_v6_daddr"),
         ("sock_common", "skc_v6_rcv_saddr"),
+    ];
+
+    /// A (struct, member) pair.
+    type Member = (&'static str, &'static str);
+
+    /// The paths through embedded structs the loader resolves with `member_path_offset`, each
+    /// with its steps (struct, member): the path's offset is the sum of theirs.
+    const PATHS: &[(&str, &str, &[Member])] = &[
+        (
+            "dentry",
+            "d_name.name",
+            &[("dentry", "d_name"), ("qstr", "name")],
+        ),
+        (
+            "sock",
+            "__sk_common.skc_num",
+            &[("sock", "__sk_common"), ("sock_common", "skc_num")],
+        ),
+        (
+            "sock",
+            "__sk_common.skc_family",
+            &[("sock", "__sk_common"), ("sock_common", "skc_family")],
+        ),
     ];
 
     const SKC: &[&str] = &[
@@ -973,6 +1023,12 @@ mod tests {
                 "sock.__sk_common.{m} = {}",
                 path_off("sock", &format!("__sk_common.{m}"))
             );
+        }
+        for &(ty, path, steps) in PATHS {
+            let o = path_off(ty, path);
+            eprintln!("{ty}.{path} = {o}");
+            let sum: u32 = steps.iter().map(|&(t, m)| off(t, m)).sum();
+            assert_eq!(o, sum, "{ty}.{path} vs its steps {steps:?}");
         }
     }
 
@@ -1124,39 +1180,57 @@ mod tests {
         }
     }
 
-    /// Cross-checks against pahole, an independent BTF reader, when it is installed
-    /// (`apt-get install pahole`); absolute offsets of members, nested anonymous ones included.
+    /// Cross-checks every offset the loader resolves ([`FIELDS`], [`PATHS`]) against pahole, an
+    /// independent BTF reader: absolute offsets of members, nested anonymous ones included.
+    /// pahole is required (Debian package `pahole`; `cargo xtask test` installs it): without it
+    /// this test fails rather than passing without having compared anything.
     #[test]
-    fn vmlinux_matches_pahole_if_installed() {
-        let mut structs: Vec<&str> = FIELDS.iter().map(|f| f.0).collect();
-        structs.dedup();
-        let mut checked = 0;
+    fn vmlinux_matches_pahole() {
+        let structs: std::collections::BTreeSet<&str> = FIELDS
+            .iter()
+            .map(|f| f.0)
+            .chain(PATHS.iter().flat_map(|p| p.2.iter().map(|s| s.0)))
+            .collect();
+        let mut layouts = std::collections::HashMap::new();
         for ty in structs {
-            let out = match std::process::Command::new("pahole")
+            let out = std::process::Command::new("pahole")
                 .args(["-C", ty, VMLINUX_PATH])
                 .output()
-            {
-                Ok(out) if out.status.success() && !out.stdout.is_empty() => out,
-                Ok(out) => {
-                    eprintln!(
-                        "pahole -C {ty} failed ({}); skipping the pahole cross-check",
-                        out.status
-                    );
-                    return;
-                }
-                Err(e) => {
-                    eprintln!("pahole not runnable ({e}); skipping the pahole cross-check");
-                    return;
-                }
-            };
-            let text = String::from_utf8_lossy(&out.stdout);
-            for &(_, member) in FIELDS.iter().filter(|f| f.0 == ty) {
-                let want = pahole_offset(&text, member)
-                    .unwrap_or_else(|| panic!("{ty}.{member} not in pahole output:\n{text}"));
-                assert_eq!(off(ty, member), want, "{ty}.{member} vs pahole");
-                checked += 1;
-            }
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "pahole is needed to cross-check the BTF reader's offsets and cannot be \
+                         run ({e}): install Debian package `pahole` (`apt-get install pahole`; \
+                         `cargo xtask test` installs it)"
+                    )
+                });
+            assert!(
+                out.status.success() && !out.stdout.is_empty(),
+                "pahole -C {ty} {VMLINUX_PATH} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            layouts.insert(ty, String::from_utf8_lossy(&out.stdout).into_owned());
         }
+        let pahole = |ty: &str, member: &str| {
+            let text = &layouts[ty];
+            pahole_offset(text, member)
+                .unwrap_or_else(|| panic!("{ty}.{member} not in pahole output:\n{text}"))
+        };
+        let mut checked = 0;
+        for &(ty, member) in FIELDS {
+            assert_eq!(
+                off(ty, member),
+                pahole(ty, member),
+                "{ty}.{member} vs pahole"
+            );
+            checked += 1;
+        }
+        for &(ty, path, steps) in PATHS {
+            let want: u32 = steps.iter().map(|&(t, m)| pahole(t, m)).sum();
+            assert_eq!(path_off(ty, path), want, "{ty}.{path} vs pahole");
+            checked += 1;
+        }
+        assert_eq!(checked, FIELDS.len() + PATHS.len());
         eprintln!("{checked} offsets agree with pahole");
     }
 
