@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{Evidence, Finding, Mitre, RuleId, Severity};
 use crate::{
+    ai::Catalogue,
     attribution::event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
@@ -188,6 +189,7 @@ pub fn on_flow_window(
     window_seconds: u64,
     profile: &ApplicationProfile,
     cfg: &RuleConfig,
+    catalogue: &Catalogue,
 ) -> Vec<Finding> {
     if !ready(profile) || id.direction != Direction::Egress || window.is_zero() {
         return Vec::new();
@@ -202,7 +204,6 @@ pub fn on_flow_window(
     let subject = peer_subject(id.ip, id.port, proto_name(id.protocol));
     let mut out = Vec::new();
     out.extend(spike_rule(flow, window, window_seconds, cfg, &subject));
-    let catalogue = crate::ai::Catalogue::embedded();
     if super::agent_rules::is_model_api(flow, catalogue) {
         out.extend(super::agent_rules::prompt_rule(
             flow,
@@ -1851,7 +1852,8 @@ mod tests {
     // ---- volume ----
 
     fn window(p: &ApplicationProfile, id: FlowId, d: FlowDelta, secs: u64) -> Vec<Finding> {
-        on_flow_window(id, d, secs, p, &RuleConfig::default())
+        let cfg = RuleConfig::default();
+        on_flow_window(id, d, secs, p, &cfg, Catalogue::embedded())
     }
 
     #[test]
@@ -2360,10 +2362,10 @@ mod tests {
             for (i, f) in p.egress.iter().enumerate() {
                 let id = FlowId { direction: Direction::Egress, ip: f.ip, port: f.port, protocol: f.protocol };
                 let w = window_within(f, picks[(i + 2) % 8], picks[(i + 3) % 8]);
-                let found = on_flow_window(id, w, secs, &p, &cfg);
+                let found = on_flow_window(id, w, secs, &p, &cfg, Catalogue::embedded());
                 prop_assert!(found.is_empty(), "{f:?} window {w:?} over {secs}s -> {found:?}");
                 let w = window_within(f, u64::MAX, u64::MAX);
-                let found = on_flow_window(id, w, f.rate.window_seconds, &p, &cfg);
+                let found = on_flow_window(id, w, f.rate.window_seconds, &p, &cfg, Catalogue::embedded());
                 prop_assert!(found.is_empty(), "{f:?} busiest window {w:?} -> {found:?}");
             }
         }
@@ -2389,7 +2391,7 @@ mod tests {
             }
             prop_assert!(on_syscalls(&s(&["kexec_load"]), &s(&["read"]), &p).is_empty());
             let id = egress("10.0.0.5", 5432, Protocol::Tcp);
-            prop_assert!(on_flow_window(id, delta(1 << 20, 1 << 40), 60, &p, &cfg).is_empty());
+            prop_assert!(on_flow_window(id, delta(1 << 20, 1 << 40), 60, &p, &cfg, Catalogue::embedded()).is_empty());
         }
     }
 
