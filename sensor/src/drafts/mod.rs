@@ -40,8 +40,8 @@ pub enum DraftError {
     /// first profile not of `first`'s workload).
     #[error("profiles of different workloads merged into one policy: {first} and {other}")]
     MixedWorkloads {
-        first: ProfileKey,
-        other: ProfileKey,
+        first: Box<ProfileKey>,
+        other: Box<ProfileKey>,
     },
     #[error("writing the draft as JSON: {0}")]
     Json(#[from] serde_json::Error),

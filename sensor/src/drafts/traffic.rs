@@ -176,8 +176,8 @@ impl Traffic {
             .find(|p| p.key.namespace != namespace || p.key.workload != workload)
         {
             return Err(DraftError::MixedWorkloads {
-                first: first.key.clone(),
-                other: other.key.clone(),
+                first: Box::new(first.key.clone()),
+                other: Box::new(other.key.clone()),
             });
         }
         let mut review = Vec::new();
