@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sensor::ai::Catalogue;
 use sensor::drafts::netpol::{network_policy, network_policy_for_workload, to_json, to_yaml};
 use sensor::profile::model::ApplicationProfile;
 
@@ -88,9 +89,9 @@ fn assert_valid(name: &str, text: &str) {
 #[test]
 fn golden_profile_policies_validate_strictly_on_1_29_and_1_34() {
     for name in PROFILES {
-        let np = network_policy(&profile(name));
-        assert_valid(&format!("{name}.netpol.yaml"), &to_yaml(&np));
-        assert_valid(&format!("{name}.netpol.json"), &to_json(&np));
+        let np = network_policy(&profile(name), Catalogue::embedded()).unwrap();
+        assert_valid(&format!("{name}.netpol.yaml"), &to_yaml(&np).unwrap());
+        assert_valid(&format!("{name}.netpol.json"), &to_json(&np).unwrap());
     }
 }
 
@@ -100,15 +101,17 @@ fn merged_workload_policy_validates() {
     let mut b = profile("agent");
     b.key.container = "sidecar".into();
     b.labels.clear();
-    let np = network_policy_for_workload(&[&a, &b]);
-    assert_valid("merged.netpol.yaml", &to_yaml(&np));
+    let np = network_policy_for_workload(&[&a, &b], Catalogue::embedded()).unwrap();
+    assert_valid("merged.netpol.yaml", &to_yaml(&np).unwrap());
 }
 
 /// Control: the validator does reject a policy with an unknown field, so the passes above mean
 /// something.
 #[test]
 fn validator_rejects_an_unknown_field() {
-    let mut v = serde_json::to_value(network_policy(&profile("agent"))).unwrap();
+    let mut v =
+        serde_json::to_value(network_policy(&profile("agent"), Catalogue::embedded()).unwrap())
+            .unwrap();
     v["spec"]["egress"][0]["ports"][0]["portName"] = serde_json::json!("dns");
     let file = write_temp(
         "broken.netpol.json",
@@ -143,7 +146,9 @@ fn names_and_labels_are_valid() {
             && label_value_ok(name)
     }
     for name in PROFILES {
-        let v = serde_json::to_value(network_policy(&profile(name))).unwrap();
+        let v =
+            serde_json::to_value(network_policy(&profile(name), Catalogue::embedded()).unwrap())
+                .unwrap();
         let np_name = v["metadata"]["name"].as_str().unwrap();
         assert!(sensor::drafts::is_dns1123_subdomain(np_name), "{np_name}");
         // Every matchLabels anywhere in the policy.

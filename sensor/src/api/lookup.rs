@@ -4,7 +4,10 @@
 
 use tonic::{Code, Status};
 
+use super::proto;
 use super::source::ProfileSource;
+use crate::drafts::render::{PolicyFlavor, PolicyFormat, RenderError, SeccompFormat};
+use crate::drafts::seccomp::SeccompMode;
 use crate::profile::model::{ApplicationProfile, ProfileKey};
 
 /// How many known names a NOT_FOUND message lists.
@@ -105,6 +108,67 @@ impl RequestError {
             | RequestError::NoWorkload { .. }
             | RequestError::NoContainer { .. } => Code::NotFound,
             RequestError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+/// A draft that could not be rendered: what the request asked for is missing or invalid, or
+/// the generator failed (INTERNAL).
+impl From<RenderError> for RequestError {
+    fn from(e: RenderError) -> RequestError {
+        match e {
+            RenderError::Missing { field } => RequestError::Missing { field },
+            RenderError::Invalid {
+                field,
+                value,
+                reason,
+            } => RequestError::Invalid {
+                field,
+                value,
+                reason,
+            },
+            e @ RenderError::Generate { .. } => RequestError::Internal(e.to_string()),
+        }
+    }
+}
+
+// The request enums as the drafts know them; UNSPECIFIED is the drafts' default.
+
+impl From<proto::SeccompMode> for SeccompMode {
+    fn from(m: proto::SeccompMode) -> SeccompMode {
+        match m {
+            proto::SeccompMode::Unspecified | proto::SeccompMode::Enforce => SeccompMode::Enforce,
+            proto::SeccompMode::Audit => SeccompMode::Audit,
+        }
+    }
+}
+
+impl From<proto::SeccompFormat> for SeccompFormat {
+    fn from(f: proto::SeccompFormat) -> SeccompFormat {
+        match f {
+            proto::SeccompFormat::Unspecified => SeccompFormat::default(),
+            proto::SeccompFormat::OciJson => SeccompFormat::OciJson,
+            proto::SeccompFormat::SpoYaml => SeccompFormat::SpoYaml,
+        }
+    }
+}
+
+impl From<proto::NetworkPolicyFlavor> for PolicyFlavor {
+    fn from(f: proto::NetworkPolicyFlavor) -> PolicyFlavor {
+        match f {
+            proto::NetworkPolicyFlavor::Unspecified => PolicyFlavor::default(),
+            proto::NetworkPolicyFlavor::Kubernetes => PolicyFlavor::Kubernetes,
+            proto::NetworkPolicyFlavor::Cilium => PolicyFlavor::Cilium,
+        }
+    }
+}
+
+impl From<proto::PolicyFormat> for PolicyFormat {
+    fn from(f: proto::PolicyFormat) -> PolicyFormat {
+        match f {
+            proto::PolicyFormat::Unspecified => PolicyFormat::default(),
+            proto::PolicyFormat::Yaml => PolicyFormat::Yaml,
+            proto::PolicyFormat::Json => PolicyFormat::Json,
         }
     }
 }
@@ -233,6 +297,84 @@ mod tests {
     use crate::api::proto;
     use crate::api::source::MemorySource;
     use crate::api::testutil::sample_profile;
+
+    /// UNSPECIFIED asks for the defaults: enforce, OCI JSON, Kubernetes, YAML.
+    #[test]
+    fn unspecified_draft_enums_are_the_defaults() {
+        assert_eq!(
+            SeccompMode::from(proto::SeccompMode::Unspecified),
+            SeccompMode::Enforce
+        );
+        assert_eq!(
+            SeccompFormat::from(proto::SeccompFormat::Unspecified),
+            SeccompFormat::OciJson
+        );
+        assert_eq!(
+            PolicyFlavor::from(proto::NetworkPolicyFlavor::Unspecified),
+            PolicyFlavor::Kubernetes
+        );
+        assert_eq!(
+            PolicyFormat::from(proto::PolicyFormat::Unspecified),
+            PolicyFormat::Yaml
+        );
+        let p = sample_profile(key("shop", "checkout", "app"));
+        let unspecified = crate::drafts::render::seccomp(
+            &p,
+            proto::SeccompMode::Unspecified.into(),
+            proto::SeccompFormat::Unspecified.into(),
+        )
+        .unwrap();
+        assert!(
+            unspecified.content.contains("SCMP_ACT_ERRNO"),
+            "{}",
+            unspecified.content
+        );
+        assert_eq!(
+            unspecified.localhost_profile,
+            "sensor/shop/checkout/app.json"
+        );
+    }
+
+    /// A policy of no profile or of two workloads is INVALID_ARGUMENT, a generator failure
+    /// INTERNAL.
+    #[test]
+    fn render_errors_keep_their_codes() {
+        let a = sample_profile(key("shop", "checkout", "app"));
+        let other = sample_profile(key("shop", "cart", "app"));
+        let catalogue = crate::ai::Catalogue::embedded();
+        let policy = |profiles: &[&ApplicationProfile]| {
+            crate::drafts::render::network_policy(
+                profiles,
+                proto::NetworkPolicyFlavor::Kubernetes.into(),
+                proto::PolicyFormat::Unspecified.into(),
+                catalogue,
+            )
+            .map_err(RequestError::from)
+        };
+        let ok = policy(&[&a]).unwrap();
+        assert!(ok.content.contains("kind: NetworkPolicy"), "{}", ok.content);
+        let e = policy(&[&a, &other]).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(
+            e.to_string(),
+            "profile \"shop/cart/app\" is invalid: a policy is made from the containers of one \
+             workload"
+        );
+        let e = policy(&[]).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.to_string(), "profile is required");
+        let generate = RequestError::from(RenderError::Generate {
+            what: "network policy",
+            source: crate::drafts::DraftError::NoProfiles,
+        });
+        assert_eq!(generate.code(), Code::Internal);
+        assert!(
+            generate
+                .to_string()
+                .starts_with("generating the network policy draft failed: "),
+            "{generate}"
+        );
+    }
 
     fn key(ns: &str, w: &str, c: &str) -> ProfileKey {
         ProfileKey {

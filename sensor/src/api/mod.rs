@@ -12,9 +12,9 @@
 //! - [`limits`]: request size and open-stream bounds per client;
 //! - [`filter`]: stream filters (label selectors, pod regexes, deny lists), compiled once;
 //! - [`tls`]: mutual TLS for TCP (server and client side);
-//! - [`lookup`]: request validation and profile lookup, with precise status codes;
+//! - [`lookup`]: request validation and profile lookup, with precise status codes (and the
+//!   request enums as [`crate::drafts::render`] knows them);
 //! - [`convert`], [`message`]: model -> messages (profiles; anomalies and events);
-//! - [`render`]: drafts in the requested format, with their notes (server and offline CLI);
 //! - [`client`]: connecting to the agent.
 //!
 //! Other clients on the Unix socket must send `:authority: localhost` (grpcio >= 1.57 sends the
@@ -32,7 +32,6 @@ pub mod info;
 pub mod limits;
 pub mod lookup;
 pub mod message;
-pub mod render;
 pub mod server;
 pub mod source;
 pub mod stream;
@@ -60,77 +59,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    //! A realistic profile for the API's unit tests.
-
-    use std::collections::BTreeMap;
+    //! A realistic event for the API's unit tests (the profile is the drafts'
+    //! [`crate::drafts::testutil::sample_profile`]).
 
     use crate::attribution::workload::WorkloadKind;
-    use crate::profile::model::*;
-
-    pub fn sample_profile(key: ProfileKey) -> ApplicationProfile {
-        let t = |s: &str| format!("2025-06-02T{s}Z");
-        ApplicationProfile {
-            version: PROFILE_VERSION,
-            key,
-            workload_kind: WorkloadKind::Deployment,
-            status: Status::Ready,
-            completeness: Completeness::Full,
-            partial_reasons: vec![],
-            learning_started: t("08:00:00"),
-            learning_period_seconds: 3600,
-            ready_at: Some(t("09:00:00")),
-            updated: t("09:30:00"),
-            nodes: vec!["node-1".into()],
-            pods: vec!["checkout-7d9f8b6c5d-x2x4z".into()],
-            labels: BTreeMap::from([("app".to_string(), "checkout".to_string())]),
-            syscalls: Syscalls {
-                native: ["read", "write", "openat", "close", "connect", "exit_group"]
-                    .map(String::from)
-                    .to_vec(),
-                compat: vec![],
-                runtime_setup: Default::default(),
-            },
-            execs: vec![ExecEntry {
-                path: "/usr/local/bin/checkout".into(),
-                args: vec!["--port".into(), "8080".into()],
-                count: 1,
-                first_seen: t("08:00:01"),
-                last_seen: t("08:00:01"),
-            }],
-            egress: vec![Flow {
-                ip: "203.0.113.7".parse().unwrap(),
-                port: 443,
-                protocol: Protocol::Tcp,
-                dns_names: vec!["api.stripe.com".into()],
-                peer: None,
-                connections: 12,
-                bytes_sent: 4096,
-                bytes_recv: 16384,
-                rate: RateStats {
-                    window_seconds: 60,
-                    windows: 5,
-                    max_connections_per_window: 4,
-                    max_bytes_sent_per_window: 2048,
-                    max_bytes_recv_per_window: 8192,
-                    max_bytes_sent_per_connection: 0,
-                },
-                first_seen: t("08:01:00"),
-                last_seen: t("09:20:00"),
-            }],
-            ingress: vec![],
-            dns: vec![DnsName {
-                name: "api.stripe.com".into(),
-                addresses: vec!["203.0.113.7".parse().unwrap()],
-                count: 12,
-            }],
-            resolvers: vec![],
-            files: vec![],
-            packages: vec![],
-            agent_programs: vec![],
-            tools: vec![],
-            overflow: Overflow::default(),
-        }
-    }
+    pub use crate::drafts::testutil::{partial, sample_profile};
 
     /// An event of `kind` (exec or exit) in `namespace`/`pod` (workload checkout, container app).
     pub fn sample_event(
@@ -181,11 +114,5 @@ pub(crate) mod testutil {
             comm: Some("curl".into()),
             detail,
         }
-    }
-
-    pub fn partial(mut p: ApplicationProfile) -> ApplicationProfile {
-        p.completeness = Completeness::Partial;
-        p.partial_reasons = vec!["container started before the sensor".into()];
-        p
     }
 }

@@ -30,8 +30,9 @@ use super::source::{AnomalySource, EventSource, Graduation};
 pub use super::source::{MemorySource, ProfileSource};
 use super::stream::{self, AnomalyStream, EventStream};
 use super::tls::{TlsError, TlsFiles};
-use super::{FILE_DESCRIPTOR_SET, ListenAddr, convert, lookup, render};
-use crate::ai::tools::SharedTools;
+use super::{FILE_DESCRIPTOR_SET, ListenAddr, convert, lookup};
+use crate::ai::{Catalogue, tools::SharedTools};
+use crate::drafts::render;
 use crate::profile::model::ProfileKey;
 
 /// The fully qualified service name (health checks, reflection).
@@ -85,6 +86,9 @@ pub struct Services {
     pub info: Option<Arc<proto::AgentInfo>>,
     /// Live tool calls for `GetAgents` (the inventory itself comes from the profiles).
     pub tools: Option<SharedTools>,
+    /// What `GetAgents` and the network policy drafts classify peers and packages with: the
+    /// embedded catalogue unless [`Services::with_catalogue`] says otherwise.
+    pub catalogue: &'static Catalogue,
 }
 
 impl Services {
@@ -96,7 +100,13 @@ impl Services {
             control: None,
             info: None,
             tools: None,
+            catalogue: Catalogue::embedded(),
         }
+    }
+
+    pub fn with_catalogue(mut self, catalogue: &'static Catalogue) -> Self {
+        self.catalogue = catalogue;
+        self
     }
 
     pub fn with_tools(mut self, tools: SharedTools) -> Self {
@@ -316,10 +326,11 @@ impl Sensor for SensorService {
     ) -> Result<Response<SeccompResponse>, Status> {
         let req = request.into_inner();
         let key = Self::profile_key(req.r#ref.as_ref())?;
-        let mode = lookup::enum_value("mode", req.mode)?;
-        let format = lookup::enum_value("format", req.format)?;
+        let mode = lookup::enum_value::<proto::SeccompMode>("mode", req.mode)?;
+        let format = lookup::enum_value::<proto::SeccompFormat>("format", req.format)?;
         let profile = lookup::profile(self.source(), &key)?;
-        let draft = render::seccomp(&profile, mode, format)?;
+        let draft = render::seccomp(&profile, mode.into(), format.into())
+            .map_err(lookup::RequestError::from)?;
         Ok(Response::new(SeccompResponse {
             content: draft.content,
             notes: draft.notes,
@@ -338,11 +349,13 @@ impl Sensor for SensorService {
         let req = request.into_inner();
         let namespace = lookup::name("namespace", &req.namespace)?;
         let workload = lookup::name("workload", &req.workload)?;
-        let flavor = lookup::enum_value("flavor", req.flavor)?;
-        let format = lookup::enum_value("format", req.format)?;
+        let flavor = lookup::enum_value::<proto::NetworkPolicyFlavor>("flavor", req.flavor)?;
+        let format = lookup::enum_value::<proto::PolicyFormat>("format", req.format)?;
         let profiles = lookup::workload(self.source(), namespace, workload)?;
         let refs: Vec<_> = profiles.iter().collect();
-        let draft = render::network_policy(&refs, flavor, format)?;
+        let draft =
+            render::network_policy(&refs, flavor.into(), format.into(), self.services.catalogue)
+                .map_err(lookup::RequestError::from)?;
         Ok(Response::new(NetworkPolicyResponse {
             content: draft.content,
             notes: draft.notes,
@@ -426,7 +439,7 @@ impl Sensor for SensorService {
     ) -> Result<Response<proto::GetAgentsResponse>, Status> {
         let req = request.into_inner();
         let namespace = lookup::optional_name("namespace", &req.namespace)?;
-        let catalogue = crate::ai::Catalogue::embedded();
+        let catalogue = self.services.catalogue;
         let mut agents = Vec::new();
         self.source().visit(&mut |p| {
             if !namespace.is_empty() && namespace != p.key.namespace {

@@ -260,7 +260,7 @@ mod tests {
     fn the_draft_allows_what_it_was_made_from_and_a_narrower_one_does_not() {
         let profiles = vec![profile("app"), profile("sidecar")];
         let refs: Vec<&ApplicationProfile> = profiles.iter().collect();
-        let draft = network_policy_for_workload(&refs);
+        let draft = network_policy_for_workload(&refs, crate::ai::Catalogue::embedded()).unwrap();
         let set = PolicySet::new([&draft]).unwrap();
         let a = audit(&profiles, &set, &Namespaces::default());
         assert!(a.would_deny.is_empty(), "{}", render_text(&a));

@@ -15,7 +15,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use tonic::{Code, Status};
 
 use crate::ai::{self, PeerClass};
-use crate::api::{self, ClientTls, ListenAddr, client::ConnectOptions, convert, proto, render};
+use crate::api::{self, ClientTls, ListenAddr, client::ConnectOptions, convert, proto};
+use crate::drafts::{render, seccomp::SeccompMode};
 use crate::profile::{
     model::{ApplicationProfile, ProfileKey, Protocol},
     upgrade,
@@ -236,6 +237,13 @@ impl Mode {
             Mode::Audit => proto::SeccompMode::Audit,
         }
     }
+
+    fn draft(self) -> SeccompMode {
+        match self {
+            Mode::Enforce => SeccompMode::Enforce,
+            Mode::Audit => SeccompMode::Audit,
+        }
+    }
 }
 
 impl SeccompFormat {
@@ -243,6 +251,13 @@ impl SeccompFormat {
         match self {
             SeccompFormat::Json => proto::SeccompFormat::OciJson,
             SeccompFormat::Spo => proto::SeccompFormat::SpoYaml,
+        }
+    }
+
+    fn draft(self) -> render::SeccompFormat {
+        match self {
+            SeccompFormat::Json => render::SeccompFormat::OciJson,
+            SeccompFormat::Spo => render::SeccompFormat::SpoYaml,
         }
     }
 }
@@ -254,6 +269,13 @@ impl Flavor {
             Flavor::Cilium => proto::NetworkPolicyFlavor::Cilium,
         }
     }
+
+    fn draft(self) -> render::PolicyFlavor {
+        match self {
+            Flavor::Kubernetes => render::PolicyFlavor::Kubernetes,
+            Flavor::Cilium => render::PolicyFlavor::Cilium,
+        }
+    }
 }
 
 impl PolicyFormat {
@@ -261,6 +283,13 @@ impl PolicyFormat {
         match self {
             PolicyFormat::Yaml => proto::PolicyFormat::Yaml,
             PolicyFormat::Json => proto::PolicyFormat::Json,
+        }
+    }
+
+    fn draft(self) -> render::PolicyFormat {
+        match self {
+            PolicyFormat::Yaml => render::PolicyFormat::Yaml,
+            PolicyFormat::Json => render::PolicyFormat::Json,
         }
     }
 }
@@ -370,8 +399,9 @@ pub async fn seccomp(args: SeccompArgs) -> Result<()> {
         Some(path) => {
             let p = load_profile(path)?;
             check_key(path, &p, &args.target)?;
-            let d = render::seccomp(&p, args.mode.proto(), args.format.proto())
-                .map_err(|e| anyhow!("{e}"))?;
+            // The messages the agent would answer with.
+            let d = render::seccomp(&p, args.mode.draft(), args.format.draft())
+                .map_err(|e| anyhow!("{}", api::lookup::RequestError::from(e)))?;
             (d.content, d.notes, d.localhost_profile)
         }
         None => {
@@ -452,8 +482,13 @@ pub async fn netpol(args: NetpolArgs) -> Result<()> {
             );
         }
         let refs: Vec<&ApplicationProfile> = profiles.iter().map(|(_, p)| p).collect();
-        let d = render::network_policy(&refs, args.flavor.proto(), args.format.proto())
-            .map_err(|e| anyhow!("{e}"))?;
+        let d = render::network_policy(
+            &refs,
+            args.flavor.draft(),
+            args.format.draft(),
+            ai::Catalogue::embedded(),
+        )
+        .map_err(|e| anyhow!("{}", api::lookup::RequestError::from(e)))?;
         (d.content, d.notes)
     };
     out(&content)?;

@@ -17,6 +17,7 @@ use super::services::Controls;
 use crate::audit::live::runner::LiveAudit;
 use crate::learn::{learner::Learner, store::ProfileStore};
 use crate::{
+    ai::Catalogue,
     api::Control,
     attribution::event::{Detail, DnsAnswerRecord, Event},
     attribution::{processes::ProcessTable, workload::WorkloadKind},
@@ -418,7 +419,7 @@ impl Bed {
     fn audit_the_draft(&self) {
         std::fs::write(
             self.policies.path().join("policy.yaml"),
-            to_yaml(&network_policy(&self.profile())),
+            to_yaml(&network_policy(&self.profile(), Catalogue::embedded()).unwrap()).unwrap(),
         )
         .unwrap();
     }
@@ -432,6 +433,7 @@ impl Bed {
             "node-1".into(),
             Duration::from_secs(60),
             Duration::from_secs(3600),
+            Catalogue::embedded(),
         );
         let processes = ProcessTable::new(64);
         let mut out = Vec::new();
@@ -506,7 +508,7 @@ fn draft_problems(p: &ApplicationProfile, fold: &Fold) -> Vec<String> {
         let held = flows
             .iter()
             .any(|f: &Flow| f.ip == ip && f.port == port && f.protocol == protocol);
-        let set = PolicySet::new([&network_policy(p)]).unwrap();
+        let set = PolicySet::new([&network_policy(p, Catalogue::embedded()).unwrap()]).unwrap();
         let audit = report::audit(std::slice::from_ref(p), &set, &Namespaces::default());
         let mut problems = Vec::new();
         if !held {

@@ -132,11 +132,14 @@ pub async fn run(settings: Settings) -> Result<()> {
         Ok(source) => metrics.set_capture(source),
         Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }
+    // The AI catalogue every stage classifies with (packages, peers, tools, rules, drafts).
+    let catalogue = Catalogue::embedded();
     let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone())
         .with_pod_metadata(pod_metadata)
         .with_package_scanner(PackageScanner::new(
             settings.proc_root.clone(),
             store.clone(),
+            catalogue,
         ));
     // Quiet for an hour: the next occurrence is a new anomaly again.
     let engine = Engine::new(
@@ -144,6 +147,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         settings.node_name.clone(),
         settings.anomaly_window,
         Duration::from_secs(3600),
+        catalogue,
     );
     engine.seed_last_fired(settings.graduation_window);
     let netpol_status = crate::audit::live::runner::SharedAuditStatus::default();
@@ -179,6 +183,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         state_dir: settings.state_dir.clone(),
     }))
     .with_tools(tools.clone())
+    .with_catalogue(catalogue)
     .with_info(api::info::agent_info(
         &settings.node_name,
         &crate::capture::kernel::info::KernelInfo::read(&settings.btf),
@@ -212,6 +217,7 @@ pub async fn run(settings: Settings) -> Result<()> {
         anomaly_counts: metrics.anomalies.clone(),
         netpol,
         tools,
+        catalogue,
     };
     metrics.set_agent(DaemonSource {
         store: agent.store.clone(),
@@ -321,6 +327,7 @@ struct Agent {
     netpol: Option<crate::audit::live::runner::LiveAudit>,
     /// AI agents' tool calls (shared with the API).
     tools: SharedTools,
+    catalogue: &'static Catalogue,
 }
 
 /// Logged first, then published: a stream that replays the log up to `last_seq` and then
@@ -357,7 +364,7 @@ impl Agent {
                     key,
                     profile.map_or(&[][..], |p| &p.agent_programs[..]),
                     processes,
-                    Catalogue::embedded(),
+                    self.catalogue,
                 );
                 if let Some(profile) = profile {
                     let mut publish =
@@ -495,7 +502,7 @@ impl Agent {
                 }
             });
         }
-        flush_state(&self.state, &self.store, &self.settings);
+        flush_state(&self.state, &self.store, &self.settings, self.catalogue);
     }
 
     /// At exit: everything durable before returning.
@@ -504,7 +511,7 @@ impl Agent {
         if let Err(e) = self.engine.log.sync() {
             warn!("anomaly log: {e}");
         }
-        flush_state(&self.state, &self.store, &self.settings);
+        flush_state(&self.state, &self.store, &self.settings, self.catalogue);
     }
 }
 
@@ -549,7 +556,12 @@ fn resolv_conf(pipeline: &Pipeline, proc_root: &Path, cgroup_id: u64) -> Option<
 }
 
 /// Lifecycle transitions, then every changed profile and its drafts to disk.
-fn flush_state(state: &StateDir, store: &Arc<RwLock<ProfileStore>>, settings: &Settings) {
+fn flush_state(
+    state: &StateDir,
+    store: &Arc<RwLock<ProfileStore>>,
+    settings: &Settings,
+    catalogue: &Catalogue,
+) {
     let now = now_rfc3339();
     let dirty = {
         let mut s = store.write().expect("profile store lock");
@@ -574,6 +586,7 @@ fn flush_state(state: &StateDir, store: &Arc<RwLock<ProfileStore>>, settings: &S
             profile,
             &workload,
             settings.install_seccomp_dir.as_deref(),
+            catalogue,
         ) {
             warn!(profile = %profile.key, "could not write drafts: {e}");
         }

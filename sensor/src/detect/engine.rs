@@ -44,6 +44,8 @@ pub struct Engine {
     /// Last time a rule fired for a profile (graduation: no unexpected syscall/egress lately);
     /// shared with the API, which reports graduation.
     pub last_fired: LastFired,
+    /// What the agent rules know about AI services (model APIs, MCP servers...).
+    catalogue: &'static Catalogue,
 }
 
 /// When each rule last fired for each profile.
@@ -65,6 +67,7 @@ impl Engine {
         node: String,
         aggregate_window: Duration,
         forget_after: Duration,
+        catalogue: &'static Catalogue,
     ) -> Self {
         Self {
             config: RuleConfig::default(),
@@ -72,6 +75,7 @@ impl Engine {
             log,
             node,
             last_fired: LastFired::default(),
+            catalogue,
         }
     }
 
@@ -92,13 +96,8 @@ impl Engine {
         let mut findings = rules::on_event(ev, profile, &self.config);
         let asked = !findings.is_empty() || rules::agent::needs_chain(ev);
         let mut chain_now = if asked { chain() } else { None };
-        let agent = rules::agent::on_event(
-            ev,
-            profile,
-            &findings,
-            chain_now.as_ref(),
-            Catalogue::embedded(),
-        );
+        let agent =
+            rules::agent::on_event(ev, profile, &findings, chain_now.as_ref(), self.catalogue);
         findings.extend(agent);
         if findings.is_empty() {
             return Ok(());
@@ -171,7 +170,14 @@ impl Engine {
             window,
             window_seconds,
         };
-        for f in rules::on_flow_window(id, window, window_seconds, profile, &self.config) {
+        for f in rules::on_flow_window(
+            id,
+            window,
+            window_seconds,
+            profile,
+            &self.config,
+            self.catalogue,
+        ) {
             let fold = fold::of(&f, &observed);
             self.emit(f, story, fold, profile, publish)?;
         }

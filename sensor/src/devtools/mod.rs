@@ -203,16 +203,18 @@ pub async fn run(cmd: DevCommand) -> Result<()> {
                     .push(p);
             }
             let arch = NodeArch::current();
+            let catalogue = crate::ai::Catalogue::embedded();
             let mut times = Vec::with_capacity(workloads.len());
             let mut bytes = 0usize;
             for members in workloads.values() {
                 let t = Instant::now();
                 for p in members {
                     for mode in [SeccompMode::Enforce, SeccompMode::Audit] {
-                        bytes += seccomp::to_json(&seccomp::seccomp_draft(p, mode, arch)).len();
+                        bytes += seccomp::to_json(&seccomp::seccomp_draft(p, mode, arch))?.len();
                     }
                 }
-                bytes += netpol::to_yaml(&netpol::network_policy_for_workload(members)).len();
+                let policy = netpol::network_policy_for_workload(members, catalogue)?;
+                bytes += netpol::to_yaml(&policy)?.len();
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
             times.sort_by(|a, b| a.total_cmp(b));

@@ -25,8 +25,10 @@ use std::net::IpAddr;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use super::DraftError;
 use super::netpol::{KUBE_DNS_LABEL, KUBE_DNS_NAMESPACE, policy_name};
 use super::traffic::{DNS_PORTS, Group, PeerRef, PortProto, Traffic, host_cidr};
+use crate::ai::Catalogue;
 use crate::profile::model::ApplicationProfile;
 
 /// The label Cilium gives every endpoint with its namespace.
@@ -118,8 +120,11 @@ pub struct DnsRule {
 }
 
 /// The policy for one container's profile: [`cilium_network_policy_for_workload`] with one.
-pub fn cilium_network_policy(profile: &ApplicationProfile) -> CiliumNetworkPolicy {
-    cilium_network_policy_for_workload(&[profile])
+pub fn cilium_network_policy(
+    profile: &ApplicationProfile,
+    catalogue: &Catalogue,
+) -> Result<CiliumNetworkPolicy, DraftError> {
+    cilium_network_policy_for_workload(&[profile], catalogue)
 }
 
 /// The policy `sensor-<workload>` for all containers of one workload. Selectors, grouping,
@@ -133,10 +138,12 @@ pub fn cilium_network_policy(profile: &ApplicationProfile) -> CiliumNetworkPolic
 ///   a peer without names stays `toCIDR` `/32` (`/128`);
 /// - peers in other namespaces are selected with the `io.kubernetes.pod.namespace` label.
 ///
-/// # Panics
-/// If `profiles` is empty or mixes workloads.
-pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> CiliumNetworkPolicy {
-    let mut t = Traffic::of_workload(profiles);
+/// An error if `profiles` is empty or mixes workloads.
+pub fn cilium_network_policy_for_workload(
+    profiles: &[&ApplicationProfile],
+    catalogue: &Catalogue,
+) -> Result<CiliumNetworkPolicy, DraftError> {
+    let mut t = Traffic::of_workload(profiles, catalogue)?;
 
     let mut peers = Vec::new();
     for g in &t.egress {
@@ -237,13 +244,13 @@ pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> C
         ingress.push(IngressRule::default());
     }
 
-    CiliumNetworkPolicy {
+    Ok(CiliumNetworkPolicy {
         api_version: API_VERSION.to_string(),
         kind: "CiliumNetworkPolicy".to_string(),
         metadata: ObjectMeta {
             name: Some(policy_name(&t.workload)),
             namespace: Some(t.namespace.clone()),
-            annotations: Some(super::netpol::annotations(&t)),
+            annotations: Some(super::netpol::annotations(&t)?),
             ..Default::default()
         },
         spec: CiliumPolicySpec {
@@ -253,7 +260,7 @@ pub fn cilium_network_policy_for_workload(profiles: &[&ApplicationProfile]) -> C
             ingress,
             egress,
         },
-    }
+    })
 }
 
 /// The cluster DNS pods as Cilium's examples select them: `k8s:`-sourced labels only.
@@ -273,12 +280,12 @@ fn kube_dns_selector() -> EndpointSelector {
 }
 
 /// The policy as YAML.
-pub fn to_yaml(policy: &CiliumNetworkPolicy) -> String {
+pub fn to_yaml(policy: &CiliumNetworkPolicy) -> Result<String, DraftError> {
     super::yaml_string(policy)
 }
 
 /// The policy as pretty JSON with a trailing newline.
-pub fn to_json(policy: &CiliumNetworkPolicy) -> String {
+pub fn to_json(policy: &CiliumNetworkPolicy) -> Result<String, DraftError> {
     super::json_string(policy)
 }
 
@@ -360,7 +367,8 @@ mod tests {
     fn golden_agent_cilium() {
         golden(
             "agent.cilium.yaml",
-            &to_yaml(&cilium_network_policy(&profile("agent"))),
+            &to_yaml(&cilium_network_policy(&profile("agent"), Catalogue::embedded()).unwrap())
+                .unwrap(),
         );
     }
 
@@ -369,7 +377,8 @@ mod tests {
     fn golden_ipv6_cilium() {
         golden(
             "ipv6.cilium.yaml",
-            &to_yaml(&cilium_network_policy(&profile("ipv6"))),
+            &to_yaml(&cilium_network_policy(&profile("ipv6"), Catalogue::embedded()).unwrap())
+                .unwrap(),
         );
     }
 
@@ -379,14 +388,15 @@ mod tests {
         p.egress.clear();
         p.ingress.clear();
         p.resolvers.clear();
-        let v = serde_json::to_value(cilium_network_policy(&p)).unwrap();
+        let v = serde_json::to_value(cilium_network_policy(&p, Catalogue::embedded()).unwrap())
+            .unwrap();
         assert_eq!(v["spec"]["egress"], serde_json::json!([{}]));
         assert_eq!(v["spec"]["ingress"], serde_json::json!([{}]));
     }
 
     #[test]
     fn each_rule_has_one_kind_of_peer() {
-        let cnp = cilium_network_policy(&profile("agent"));
+        let cnp = cilium_network_policy(&profile("agent"), Catalogue::embedded()).unwrap();
         for r in &cnp.spec.egress {
             let kinds = [
                 !r.to_endpoints.is_empty(),
@@ -445,14 +455,14 @@ mod tests {
 
     #[test]
     fn names_without_a_recorded_resolver_get_the_cluster_dns_rule() {
-        let cnp = cilium_network_policy(&names_without_resolver());
+        let cnp = cilium_network_policy(&names_without_resolver(), Catalogue::embedded()).unwrap();
         assert!(
             cnp.spec.egress.iter().any(|r| !r.to_fqdns.is_empty()),
             "{}",
-            to_yaml(&cnp)
+            to_yaml(&cnp).unwrap()
         );
         let dns = dns_rules(&cnp);
-        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp));
+        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp).unwrap());
         assert_eq!(dns[0].to_endpoints, [kube_dns_selector()]);
         let v = serde_json::to_value(dns[0]).unwrap();
         assert_eq!(
@@ -479,8 +489,8 @@ mod tests {
         for f in &mut p.egress {
             f.dns_names.clear();
         }
-        let cnp = cilium_network_policy(&p);
-        assert!(dns_rules(&cnp).is_empty(), "{}", to_yaml(&cnp));
+        let cnp = cilium_network_policy(&p, Catalogue::embedded()).unwrap();
+        assert!(dns_rules(&cnp).is_empty(), "{}", to_yaml(&cnp).unwrap());
 
         // A resolver outside the cluster: its own DNS rule lets the proxy see the lookups.
         let mut p = names_without_resolver();
@@ -488,9 +498,9 @@ mod tests {
             ip: "192.0.2.53".parse().unwrap(),
             cluster_dns: false,
         });
-        let cnp = cilium_network_policy(&p);
+        let cnp = cilium_network_policy(&p, Catalogue::embedded()).unwrap();
         let dns = dns_rules(&cnp);
-        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp));
+        assert_eq!(dns.len(), 1, "{}", to_yaml(&cnp).unwrap());
         assert_eq!(dns[0].to_cidr, ["192.0.2.53/32"]);
     }
 
@@ -562,20 +572,20 @@ mod tests {
         #[test]
         fn observed_flows_are_allowed_and_loopback_never_appears(workload in arb_workload()) {
             let profiles: Vec<&ApplicationProfile> = workload.iter().collect();
-            let cnp = cilium_network_policy_for_workload(&profiles);
+            let cnp = cilium_network_policy_for_workload(&profiles, Catalogue::embedded()).unwrap();
             for p in &profiles {
                 for f in p.egress.iter().filter(|f| !is_local(f.ip)) {
-                    prop_assert!(egress_allowed(&cnp, &profiles, f), "egress {:?} denied by\n{}", f, to_yaml(&cnp));
+                    prop_assert!(egress_allowed(&cnp, &profiles, f), "egress {:?} denied by\n{}", f, to_yaml(&cnp).unwrap());
                 }
                 for f in p.ingress.iter().filter(|f| !is_local(f.ip)) {
-                    prop_assert!(ingress_allowed(&cnp, f), "ingress {:?} denied by\n{}", f, to_yaml(&cnp));
+                    prop_assert!(ingress_allowed(&cnp, f), "ingress {:?} denied by\n{}", f, to_yaml(&cnp).unwrap());
                 }
             }
             let cidrs = cnp.spec.egress.iter().flat_map(|r| &r.to_cidr)
                 .chain(cnp.spec.ingress.iter().flat_map(|r| &r.from_cidr));
             for c in cidrs {
                 let ip: IpAddr = c.split_once('/').unwrap().0.parse().unwrap();
-                prop_assert!(!is_local(ip), "local address {} in\n{}", c, to_yaml(&cnp));
+                prop_assert!(!is_local(ip), "local address {} in\n{}", c, to_yaml(&cnp).unwrap());
             }
             for r in &cnp.spec.egress {
                 let kinds = [!r.to_endpoints.is_empty(), !r.to_cidr.is_empty(), !r.to_fqdns.is_empty()];
@@ -583,7 +593,7 @@ mod tests {
             }
             // toFQDNs is never without a rule that shows the DNS proxy the lookups.
             if cnp.spec.egress.iter().any(|r| !r.to_fqdns.is_empty()) {
-                prop_assert!(!dns_rules(&cnp).is_empty(), "no DNS rule in\n{}", to_yaml(&cnp));
+                prop_assert!(!dns_rules(&cnp).is_empty(), "no DNS rule in\n{}", to_yaml(&cnp).unwrap());
             }
             prop_assert!(!cnp.spec.egress.is_empty() && !cnp.spec.ingress.is_empty());
         }

@@ -62,6 +62,7 @@ use serde_json::{Value, json};
 use super::seccomp::{NodeArch, SeccompMode};
 use super::testutil::{arb_workload, profile, proptest_config, testdata};
 use super::{cilium, spo};
+use crate::ai::Catalogue;
 use crate::profile::model::{ApplicationProfile, Resolver};
 
 const SPO_V1BETA1: &str = "security-profiles-operator.x-k8s.io/v1beta1";
@@ -230,16 +231,17 @@ fn spo_forms(p: &ApplicationProfile, mode: SeccompMode, arch: NodeArch) -> [Valu
     let draft = spo::spo_seccomp_profile(p, mode, arch);
     [
         serde_json::to_value(&draft).unwrap(),
-        yaml_value(&spo::to_yaml(&draft)),
+        yaml_value(&spo::to_yaml(&draft).unwrap()),
     ]
 }
 
 /// The Cilium draft as its JSON and its YAML text.
 fn cilium_forms(profiles: &[&ApplicationProfile]) -> [Value; 2] {
-    let draft = cilium::cilium_network_policy_for_workload(profiles);
+    let draft =
+        cilium::cilium_network_policy_for_workload(profiles, Catalogue::embedded()).unwrap();
     [
-        serde_json::from_str(&cilium::to_json(&draft)).unwrap(),
-        yaml_value(&cilium::to_yaml(&draft)),
+        serde_json::from_str(&cilium::to_json(&draft).unwrap()).unwrap(),
+        yaml_value(&cilium::to_yaml(&draft).unwrap()),
     ]
 }
 

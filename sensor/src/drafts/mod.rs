@@ -5,17 +5,21 @@
 //!   (cluster-scoped, `security-profiles-operator.x-k8s.io/v1`, SPO v1.0.0 and later).
 //! - [`netpol`]: a Kubernetes `NetworkPolicy` (networking.k8s.io/v1) per workload.
 //! - [`cilium`]: a `CiliumNetworkPolicy` (cilium.io/v2) per workload, with DNS names (`toFQDNs`).
+//! - [`render`]: a draft in the requested format with the notes to print next to it, as the gRPC
+//!   API and the offline CLI (`--profile FILE`) hand it out.
 //!
 //! Every generator is a pure function of the profile(s) (plus a small context such as the node
-//! architecture): no I/O, no clock, no randomness, so the same profile always gives the same
-//! bytes. That is what the golden files under `testdata/` pin down. What a draft cannot say in
-//! its own format (the profile is partial, a selector is a guess...) is returned as notes
+//! architecture and the AI catalogue, passed in): no I/O, no clock, no randomness, so the same
+//! profile always gives the same bytes. That is what the golden files under `testdata/` pin
+//! down. Input a generator cannot draft from (no profile, profiles of different workloads) is a
+//! [`DraftError`], not a panic. What a draft cannot say in its own format (the profile is partial, a selector is a guess...) is returned as notes
 //! ([`draft_notes`]) or carried in annotations whose keys start with [`ANNOTATION_PREFIX`].
 
 pub mod cilium;
 #[cfg(test)]
 mod crd_schema;
 pub mod netpol;
+pub mod render;
 pub mod seccomp;
 pub mod spo;
 pub(crate) mod traffic;
@@ -23,7 +27,30 @@ pub mod write;
 
 use serde::Serialize;
 
-use crate::profile::model::{ApplicationProfile, Completeness, Status};
+use crate::profile::model::{ApplicationProfile, Completeness, ProfileKey, Status};
+use crate::profile::persist::StateError;
+
+/// Why a generator made no draft.
+#[derive(Debug, thiserror::Error)]
+pub enum DraftError {
+    /// A workload's policy was asked for from no profile at all.
+    #[error("a NetworkPolicy draft needs at least one profile")]
+    NoProfiles,
+    /// A workload's policy was asked for from the profiles of several workloads (`other` is the
+    /// first profile not of `first`'s workload).
+    #[error("profiles of different workloads merged into one policy: {first} and {other}")]
+    MixedWorkloads {
+        first: Box<ProfileKey>,
+        other: Box<ProfileKey>,
+    },
+    #[error("writing the draft as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("writing the draft as YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// Storing a draft in the state directory ([`write`]).
+    #[error(transparent)]
+    State(#[from] StateError),
+}
 
 /// Prefix of the annotations the drafts carry (profile source, notes, things to review).
 pub const ANNOTATION_PREFIX: &str = "sensor.io/";
@@ -144,16 +171,15 @@ pub(crate) fn path_segment(s: &str) -> String {
 }
 
 /// Pretty JSON with a trailing newline.
-pub(crate) fn json_string<T: Serialize>(value: &T) -> String {
-    let mut s = serde_json::to_string_pretty(value)
-        .expect("draft types serialize to JSON (string keys only)");
+pub(crate) fn json_string<T: Serialize>(value: &T) -> Result<String, DraftError> {
+    let mut s = serde_json::to_string_pretty(value)?;
     s.push('\n');
-    s
+    Ok(s)
 }
 
 /// YAML (serde_yaml_ng), ending with a newline.
-pub(crate) fn yaml_string<T: Serialize>(value: &T) -> String {
-    serde_yaml_ng::to_string(value).expect("draft types serialize to YAML (string keys only)")
+pub(crate) fn yaml_string<T: Serialize>(value: &T) -> Result<String, DraftError> {
+    Ok(serde_yaml_ng::to_string(value)?)
 }
 
 #[cfg(test)]
@@ -167,7 +193,11 @@ pub(crate) mod testutil {
     use proptest::prelude::*;
 
     use super::traffic::{guessed_labels, stable_labels};
-    use crate::profile::model::{ApplicationProfile, Flow, Peer, Protocol, RateStats, Resolver};
+    use crate::attribution::workload::WorkloadKind;
+    use crate::profile::model::{
+        ApplicationProfile, Completeness, DnsName, ExecEntry, Flow, Overflow, PROFILE_VERSION,
+        Peer, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls,
+    };
 
     pub fn testdata(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -195,6 +225,80 @@ pub(crate) mod testutil {
         crate::profile::upgrade::parse(&text)
             .unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
             .0
+    }
+
+    /// A realistic ready, full profile (shop/checkout, one egress flow to api.stripe.com),
+    /// for the render tests and the later stages' tests.
+    pub fn sample_profile(key: ProfileKey) -> ApplicationProfile {
+        let t = |s: &str| format!("2025-06-02T{s}Z");
+        ApplicationProfile {
+            version: PROFILE_VERSION,
+            key,
+            workload_kind: WorkloadKind::Deployment,
+            status: Status::Ready,
+            completeness: Completeness::Full,
+            partial_reasons: vec![],
+            learning_started: t("08:00:00"),
+            learning_period_seconds: 3600,
+            ready_at: Some(t("09:00:00")),
+            updated: t("09:30:00"),
+            nodes: vec!["node-1".into()],
+            pods: vec!["checkout-7d9f8b6c5d-x2x4z".into()],
+            labels: BTreeMap::from([("app".to_string(), "checkout".to_string())]),
+            syscalls: Syscalls {
+                native: ["read", "write", "openat", "close", "connect", "exit_group"]
+                    .map(String::from)
+                    .to_vec(),
+                compat: vec![],
+                runtime_setup: Default::default(),
+            },
+            execs: vec![ExecEntry {
+                path: "/usr/local/bin/checkout".into(),
+                args: vec!["--port".into(), "8080".into()],
+                count: 1,
+                first_seen: t("08:00:01"),
+                last_seen: t("08:00:01"),
+            }],
+            egress: vec![Flow {
+                ip: "203.0.113.7".parse().unwrap(),
+                port: 443,
+                protocol: Protocol::Tcp,
+                dns_names: vec!["api.stripe.com".into()],
+                peer: None,
+                connections: 12,
+                bytes_sent: 4096,
+                bytes_recv: 16384,
+                rate: RateStats {
+                    window_seconds: 60,
+                    windows: 5,
+                    max_connections_per_window: 4,
+                    max_bytes_sent_per_window: 2048,
+                    max_bytes_recv_per_window: 8192,
+                    max_bytes_sent_per_connection: 0,
+                },
+                first_seen: t("08:01:00"),
+                last_seen: t("09:20:00"),
+            }],
+            ingress: vec![],
+            dns: vec![DnsName {
+                name: "api.stripe.com".into(),
+                addresses: vec!["203.0.113.7".parse().unwrap()],
+                count: 12,
+            }],
+            resolvers: vec![],
+            files: vec![],
+            packages: vec![],
+            agent_programs: vec![],
+            tools: vec![],
+            overflow: Overflow::default(),
+        }
+    }
+
+    /// `p` made partial (started before the sensor).
+    pub fn partial(mut p: ApplicationProfile) -> ApplicationProfile {
+        p.completeness = Completeness::Partial;
+        p.partial_reasons = vec!["container started before the sensor".into()];
+        p
     }
 
     /// Whether `cidr` (`a.b.c.d/n` or `v6/n`) contains `ip` (compared in canonical form).

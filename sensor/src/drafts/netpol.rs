@@ -29,8 +29,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ANNOTATION_PREFIX;
 use super::traffic::{DNS_PORTS, Group, PeerRef, PortProto, Traffic, host_cidr};
+use super::{ANNOTATION_PREFIX, DraftError};
+use crate::ai::Catalogue;
 use crate::profile::model::ApplicationProfile;
 
 /// Namespace label every namespace carries (set by the API server since 1.22).
@@ -41,8 +42,11 @@ pub const KUBE_DNS_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 pub const KUBE_DNS_NAMESPACE: &str = "kube-system";
 
 /// The policy for one container's profile: [`network_policy_for_workload`] with one profile.
-pub fn network_policy(profile: &ApplicationProfile) -> NetworkPolicy {
-    network_policy_for_workload(&[profile])
+pub fn network_policy(
+    profile: &ApplicationProfile,
+    catalogue: &Catalogue,
+) -> Result<NetworkPolicy, DraftError> {
+    network_policy_for_workload(&[profile], catalogue)
 }
 
 /// The policy `sensor-<workload>` (as a DNS-1123 name) in the workload's namespace, merging the
@@ -60,10 +64,13 @@ pub fn network_policy(profile: &ApplicationProfile) -> NetworkPolicy {
 ///   peers by `ipBlock` `/32` or `/128`. Loopback and DNS traffic to a resolver are not repeated.
 /// - Ingress: the same per local port, for the clients seen.
 ///
-/// # Panics
-/// If `profiles` is empty or mixes workloads.
-pub fn network_policy_for_workload(profiles: &[&ApplicationProfile]) -> NetworkPolicy {
-    let t = Traffic::of_workload(profiles);
+/// Egress peers are classified (the `sensor.io/egress-classes` annotation) with `catalogue`.
+/// An error if `profiles` is empty or mixes workloads.
+pub fn network_policy_for_workload(
+    profiles: &[&ApplicationProfile],
+    catalogue: &Catalogue,
+) -> Result<NetworkPolicy, DraftError> {
+    let t = Traffic::of_workload(profiles, catalogue)?;
 
     let mut egress = Vec::new();
     if t.cluster_dns {
@@ -101,11 +108,11 @@ pub fn network_policy_for_workload(profiles: &[&ApplicationProfile]) -> NetworkP
         })
         .collect();
 
-    NetworkPolicy {
+    Ok(NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(policy_name(&t.workload)),
             namespace: Some(t.namespace.clone()),
-            annotations: Some(annotations(&t)),
+            annotations: Some(annotations(&t)?),
             ..Default::default()
         },
         spec: Some(NetworkPolicySpec {
@@ -114,7 +121,7 @@ pub fn network_policy_for_workload(profiles: &[&ApplicationProfile]) -> NetworkP
             egress: Some(egress),
             ingress: Some(ingress),
         }),
-    }
+    })
 }
 
 /// `sensor-<workload>`, made a DNS-1123 subdomain.
@@ -123,12 +130,12 @@ pub fn policy_name(workload: &str) -> String {
 }
 
 /// The policy as YAML (what `sensor netpol` prints and `<state>/netpol/` stores).
-pub fn to_yaml(policy: &NetworkPolicy) -> String {
+pub fn to_yaml(policy: &NetworkPolicy) -> Result<String, DraftError> {
     super::yaml_string(policy)
 }
 
 /// The policy as pretty JSON with a trailing newline.
-pub fn to_json(policy: &NetworkPolicy) -> String {
+pub fn to_json(policy: &NetworkPolicy) -> Result<String, DraftError> {
     super::json_string(policy)
 }
 
@@ -137,7 +144,7 @@ pub fn to_json(policy: &NetworkPolicy) -> String {
 const MAX_NAMES_ANNOTATION: usize = 32 * 1024;
 const MAX_LINES_ANNOTATION: usize = 16 * 1024;
 
-pub(crate) fn annotations(t: &Traffic) -> BTreeMap<String, String> {
+pub(crate) fn annotations(t: &Traffic) -> Result<BTreeMap<String, String>, DraftError> {
     let mut a = BTreeMap::new();
     a.insert(format!("{ANNOTATION_PREFIX}profiles"), t.sources.join(", "));
     if !t.egress_classes.is_empty() {
@@ -160,7 +167,7 @@ pub(crate) fn annotations(t: &Traffic) -> BTreeMap<String, String> {
             size += entry_size;
             names.insert(entry.0, entry.1);
         }
-        let mut value = serde_json::to_string(&names).expect("string map serializes");
+        let mut value = serde_json::to_string(&names)?;
         if left_out > 0 {
             // Not a valid CIDR key, so a reader cannot mistake it for one.
             value.pop();
@@ -177,7 +184,7 @@ pub(crate) fn annotations(t: &Traffic) -> BTreeMap<String, String> {
     if !t.notes.is_empty() {
         a.insert(format!("{ANNOTATION_PREFIX}notes"), bounded_lines(&t.notes));
     }
-    a
+    Ok(a)
 }
 
 /// `lines` joined by newlines, at most [`MAX_LINES_ANNOTATION`] bytes.
@@ -259,9 +266,9 @@ mod tests {
     // the diff before committing.
     #[test]
     fn golden_agent_policy() {
-        let np = network_policy(&profile("agent"));
-        golden("agent.netpol.yaml", &to_yaml(&np));
-        golden("agent.netpol.json", &to_json(&np));
+        let np = network_policy(&profile("agent"), Catalogue::embedded()).unwrap();
+        golden("agent.netpol.yaml", &to_yaml(&np).unwrap());
+        golden("agent.netpol.json", &to_json(&np).unwrap());
     }
 
     // Checked by hand: guessed selector + review line, notes of a partial learning profile.
@@ -269,7 +276,7 @@ mod tests {
     fn golden_partial_policy() {
         golden(
             "partial.netpol.yaml",
-            &to_yaml(&network_policy(&profile("partial"))),
+            &to_yaml(&network_policy(&profile("partial"), Catalogue::embedded()).unwrap()).unwrap(),
         );
     }
 
@@ -278,7 +285,7 @@ mod tests {
     fn golden_ipv6_policy() {
         golden(
             "ipv6.netpol.yaml",
-            &to_yaml(&network_policy(&profile("ipv6"))),
+            &to_yaml(&network_policy(&profile("ipv6"), Catalogue::embedded()).unwrap()).unwrap(),
         );
     }
 
@@ -289,7 +296,7 @@ mod tests {
         b.key.container = "sidecar".into();
         b.egress.truncate(1);
         b.egress[0].port = 9090;
-        let np = network_policy_for_workload(&[&a, &b]);
+        let np = network_policy_for_workload(&[&a, &b], Catalogue::embedded()).unwrap();
         let ann = np.metadata.annotations.as_ref().unwrap();
         assert_eq!(
             ann["sensor.io/profiles"],
@@ -310,11 +317,14 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "different workloads")]
-    fn merging_two_workloads_is_a_bug() {
+    fn merging_two_workloads_is_refused() {
         let a = profile("agent");
         let b = profile("partial");
-        network_policy_for_workload(&[&a, &b]);
+        let e = network_policy_for_workload(&[&a, &b], Catalogue::embedded()).unwrap_err();
+        assert!(e.to_string().contains("different workloads"), "{e}");
+        assert!(matches!(e, DraftError::MixedWorkloads { .. }), "{e:?}");
+        let e = network_policy_for_workload(&[], Catalogue::embedded()).unwrap_err();
+        assert!(matches!(e, DraftError::NoProfiles), "{e:?}");
     }
 
     #[test]
@@ -332,7 +342,7 @@ mod tests {
             })
             .collect();
         p.labels.clear();
-        let np = network_policy(&p);
+        let np = network_policy(&p, Catalogue::embedded()).unwrap();
         let ann = np.metadata.annotations.unwrap();
         let total: usize = ann.iter().map(|(k, v)| k.len() + v.len()).sum();
         assert!(total < 64 * 1024, "{total} bytes of annotations");
@@ -440,15 +450,15 @@ mod tests {
         #[test]
         fn observed_flows_are_allowed_and_loopback_never_appears(workload in arb_workload()) {
             let profiles: Vec<&ApplicationProfile> = workload.iter().collect();
-            let np = network_policy_for_workload(&profiles);
+            let np = network_policy_for_workload(&profiles, Catalogue::embedded()).unwrap();
             let resolvers: Vec<Resolver> =
                 profiles.iter().flat_map(|p| p.resolvers.clone()).collect();
             for p in &profiles {
                 for f in p.egress.iter().filter(|f| !is_local(f.ip)) {
-                    prop_assert!(egress_allowed(&np, &resolvers, f), "egress {:?} denied by\n{}", f, to_yaml(&np));
+                    prop_assert!(egress_allowed(&np, &resolvers, f), "egress {:?} denied by\n{}", f, to_yaml(&np).unwrap());
                 }
                 for f in p.ingress.iter().filter(|f| !is_local(f.ip)) {
-                    prop_assert!(ingress_allowed(&np, f), "ingress {:?} denied by\n{}", f, to_yaml(&np));
+                    prop_assert!(ingress_allowed(&np, f), "ingress {:?} denied by\n{}", f, to_yaml(&np).unwrap());
                 }
             }
             let spec = np.spec.as_ref().unwrap();
@@ -457,7 +467,7 @@ mod tests {
                 .filter_map(|p| p.ip_block.as_ref());
             for b in blocks {
                 let ip: IpAddr = b.cidr.split_once('/').unwrap().0.parse().unwrap();
-                prop_assert!(!is_local(ip), "local address {} in\n{}", b.cidr, to_yaml(&np));
+                prop_assert!(!is_local(ip), "local address {} in\n{}", b.cidr, to_yaml(&np).unwrap());
                 prop_assert!(b.cidr.ends_with("/32") || b.cidr.ends_with("/128"));
             }
             // Selectors never carry per-pod labels; the pod selector is never empty.

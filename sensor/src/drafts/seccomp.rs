@@ -205,7 +205,7 @@ fn split_syscalls(profile: &ApplicationProfile, arch: NodeArch) -> (Vec<String>,
 }
 
 /// The draft as the file kubelet reads: pretty JSON with a trailing newline.
-pub fn to_json(profile: &SeccompProfile) -> String {
+pub fn to_json(profile: &SeccompProfile) -> Result<String, super::DraftError> {
     super::json_string(profile)
 }
 
@@ -250,7 +250,7 @@ mod tests {
         let p = profile("agent");
         golden(
             "agent.seccomp.json",
-            &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)),
+            &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)).unwrap(),
         );
     }
 
@@ -260,7 +260,7 @@ mod tests {
         let p = profile("partial");
         golden(
             "partial.seccomp.json",
-            &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)),
+            &to_json(&seccomp_draft(&p, SeccompMode::Enforce, NodeArch::X86_64)).unwrap(),
         );
     }
 
@@ -327,7 +327,7 @@ mod tests {
             assert_eq!(a.default_errno_ret, None);
             assert_eq!(e.architectures, a.architectures);
             assert_eq!(e.syscalls, a.syscalls);
-            let json = to_json(&a);
+            let json = to_json(&a).unwrap();
             assert!(!json.contains("defaultErrnoRet"), "{json}");
         }
     }
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn json_has_only_oci_fields_and_round_trips() {
         let d = seccomp_draft(&profile("agent"), SeccompMode::Enforce, NodeArch::X86_64);
-        let json = to_json(&d);
+        let json = to_json(&d).unwrap();
         assert!(json.ends_with("}\n"));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();

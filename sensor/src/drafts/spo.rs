@@ -144,7 +144,7 @@ pub fn spo_seccomp_profile(
 }
 
 /// The SPO object as YAML.
-pub fn to_yaml(profile: &SpoSeccompProfile) -> String {
+pub fn to_yaml(profile: &SpoSeccompProfile) -> Result<String, super::DraftError> {
     super::yaml_string(profile)
 }
 
@@ -190,7 +190,8 @@ mod tests {
                 &profile("agent"),
                 SeccompMode::Audit,
                 NodeArch::X86_64,
-            )),
+            ))
+            .unwrap(),
         );
         golden(
             "partial.spo.yaml",
@@ -198,7 +199,8 @@ mod tests {
                 &profile("partial"),
                 SeccompMode::Enforce,
                 NodeArch::X86_64,
-            )),
+            ))
+            .unwrap(),
         );
     }
 

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::DraftError;
+use crate::ai::Catalogue;
 use crate::profile::model::{ApplicationProfile, Flow, Peer, Protocol};
 
 /// The label the selectors fall back to when pod labels are unknown (no Kubernetes API): the
@@ -160,24 +162,23 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// Merges the profiles of one workload's containers.
-    ///
-    /// # Panics
-    /// If `profiles` is empty or mixes namespaces or workloads (a caller bug: profiles are
-    /// grouped by workload before drafting).
-    pub fn of_workload(profiles: &[&ApplicationProfile]) -> Traffic {
-        let first = profiles
-            .first()
-            .expect("a NetworkPolicy draft needs at least one profile");
+    /// Merges the profiles of one workload's containers; egress peers are classified with
+    /// `catalogue`. An error if `profiles` is empty or mixes namespaces or workloads.
+    pub fn of_workload(
+        profiles: &[&ApplicationProfile],
+        catalogue: &Catalogue,
+    ) -> Result<Traffic, DraftError> {
+        let first = profiles.first().ok_or(DraftError::NoProfiles)?;
         let namespace = first.key.namespace.clone();
         let workload = first.key.workload.clone();
-        for p in profiles {
-            assert!(
-                p.key.namespace == namespace && p.key.workload == workload,
-                "profiles of different workloads merged into one policy: {} and {}",
-                first.key,
-                p.key
-            );
+        if let Some(other) = profiles
+            .iter()
+            .find(|p| p.key.namespace != namespace || p.key.workload != workload)
+        {
+            return Err(DraftError::MixedWorkloads {
+                first: Box::new(first.key.clone()),
+                other: Box::new(other.key.clone()),
+            });
         }
         let mut review = Vec::new();
 
@@ -274,7 +275,7 @@ impl Traffic {
                 f.port,
                 f.protocol,
                 f.peer.is_some(),
-                crate::ai::Catalogue::embedded(),
+                catalogue,
             ));
             egress_ports
                 .entry(classify.peer(f))
@@ -323,7 +324,7 @@ impl Traffic {
             }
         }
 
-        Traffic {
+        Ok(Traffic {
             sources: profiles.iter().map(|p| p.key.to_string()).collect(),
             namespace,
             workload,
@@ -337,7 +338,7 @@ impl Traffic {
             review,
             notes,
             egress_classes,
-        }
+        })
     }
 }
 

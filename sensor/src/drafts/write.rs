@@ -10,25 +10,29 @@
 use std::path::Path;
 
 use crate::{
+    ai::Catalogue,
     drafts::{
-        netpol,
+        DraftError, netpol,
         seccomp::{self, NodeArch, SeccompMode},
     },
     profile::{
         model::{ApplicationProfile, Status},
-        persist::{StateDir, StateError, write_atomic},
+        persist::{StateDir, write_atomic},
     },
 };
 
+/// `workload`: the profiles of all containers of `profile`'s workload (its policy's input);
+/// `catalogue` classifies the policy's egress peers.
 pub fn write(
     state: &StateDir,
     profile: &ApplicationProfile,
     workload: &[ApplicationProfile],
     install_dir: Option<&Path>,
-) -> Result<(), StateError> {
+    catalogue: &Catalogue,
+) -> Result<(), DraftError> {
     let arch = NodeArch::current();
     for (mode, audit) in [(SeccompMode::Enforce, false), (SeccompMode::Audit, true)] {
-        let json = seccomp::to_json(&seccomp::seccomp_draft(profile, mode, arch));
+        let json = seccomp::to_json(&seccomp::seccomp_draft(profile, mode, arch))?;
         write_atomic(&state.seccomp_path(&profile.key, audit)?, json.as_bytes())?;
         if let Some(dir) = install_dir
             && profile.status == Status::Ready
@@ -41,9 +45,9 @@ pub fn write(
     }
     let refs: Vec<&ApplicationProfile> = workload.iter().collect();
     if !refs.is_empty() {
-        let policy = netpol::network_policy_for_workload(&refs);
+        let policy = netpol::network_policy_for_workload(&refs, catalogue)?;
         let path = state.netpol_path(&profile.key.namespace, &profile.key.workload)?;
-        write_atomic(&path, netpol::to_yaml(&policy).as_bytes())?;
+        write_atomic(&path, netpol::to_yaml(&policy)?.as_bytes())?;
     }
     Ok(())
 }

@@ -23,14 +23,21 @@ pub struct PackageScanner {
     store: Arc<RwLock<ProfileStore>>,
     /// Container ids scanned or being scanned.
     scanned: Arc<Mutex<HashSet<String>>>,
+    /// The packages to look for.
+    catalogue: &'static Catalogue,
 }
 
 impl PackageScanner {
-    pub fn new(proc_root: PathBuf, store: Arc<RwLock<ProfileStore>>) -> Self {
+    pub fn new(
+        proc_root: PathBuf,
+        store: Arc<RwLock<ProfileStore>>,
+        catalogue: &'static Catalogue,
+    ) -> Self {
         Self {
             proc_root,
             store,
             scanned: Arc::default(),
+            catalogue,
         }
     }
 
@@ -52,7 +59,8 @@ impl PackageScanner {
         }
         let root = packages::process_root(&self.proc_root, pid);
         let own_root = self.proc_root.join("self/root");
-        let (store, scanned) = (self.store.clone(), self.scanned.clone());
+        let (store, scanned, catalogue) =
+            (self.store.clone(), self.scanned.clone(), self.catalogue);
         let (key, container_id, now) = (key.clone(), container_id.to_string(), now.to_string());
         runtime.spawn_blocking(move || {
             // The process is gone, not ours to read, or not in its container's filesystem yet
@@ -64,7 +72,7 @@ impl PackageScanner {
                     .remove(&container_id);
                 return;
             }
-            let found = packages::scan(&root, Catalogue::embedded());
+            let found = packages::scan(&root, catalogue);
             tracing::debug!(
                 container = %container_id,
                 packages = found.len(),

@@ -47,6 +47,7 @@ use self::{dns::*, exec::*, files::*, helpers::*, network::*, syscalls::*, volum
 pub use self::{helpers::truncate, network::protocol_from_name, syscalls::syscall_of_subject};
 use crate::detect::model::Finding;
 use crate::{
+    ai::Catalogue,
     attribution::event::{Detail, Event},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
@@ -199,6 +200,7 @@ pub fn on_flow_window(
     window_seconds: u64,
     profile: &ApplicationProfile,
     cfg: &RuleConfig,
+    catalogue: &Catalogue,
 ) -> Vec<Finding> {
     if !ready(profile) || id.direction != Direction::Egress || window.is_zero() {
         return Vec::new();
@@ -213,7 +215,6 @@ pub fn on_flow_window(
     let subject = peer_subject(id.ip, id.port, proto_name(id.protocol));
     let mut out = Vec::new();
     out.extend(spike_rule(flow, window, window_seconds, cfg, &subject));
-    let catalogue = crate::ai::Catalogue::embedded();
     if agent::is_model_api(flow, catalogue) {
         out.extend(agent::prompt_rule(
             flow,

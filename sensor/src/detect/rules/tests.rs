@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
+    ai::Catalogue,
     attribution::event::DnsAnswerRecord,
     attribution::{Attribution, Scope, workload::WorkloadKind},
     detect::model::{RuleId, Severity},
@@ -604,7 +605,8 @@ fn sensitive_files_by_kind() {
 // ---- volume ----
 
 fn window(p: &ApplicationProfile, id: FlowId, d: FlowDelta, secs: u64) -> Vec<Finding> {
-    on_flow_window(id, d, secs, p, &RuleConfig::default())
+    let cfg = RuleConfig::default();
+    on_flow_window(id, d, secs, p, &cfg, Catalogue::embedded())
 }
 
 #[test]
@@ -1113,10 +1115,10 @@ proptest! {
         for (i, f) in p.egress.iter().enumerate() {
             let id = FlowId { direction: Direction::Egress, ip: f.ip, port: f.port, protocol: f.protocol };
             let w = window_within(f, picks[(i + 2) % 8], picks[(i + 3) % 8]);
-            let found = on_flow_window(id, w, secs, &p, &cfg);
+            let found = on_flow_window(id, w, secs, &p, &cfg, Catalogue::embedded());
             prop_assert!(found.is_empty(), "{f:?} window {w:?} over {secs}s -> {found:?}");
             let w = window_within(f, u64::MAX, u64::MAX);
-            let found = on_flow_window(id, w, f.rate.window_seconds, &p, &cfg);
+            let found = on_flow_window(id, w, f.rate.window_seconds, &p, &cfg, Catalogue::embedded());
             prop_assert!(found.is_empty(), "{f:?} busiest window {w:?} -> {found:?}");
         }
     }
@@ -1142,7 +1144,7 @@ proptest! {
         }
         prop_assert!(on_syscalls(&s(&["kexec_load"]), &s(&["read"]), &p).is_empty());
         let id = egress("10.0.0.5", 5432, Protocol::Tcp);
-        prop_assert!(on_flow_window(id, delta(1 << 20, 1 << 40), 60, &p, &cfg).is_empty());
+        prop_assert!(on_flow_window(id, delta(1 << 20, 1 << 40), 60, &p, &cfg, Catalogue::embedded()).is_empty());
     }
 }
 

@@ -1,13 +1,61 @@
-//! Drafts as the API and the CLI hand them out: the pure generators of [`crate::drafts`] plus
-//! the requested format and the notes to print next to the draft. Shared by the server and the
-//! offline CLI (`--profile FILE`), so both give the same bytes.
+//! Drafts as the API and the CLI hand them out: the generators of this stage plus the requested
+//! format and the notes to print next to the draft. Shared by the gRPC server and the offline CLI
+//! (`--profile FILE`), so both give the same bytes. The API maps its request enums onto
+//! [`SeccompMode`], [`SeccompFormat`], [`PolicyFlavor`] and [`PolicyFormat`] (an unset one is
+//! the `Default`), and a [`RenderError`] onto its status codes.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
-use super::lookup::RequestError;
-use super::proto::{NetworkPolicyFlavor, PolicyFormat, SeccompFormat, SeccompMode};
-use crate::drafts::{self, ANNOTATION_PREFIX, cilium, netpol, seccomp, spo};
+pub use super::seccomp::SeccompMode;
+use super::seccomp::{self, NodeArch};
+use super::{ANNOTATION_PREFIX, DraftError, cilium, netpol, spo};
+use crate::ai::Catalogue;
 use crate::profile::model::ApplicationProfile;
+
+/// The form of a seccomp draft.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum SeccompFormat {
+    /// The OCI / kubelet `Localhost` JSON.
+    #[default]
+    OciJson,
+    /// A Security Profiles Operator `SeccompProfile` object as YAML.
+    SpoYaml,
+}
+
+/// The kind of network policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PolicyFlavor {
+    /// `networking.k8s.io/v1` `NetworkPolicy`.
+    #[default]
+    Kubernetes,
+    /// `cilium.io/v2` `CiliumNetworkPolicy`.
+    Cilium,
+}
+
+/// How a network policy is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PolicyFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// Why no draft was rendered: what was asked for (`Missing`, `Invalid`), or a generator that
+/// failed on valid input (`Generate`, a bug).
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{field} is required")]
+    Missing { field: &'static str },
+    #[error("{field} {value:?} is invalid: {reason}")]
+    Invalid {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("generating the {what} draft failed: {source}")]
+    Generate {
+        what: &'static str,
+        source: DraftError,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompDraft {
@@ -26,25 +74,22 @@ pub struct PolicyDraft {
     pub containers: Vec<String>,
 }
 
-/// The seccomp draft of `profile` for this node's architecture. UNSPECIFIED mode/format mean
-/// enforce/OCI JSON.
+/// The seccomp draft of `profile` for this node's architecture.
 pub fn seccomp(
     profile: &ApplicationProfile,
     mode: SeccompMode,
     format: SeccompFormat,
-) -> Result<SeccompDraft, RequestError> {
-    let arch = seccomp::NodeArch::current();
-    let mode = match mode {
-        SeccompMode::Unspecified | SeccompMode::Enforce => seccomp::SeccompMode::Enforce,
-        SeccompMode::Audit => seccomp::SeccompMode::Audit,
-    };
-    let content = generate("seccomp", || match format {
-        SeccompFormat::Unspecified | SeccompFormat::OciJson => {
-            seccomp::to_json(&seccomp::seccomp_draft(profile, mode, arch))
-        }
+) -> Result<SeccompDraft, RenderError> {
+    let arch = NodeArch::current();
+    let content = match format {
+        SeccompFormat::OciJson => seccomp::to_json(&seccomp::seccomp_draft(profile, mode, arch)),
         SeccompFormat::SpoYaml => spo::to_yaml(&spo::spo_seccomp_profile(profile, mode, arch)),
+    }
+    .map_err(|source| RenderError::Generate {
+        what: "seccomp",
+        source,
     })?;
-    let mut notes = drafts::draft_notes(profile);
+    let mut notes = super::draft_notes(profile);
     let floor = seccomp::floor_added(profile, arch);
     if !floor.is_empty() {
         notes.push(format!(
@@ -59,8 +104,8 @@ pub fn seccomp(
         notes.push(format!(
             "left out of the draft, unknown to the {} syscall tables: {}",
             match arch {
-                seccomp::NodeArch::X86_64 => "x86_64",
-                seccomp::NodeArch::Aarch64 => "aarch64",
+                NodeArch::X86_64 => "x86_64",
+                NodeArch::Aarch64 => "aarch64",
             },
             unknown.join(", ")
         ));
@@ -80,47 +125,47 @@ pub fn seccomp(
 }
 
 /// The policy of one workload from the profiles of its containers (at least one, all of the
-/// same namespace and workload). UNSPECIFIED flavor/format mean Kubernetes/YAML. The notes are
+/// same namespace and workload), its egress peers classified with `catalogue`. The notes are
 /// the profiles' caveats and the generator's review lines (the policy's `sensor.io/notes` and
 /// `sensor.io/review` annotations).
 pub fn network_policy(
     profiles: &[&ApplicationProfile],
-    flavor: NetworkPolicyFlavor,
+    flavor: PolicyFlavor,
     format: PolicyFormat,
-) -> Result<PolicyDraft, RequestError> {
-    let Some(first) = profiles.first() else {
-        return Err(RequestError::Missing { field: "profile" });
-    };
-    if let Some(other) = profiles
-        .iter()
-        .find(|p| p.key.namespace != first.key.namespace || p.key.workload != first.key.workload)
-    {
-        return Err(RequestError::Invalid {
-            field: "profile",
-            value: other.key.to_string(),
-            reason: "a policy is made from the containers of one workload",
-        });
-    }
+    catalogue: &Catalogue,
+) -> Result<PolicyDraft, RenderError> {
     let json = format == PolicyFormat::Json;
-    let (content, annotations) = generate("network policy", || match flavor {
-        NetworkPolicyFlavor::Unspecified | NetworkPolicyFlavor::Kubernetes => {
-            let policy = netpol::network_policy_for_workload(profiles);
-            let text = if json {
-                netpol::to_json(&policy)
-            } else {
-                netpol::to_yaml(&policy)
-            };
-            (text, policy.metadata.annotations.unwrap_or_default())
-        }
-        NetworkPolicyFlavor::Cilium => {
-            let policy = cilium::cilium_network_policy_for_workload(profiles);
-            let text = if json {
-                drafts::json_string(&policy)
-            } else {
-                cilium::to_yaml(&policy)
-            };
-            (text, policy.metadata.annotations.unwrap_or_default())
-        }
+    let generated = match flavor {
+        PolicyFlavor::Kubernetes => netpol::network_policy_for_workload(profiles, catalogue)
+            .and_then(|policy| {
+                let text = if json {
+                    netpol::to_json(&policy)?
+                } else {
+                    netpol::to_yaml(&policy)?
+                };
+                Ok((text, policy.metadata.annotations.unwrap_or_default()))
+            }),
+        PolicyFlavor::Cilium => cilium::cilium_network_policy_for_workload(profiles, catalogue)
+            .and_then(|policy| {
+                let text = if json {
+                    cilium::to_json(&policy)?
+                } else {
+                    cilium::to_yaml(&policy)?
+                };
+                Ok((text, policy.metadata.annotations.unwrap_or_default()))
+            }),
+    };
+    let (content, annotations) = generated.map_err(|e| match e {
+        DraftError::NoProfiles => RenderError::Missing { field: "profile" },
+        DraftError::MixedWorkloads { other, .. } => RenderError::Invalid {
+            field: "profile",
+            value: other.to_string(),
+            reason: "a policy is made from the containers of one workload",
+        },
+        source => RenderError::Generate {
+            what: "network policy",
+            source,
+        },
     })?;
     let lines = |key: &str| {
         annotations
@@ -137,23 +182,10 @@ pub fn network_policy(
     })
 }
 
-/// Runs a generator; a panic (a generator bug) becomes INTERNAL instead of a dropped
-/// connection.
-fn generate<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, RequestError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("panic");
-        RequestError::Internal(format!("generating the {what} draft failed: {msg}"))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::testutil::{partial, sample_profile};
+    use crate::drafts::testutil::{partial, sample_profile};
     use crate::profile::model::ProfileKey;
 
     fn key(c: &str) -> ProfileKey {
@@ -167,7 +199,7 @@ mod tests {
     #[test]
     fn seccomp_modes_and_formats() {
         let p = sample_profile(key("app"));
-        let enforce = seccomp(&p, SeccompMode::Unspecified, SeccompFormat::Unspecified).unwrap();
+        let enforce = seccomp(&p, SeccompMode::Enforce, SeccompFormat::default()).unwrap();
         assert!(
             enforce.content.contains("SCMP_ACT_ERRNO"),
             "{}",
@@ -202,7 +234,7 @@ mod tests {
             spo.localhost_profile,
             "operator/shop.checkout.app.enforce.json"
         );
-        let usage = spo::usage_notes(&p.key, seccomp::SeccompMode::Enforce);
+        let usage = spo::usage_notes(&p.key, SeccompMode::Enforce);
         assert!(spo.notes.ends_with(&usage), "{:?}", spo.notes);
     }
 
@@ -227,29 +259,40 @@ mod tests {
     fn policy_merges_containers_and_rejects_mixed_workloads() {
         let a = sample_profile(key("app"));
         let b = sample_profile(key("envoy"));
+        let catalogue = Catalogue::embedded();
         let d = network_policy(
             &[&a, &b],
-            NetworkPolicyFlavor::Kubernetes,
-            PolicyFormat::Unspecified,
+            PolicyFlavor::Kubernetes,
+            PolicyFormat::default(),
+            catalogue,
         )
         .unwrap();
         assert_eq!(d.containers, ["app", "envoy"]);
         assert!(d.content.contains("kind: NetworkPolicy"), "{}", d.content);
-        let json = network_policy(&[&a], NetworkPolicyFlavor::Cilium, PolicyFormat::Json).unwrap();
+        let json =
+            network_policy(&[&a], PolicyFlavor::Cilium, PolicyFormat::Json, catalogue).unwrap();
         let v: serde_json::Value = serde_json::from_str(&json.content).unwrap();
         assert_eq!(v["kind"], "CiliumNetworkPolicy");
 
         let mut other = sample_profile(key("app"));
         other.key.workload = "cart".into();
+        // The API answers both with INVALID_ARGUMENT (api::lookup's tests).
         let e = network_policy(
             &[&a, &other],
-            NetworkPolicyFlavor::Kubernetes,
+            PolicyFlavor::Kubernetes,
             PolicyFormat::Yaml,
+            catalogue,
         )
         .unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
-        let e =
-            network_policy(&[], NetworkPolicyFlavor::Kubernetes, PolicyFormat::Yaml).unwrap_err();
-        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(
+            matches!(&e, RenderError::Invalid { field: "profile", value, .. } if *value == other.key.to_string()),
+            "{e:?}"
+        );
+        let e = network_policy(&[], PolicyFlavor::Kubernetes, PolicyFormat::Yaml, catalogue)
+            .unwrap_err();
+        assert!(
+            matches!(e, RenderError::Missing { field: "profile" }),
+            "{e:?}"
+        );
     }
 }
