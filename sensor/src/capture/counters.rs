@@ -3,11 +3,16 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use aya::maps::{MapData, PerCpuArray};
 use sensor_common::{EventKind, Stat};
+
+use super::attach::{AttachCounters, AttachCounts};
 
 /// User-space counters, shared between the ring-buffer reader and the consumers.
 #[derive(Debug, Default)]
@@ -19,9 +24,23 @@ pub struct Counters {
     queue_full: [AtomicU64; 9],
     /// DNS payloads that did not parse.
     pub dns_unparsed: AtomicU64,
+    /// The attach manager's: attachments made, removed and refused.
+    attachments: Arc<AttachCounters>,
 }
 
 impl Counters {
+    /// Counters that also report the attach manager's.
+    pub fn with_attachments(attachments: Arc<AttachCounters>) -> Counters {
+        Counters {
+            attachments,
+            ..Counters::default()
+        }
+    }
+
+    pub fn attachments(&self) -> AttachCounts {
+        self.attachments.read()
+    }
+
     pub fn decoded(&self, kind: EventKind) {
         self.decoded[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
