@@ -7,6 +7,7 @@ pub mod counters;
 pub mod decode;
 pub mod flows;
 pub mod kernel;
+pub mod kinds;
 pub mod listeners;
 pub mod loader;
 pub mod patterns;
