@@ -1,11 +1,11 @@
-//! The DNS answer parser (`sensor/src/dns.rs`): payloads of packets from port 53, which anyone
+//! The DNS answer parser (`sensor/src/attribution/dns.rs`): payloads of packets from port 53, which anyone
 //! on the network can shape. A message must give an answer or an error, never a panic, and the
 //! DNS-over-TCP reassembler must keep its bound whatever segments it is fed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../sensor/src/dns.rs"]
+#[path = "../../sensor/src/attribution/dns.rs"]
 #[allow(dead_code)]
 mod dns;
 

@@ -4,7 +4,7 @@
 pub use sensor_common::CgroupEvent as Record;
 use sensor_common::EventKind;
 
-use crate::capture::decode::{DecodeError, c_str, read};
+use super::raw::{DecodeError, c_str, read};
 
 fn checked(bytes: &[u8], kind: EventKind) -> Result<Box<Record>, DecodeError> {
     let e: Record = read(bytes);

@@ -4,7 +4,7 @@
 pub use sensor_common::DnsEvent as Record;
 use sensor_common::EventKind;
 
-use crate::capture::decode::{DecodeError, read};
+use super::raw::{DecodeError, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
     let e: Record = read(bytes);

@@ -3,7 +3,7 @@
 pub use sensor_common::ExecEvent as Record;
 use sensor_common::{EventKind, limits::MAX_PATH_DEPTH};
 
-use crate::capture::decode::{DecodeError, join_components, read};
+use super::raw::{DecodeError, join_components, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
     let e: Record = read(bytes);

@@ -2,7 +2,7 @@
 
 pub use sensor_common::ExitEvent as Record;
 
-use crate::capture::decode::{DecodeError, read};
+use super::raw::{DecodeError, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     Ok(read(bytes))

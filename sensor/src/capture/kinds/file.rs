@@ -4,7 +4,7 @@
 pub use sensor_common::FileEvent as Record;
 use sensor_common::{EventKind, file_flags, limits::MAX_PATH_DEPTH};
 
-use crate::capture::decode::{DecodeError, c_str, join_components, read};
+use super::raw::{DecodeError, c_str, join_components, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
     let e: Record = read(bytes);

@@ -4,7 +4,7 @@
 
 pub use sensor_common::FlowEvent as Record;
 
-use crate::capture::decode::{DecodeError, read};
+use super::raw::{DecodeError, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
     Ok(read(bytes))

@@ -18,10 +18,11 @@ pub mod exit;
 pub mod file;
 pub mod flow;
 pub mod fork;
+pub mod raw;
 
 use sensor_common::{EventHeader, EventKind};
 
-use super::decode::DecodeError;
+use self::raw::DecodeError;
 
 macro_rules! kinds {
     ($($variant:ident($payload:ty) => $decode:path, $name:expr;)*) => {
