@@ -1,15 +1,20 @@
-//! The kernel-event decoder (`sensor/src/capture/decode.rs`) and everything the pipeline
-//! reads from a decoded record: a record that passes the tag and length checks must never make
-//! the string and path helpers panic or read out of bounds.
+//! The kernel-event decoder (`sensor/src/capture/decode.rs` and the per-kind modules in
+//! `sensor/src/capture/kinds/`) and everything the pipeline reads from a decoded record: a
+//! record that passes the tag and length checks must never make the string and path helpers
+//! panic or read out of bounds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../sensor/src/capture/decode.rs"]
+/// The decoder's files at the paths they have in the `sensor` crate (`crate::capture::...`).
+#[path = "../../sensor/src/capture"]
 #[allow(dead_code)]
-mod decode;
+mod capture {
+    pub mod decode;
+    pub mod kinds;
+}
 
-use decode::KernelEvent;
+use capture::decode::{self, KernelEvent};
 
 fuzz_target!(|data: &[u8]| {
     exercise(data);
@@ -37,7 +42,7 @@ fn exercise(data: &[u8]) {
             let _ = decode::exec_exe(e);
         }
         KernelEvent::CgroupMkdir(c) | KernelEvent::CgroupRmdir(c) => {
-            let _ = decode::c_str(&c.path[..c.path_len as usize]);
+            let _ = capture::kinds::cgroup::path(c);
         }
         KernelEvent::Dns(d) => {
             let _ = &d.payload[..d.payload_len as usize];

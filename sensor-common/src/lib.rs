@@ -105,18 +105,13 @@ impl EventKind {
 
 impl TryFrom<u32> for EventKind {
     type Error = u32;
+    /// The kind whose tag is `v`: read off [`EventKind::ALL`], so there is no second list.
     fn try_from(v: u32) -> Result<Self, u32> {
-        Ok(match v {
-            1 => EventKind::Fork,
-            2 => EventKind::Exec,
-            3 => EventKind::Exit,
-            4 => EventKind::CgroupMkdir,
-            5 => EventKind::CgroupRmdir,
-            6 => EventKind::Flow,
-            7 => EventKind::Dns,
-            8 => EventKind::FileOpen,
-            other => return Err(other),
-        })
+        EventKind::ALL
+            .iter()
+            .copied()
+            .find(|k| *k as u32 == v)
+            .ok_or(v)
     }
 }
 
@@ -654,6 +649,13 @@ const _: () = {
     assert!(size_of::<SlotCache>() == 16);
     assert!(size_of::<KernelConfig>().is_multiple_of(8));
     assert!((Stat::FilePathUnresolved as u32) < NUM_STATS);
+    // Kind tags are 1..=N in `EventKind::ALL` order: user space indexes its counters by them
+    // (and `try_from` reads `ALL`, so a kind left out of it would be refused as unknown).
+    let mut i = 0;
+    while i < EventKind::ALL.len() {
+        assert!(EventKind::ALL[i] as usize == i + 1);
+        i += 1;
+    }
     assert!(MAX_DNS_PAYLOAD.is_power_of_two());
     assert!(MAX_PATH.is_power_of_two());
     assert!(MAX_ARGS.is_power_of_two());

@@ -23,6 +23,7 @@ use crate::{
     capture::{
         Collector, KernelEvent,
         decode::{c_str, exec_exe, opened_path, requested_path, split_args},
+        kinds,
         patterns::{SensitivePattern, canonical_path, match_path},
         syscall_sets::named,
     },
@@ -210,7 +211,7 @@ impl Pipeline {
     }
 
     fn cgroup_created(&mut self, c: &CgroupEvent) {
-        let path = c_str(&c.path[..c.path_len as usize]);
+        let path = kinds::cgroup::path(c);
         self.attributor.cgroup_created(c.id, path);
     }
 

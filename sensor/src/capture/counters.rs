@@ -3,25 +3,47 @@
 
 use std::{
     collections::BTreeMap,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use aya::maps::{MapData, PerCpuArray};
 use sensor_common::{EventKind, Stat};
 
+use super::attach::{AttachCounters, AttachCounts};
+
+/// One slot per [`EventKind`] value (`sensor-common` numbers them 1..=N, so slot 0 is unused).
+const KIND_SLOTS: usize = EventKind::ALL.len() + 1;
+
 /// User-space counters, shared between the ring-buffer reader and the consumers.
 #[derive(Debug, Default)]
 pub struct Counters {
-    decoded: [AtomicU64; 9],
+    decoded: [AtomicU64; KIND_SLOTS],
     /// Records that failed the tag/length checks.
     pub malformed: AtomicU64,
     /// Events dropped because the consumer queue was full, by kind.
-    queue_full: [AtomicU64; 9],
+    queue_full: [AtomicU64; KIND_SLOTS],
     /// DNS payloads that did not parse.
     pub dns_unparsed: AtomicU64,
+    /// The attach manager's: attachments made, removed and refused.
+    attachments: Arc<AttachCounters>,
 }
 
 impl Counters {
+    /// Counters that also report the attach manager's.
+    pub fn with_attachments(attachments: Arc<AttachCounters>) -> Counters {
+        Counters {
+            attachments,
+            ..Counters::default()
+        }
+    }
+
+    pub fn attachments(&self) -> AttachCounts {
+        self.attachments.read()
+    }
+
     pub fn decoded(&self, kind: EventKind) {
         self.decoded[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
@@ -55,14 +77,5 @@ pub fn kernel_stats(map: &PerCpuArray<MapData, u64>) -> BTreeMap<&'static str, u
 
 /// Name of an event kind in stats output.
 pub fn kind_name(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Fork => "fork",
-        EventKind::Exec => "exec",
-        EventKind::Exit => "exit",
-        EventKind::CgroupMkdir => "cgroup_mkdir",
-        EventKind::CgroupRmdir => "cgroup_rmdir",
-        EventKind::Flow => "flow",
-        EventKind::Dns => "dns",
-        EventKind::FileOpen => "file",
-    }
+    super::kinds::name(kind)
 }

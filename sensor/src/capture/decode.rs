@@ -1,81 +1,18 @@
 //! Ring-buffer records -> typed kernel events, with the tag and the length checked against
-//! `sensor-common` before anything is read. A bad record is an error the caller counts.
+//! `sensor-common` before anything is read; each kind's own fields are checked by its module
+//! in [`super::kinds`]. A bad record is an error the caller counts.
 
-use sensor_common::{
-    CgroupEvent, DnsEvent, EventHeader, EventKind, ExecEvent, ExitEvent, FileEvent, FlowEvent,
-    ForkEvent, file_flags,
+use sensor_common::{EventHeader, EventKind};
+
+use super::kinds::raw::read;
+pub use super::kinds::{
+    KernelEvent,
+    exec::{exe as exec_exe, split_args},
+    file::{opened_path, requested_path},
+    raw::{DecodeError, c_str},
 };
 
-/// One decoded record. Large records are boxed so the enum stays small in queues.
-#[derive(Clone)]
-pub enum KernelEvent {
-    Fork(ForkEvent),
-    Exec(Box<ExecEvent>),
-    Exit(ExitEvent),
-    CgroupMkdir(Box<CgroupEvent>),
-    CgroupRmdir(Box<CgroupEvent>),
-    Flow(FlowEvent),
-    Dns(Box<DnsEvent>),
-    FileOpen(Box<FileEvent>),
-}
-
-impl KernelEvent {
-    pub fn header(&self) -> &EventHeader {
-        match self {
-            KernelEvent::Fork(e) => &e.header,
-            KernelEvent::Exec(e) => &e.header,
-            KernelEvent::Exit(e) => &e.header,
-            KernelEvent::CgroupMkdir(e) | KernelEvent::CgroupRmdir(e) => &e.header,
-            KernelEvent::Flow(e) => &e.header,
-            KernelEvent::Dns(e) => &e.header,
-            KernelEvent::FileOpen(e) => &e.header,
-        }
-    }
-
-    pub fn kind(&self) -> EventKind {
-        match self {
-            KernelEvent::Fork(_) => EventKind::Fork,
-            KernelEvent::Exec(_) => EventKind::Exec,
-            KernelEvent::Exit(_) => EventKind::Exit,
-            KernelEvent::CgroupMkdir(_) => EventKind::CgroupMkdir,
-            KernelEvent::CgroupRmdir(_) => EventKind::CgroupRmdir,
-            KernelEvent::Flow(_) => EventKind::Flow,
-            KernelEvent::Dns(_) => EventKind::Dns,
-            KernelEvent::FileOpen(_) => EventKind::FileOpen,
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("record of {len} bytes is shorter than an event header")]
-    ShortHeader { len: usize },
-    #[error("unknown event kind {0}")]
-    UnknownKind(u32),
-    #[error("{kind:?} record is {len} bytes, expected {expected}")]
-    BadLength {
-        kind: EventKind,
-        len: usize,
-        expected: usize,
-    },
-    #[error("{kind:?} header says {declared} bytes but the record is {len}")]
-    SizeMismatch {
-        kind: EventKind,
-        declared: u32,
-        len: usize,
-    },
-    #[error("{kind:?} record has an out-of-range length field")]
-    BadField { kind: EventKind },
-}
-
-/// Reads a `T` from the start of `bytes`; the caller has checked the length.
-fn read<T: Copy>(bytes: &[u8]) -> T {
-    assert!(bytes.len() >= size_of::<T>());
-    // SAFETY: length checked above; T is repr(C) plain data valid for any bit pattern, and
-    // read_unaligned copes with the ring buffer's 8-byte alignment.
-    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
-}
-
+/// Checks the tag and the length, then hands the record to its kind's decoder.
 pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     if bytes.len() < size_of::<EventHeader>() {
         return Err(DecodeError::ShortHeader { len: bytes.len() });
@@ -97,100 +34,15 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
             len: bytes.len(),
         });
     }
-    let event = match kind {
-        EventKind::Fork => KernelEvent::Fork(read(bytes)),
-        EventKind::Exec => {
-            let e: ExecEvent = read(bytes);
-            if e.filename_len as usize > e.filename.len()
-                || e.args_len as usize > e.args.len()
-                || e.exe_depth as usize > sensor_common::limits::MAX_PATH_DEPTH
-            {
-                return Err(DecodeError::BadField { kind });
-            }
-            KernelEvent::Exec(Box::new(e))
-        }
-        EventKind::Exit => KernelEvent::Exit(read(bytes)),
-        EventKind::CgroupMkdir | EventKind::CgroupRmdir => {
-            let e: CgroupEvent = read(bytes);
-            if e.path_len as usize > e.path.len() {
-                return Err(DecodeError::BadField { kind });
-            }
-            if kind == EventKind::CgroupMkdir {
-                KernelEvent::CgroupMkdir(Box::new(e))
-            } else {
-                KernelEvent::CgroupRmdir(Box::new(e))
-            }
-        }
-        EventKind::Flow => KernelEvent::Flow(read(bytes)),
-        EventKind::Dns => {
-            let e: DnsEvent = read(bytes);
-            if e.payload_len as usize > e.payload.len() {
-                return Err(DecodeError::BadField { kind });
-            }
-            KernelEvent::Dns(Box::new(e))
-        }
-        EventKind::FileOpen => {
-            let e: FileEvent = read(bytes);
-            if e.depth as usize > sensor_common::limits::MAX_PATH_DEPTH
-                || e.path_len as usize >= e.path.len()
-            {
-                return Err(DecodeError::BadField { kind });
-            }
-            KernelEvent::FileOpen(Box::new(e))
-        }
-    };
-    Ok(event)
-}
-
-/// The text of a NUL-padded kernel string field, lossy for non-UTF-8 bytes.
-pub fn c_str(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-/// `/`-joined path from kernel path components (leaf first, one slot each).
-fn join_components(slots: &[u8], depth: u32) -> String {
-    use sensor_common::limits::PATH_NAME_SLOT;
-    let mut parts: Vec<String> = slots
-        .chunks(PATH_NAME_SLOT)
-        .take(depth as usize)
-        .map(c_str)
-        .collect();
-    parts.reverse();
-    format!("/{}", parts.join("/"))
-}
-
-/// The executable an exec ran (symlinks resolved), when the kernel could walk its path.
-pub fn exec_exe(e: &ExecEvent) -> Option<String> {
-    (e.exe_depth > 0).then(|| join_components(&e.exe, e.exe_depth))
-}
-
-/// The path as passed to the open syscall, when the kernel could read it (evidence only).
-pub fn requested_path(e: &FileEvent) -> Option<String> {
-    (e.flags & file_flags::REQUESTED_UNREADABLE == 0).then(|| c_str(&e.path[..e.path_len as usize]))
-}
-
-/// The path of the file the kernel opened (symlinks, `..` and mounts resolved), as the opener's
-/// mount namespace names it. Components arrive leaf first.
-pub fn opened_path(e: &FileEvent) -> String {
-    join_components(&e.resolved, e.depth)
-}
-
-/// Splits the kernel's NUL-separated argument area into arguments.
-pub fn split_args(area: &[u8]) -> Vec<String> {
-    let area = area.strip_suffix(&[0]).unwrap_or(area);
-    if area.is_empty() {
-        return Vec::new();
-    }
-    area.split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
+    super::kinds::decode(kind, bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sensor_common::{FlowKey, exec_flags};
+    use sensor_common::{
+        ExecEvent, ExitEvent, FileEvent, FlowEvent, FlowKey, ForkEvent, exec_flags, file_flags,
+    };
 
     fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
         // SAFETY: test helper viewing a repr(C) value as bytes.

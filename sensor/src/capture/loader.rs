@@ -1,5 +1,6 @@
-//! Loads the kernel programs with the running kernel's offsets and attaches each to its hook,
-//! recording what every probe captures and whether it attached.
+//! Loads the kernel programs with the running kernel's offsets and attaches the probe table
+//! ([`super::compat::PROBES`]) through the attach manager ([`super::attach`]), recording what
+//! every probe captures and whether it attached.
 
 use std::{
     fs::File,
@@ -10,7 +11,6 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::HashMap,
     maps::{MapData, Queue},
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, RawTracePoint},
 };
 use sensor_common::{KernelConfig, limits, names};
 use serde::Serialize;
@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::{
     capture::kernel::{btf::Btf, offsets},
     capture::{
-        compat::{Hook, PROBES},
+        attach::{AttachError, AttachManager, AttachmentId, Target},
+        compat::{Hook, PROBES, ProbeSpec},
         patterns::{SensitivePattern, anchors},
     },
 };
@@ -117,7 +118,8 @@ pub struct LoadOptions {
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
-    pub ebpf: Ebpf,
+    /// The loaded object and its attachments (the table's, and any made while running).
+    pub manager: AttachManager,
     pub status: Vec<ProbeStatus>,
     pub config: KernelConfig,
 }
@@ -173,6 +175,17 @@ impl Probes {
     /// `status` instead of failing (what `sensor doctor` reports). Errors only when nothing can
     /// load: no BTF, no ring buffer, the object refused.
     pub fn load_available(opts: &LoadOptions) -> Result<Probes, LoadError> {
+        let mut probes = Probes::load_unattached(opts)?;
+        for spec in PROBES {
+            let (status, _) = attach_spec(&mut probes.manager, spec);
+            probes.status.push(status);
+        }
+        Ok(probes)
+    }
+
+    /// Loads the object (kernel offsets, maps filled) and attaches nothing: `status` is empty.
+    /// For attaching one program at a time ([`attach_spec`], [`AttachManager::attach`]).
+    pub fn load_unattached(opts: &LoadOptions) -> Result<Probes, LoadError> {
         if KERNEL_OBJECT.is_empty() {
             return Err(LoadError::NoKernelObject);
         }
@@ -227,149 +240,61 @@ impl Probes {
                 path: opts.cgroup2_root.clone(),
                 source,
             })?;
-        let mut status = Vec::with_capacity(PROBES.len());
-        for spec in PROBES {
-            let mut hook = spec.hook;
-            let mut note = None;
-            let mut result = attach(&mut ebpf, spec.program, hook, &aya_btf, &cgroup_root).err();
-            if let (Some(refused), Some(fallback)) = (&result, spec.fallback) {
-                let why = refused.text.lines().next().unwrap_or_default().to_string();
-                result = match attach(
-                    &mut ebpf,
-                    fallback.program,
-                    fallback.hook,
-                    &aya_btf,
-                    &cgroup_root,
-                ) {
-                    Ok(()) => {
-                        hook = fallback.hook;
-                        note = Some(format!(
-                            "{} refused ({why}); using {} instead: {}",
-                            spec.hook.describe(),
-                            fallback.hook.describe(),
-                            fallback.cost
-                        ));
-                        None
-                    }
-                    Err(e) => Some(AttachError {
-                        text: format!(
-                            "{} refused ({why}); fallback {} refused too: {}",
-                            spec.hook.describe(),
-                            fallback.hook.describe(),
-                            e.text
-                        ),
-                        permission_denied: e.permission_denied,
-                    }),
-                };
-            }
-            status.push(ProbeStatus {
-                program: spec.program,
-                hook: hook.describe(),
-                captures: spec.captures,
-                needs: spec.needs,
-                since: spec.since,
-                required: spec.need.is_required(),
-                without: spec.need.without(),
-                attached: result.is_none(),
-                permission_denied: result.as_ref().is_some_and(|e| e.permission_denied),
-                error: result.map(|e| e.text),
-                note,
-            });
-        }
         Ok(Probes {
-            ebpf,
-            status,
+            manager: AttachManager::new(ebpf, Some(aya_btf), Some(cgroup_root)),
+            status: Vec::with_capacity(PROBES.len()),
             config,
         })
     }
 }
 
-/// Loads and attaches one program; the error text carries aya's full chain (verifier log
-/// included) so a failure names what the kernel refused.
-/// Why a probe did not attach.
-struct AttachError {
-    /// aya's full chain, verifier log included.
-    text: String,
-    /// EPERM/EACCES: the sensor lacks a privilege, which is a deployment error, not a kernel
-    /// limitation, so it is fatal even for an optional probe.
-    permission_denied: bool,
-}
-
-impl AttachError {
-    fn from_error(e: &(dyn std::error::Error + 'static)) -> AttachError {
-        let text = error_chain(e);
-        let mut denied = false;
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-        while let Some(s) = source {
-            if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                denied |= matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+/// Attaches one program of the table, or its fallback when the kernel refuses it, and says how
+/// that went; the attachment, when there is one, stays with the manager.
+pub fn attach_spec(
+    manager: &mut AttachManager,
+    spec: &ProbeSpec,
+) -> (ProbeStatus, Option<AttachmentId>) {
+    let mut hook = spec.hook;
+    let mut note = None;
+    let mut result = manager.attach(spec.program, Target::Hook(hook));
+    if let (Err(refused), Some(fallback)) = (&result, spec.fallback) {
+        let why = refused.text.lines().next().unwrap_or_default().to_string();
+        result = match manager.attach(fallback.program, Target::Hook(fallback.hook)) {
+            Ok(id) => {
+                hook = fallback.hook;
+                note = Some(format!(
+                    "{} refused ({why}); using {} instead: {}",
+                    spec.hook.describe(),
+                    fallback.hook.describe(),
+                    fallback.cost
+                ));
+                Ok(id)
             }
-            source = s.source();
-        }
-        // Some aya errors carry the errno only in their message.
-        denied |= text.contains("Operation not permitted") || text.contains("Permission denied");
-        AttachError {
-            text,
-            permission_denied: denied,
-        }
+            Err(e) => Err(AttachError {
+                text: format!(
+                    "{} refused ({why}); fallback {} refused too: {}",
+                    spec.hook.describe(),
+                    fallback.hook.describe(),
+                    e.text
+                ),
+                permission_denied: e.permission_denied,
+            }),
+        };
     }
-}
-
-fn attach(
-    ebpf: &mut Ebpf,
-    program: &str,
-    hook: Hook,
-    btf: &aya::Btf,
-    cgroup_root: &File,
-) -> Result<(), AttachError> {
-    let program = ebpf.program_mut(program).ok_or_else(|| AttachError {
-        text: "program missing from the kernel object".to_string(),
-        permission_denied: false,
-    })?;
-    let err = |e: &(dyn std::error::Error + 'static)| AttachError::from_error(e);
-    match hook {
-        Hook::RawTracepoint(tp) => {
-            let p: &mut RawTracePoint = program.try_into().map_err(|e| err(&e))?;
-            p.load().map_err(|e| err(&e))?;
-            p.attach(tp).map_err(|e| err(&e))?;
-        }
-        Hook::BtfTracepoint(tp) => {
-            let p: &mut BtfTracePoint = program.try_into().map_err(|e| err(&e))?;
-            p.load(tp, btf).map_err(|e| err(&e))?;
-            p.attach().map_err(|e| err(&e))?;
-        }
-        Hook::FEntry(function) => {
-            let p: &mut FEntry = program.try_into().map_err(|e| err(&e))?;
-            p.load(function, btf).map_err(|e| err(&e))?;
-            p.attach().map_err(|e| err(&e))?;
-        }
-        Hook::CgroupSockAddr => {
-            let p: &mut CgroupSockAddr = program.try_into().map_err(|e| err(&e))?;
-            p.load().map_err(|e| err(&e))?;
-            // A bpf_link never replaces other programs, and the kernel refuses attach flags on
-            // cgroup links: Single (no flags) is the right mode here.
-            p.attach(cgroup_root, CgroupAttachMode::Single)
-                .map_err(|e| err(&e))?;
-        }
-        Hook::CgroupSkb(kind) => {
-            let p: &mut CgroupSkb = program.try_into().map_err(|e| err(&e))?;
-            p.load().map_err(|e| err(&e))?;
-            p.attach(cgroup_root, kind, CgroupAttachMode::Single)
-                .map_err(|e| err(&e))?;
-        }
-    }
-    Ok(())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+    let status = ProbeStatus {
+        program: spec.program,
+        hook: hook.describe(),
+        captures: spec.captures,
+        needs: spec.needs,
+        since: spec.since,
+        required: spec.need.is_required(),
+        without: spec.need.without(),
+        attached: result.is_ok(),
+        permission_denied: result.as_ref().is_err_and(|e| e.permission_denied),
+        error: result.as_ref().err().map(|e| e.text.clone()),
+        note,
+    };
+    (status, result.ok())
 }
 
 /// Every syscall-set slot starts free; the kernel takes one per new cgroup.
@@ -414,14 +339,15 @@ fn write_anchors(ebpf: &mut Ebpf, patterns: &[SensitivePattern]) -> Result<(), L
 /// Loads the kernel object and attaches only the empty `sys_enter` program (and with `exit`,
 /// the empty `sys_exit` one too): the floor the benchmark compares the sensor against.
 /// Dropping the returned value detaches them.
-pub fn attach_empty_hooks(exit: bool) -> Result<Ebpf, LoadError> {
+pub fn attach_empty_hooks(exit: bool) -> Result<AttachManager, LoadError> {
     if KERNEL_OBJECT.is_empty() {
         return Err(LoadError::NoKernelObject);
     }
-    let mut ebpf = EbpfLoader::new()
+    let ebpf = EbpfLoader::new()
         .load(KERNEL_OBJECT)
         .map_err(LoadError::Load)?;
-    let hooks: &[(&'static str, &str)] = if exit {
+    let mut manager = AttachManager::new(ebpf, None, None);
+    let hooks: &[(&'static str, &'static str)] = if exit {
         &[
             ("sys_enter_empty", "sys_enter"),
             ("sys_exit_empty", "sys_exit"),
@@ -430,14 +356,11 @@ pub fn attach_empty_hooks(exit: bool) -> Result<Ebpf, LoadError> {
         &[("sys_enter_empty", "sys_enter")]
     };
     for (name, tracepoint) in hooks {
-        let attach_err =
-            |e: &dyn std::error::Error| LoadError::Attach(format!("{name}: {}", error_chain(e)));
-        let program = ebpf.program_mut(name).ok_or(LoadError::Missing(name))?;
-        let p: &mut RawTracePoint = program.try_into().map_err(|e| attach_err(&e))?;
-        p.load().map_err(|e| attach_err(&e))?;
-        p.attach(tracepoint).map_err(|e| attach_err(&e))?;
+        manager
+            .attach(name, Target::Hook(Hook::RawTracepoint(tracepoint)))
+            .map_err(|e| LoadError::Attach(format!("{name}: {}", e.text)))?;
     }
-    Ok(ebpf)
+    Ok(manager)
 }
 
 /// Default kernel BTF location.

@@ -1,11 +1,13 @@
 //! The collector: loads the kernel programs, reads their ring buffer and maps, and counts every
 //! event and every loss.
 
+pub mod attach;
 pub mod compat;
 pub mod counters;
 pub mod decode;
 pub mod flows;
 pub mod kernel;
+pub mod kinds;
 pub mod listeners;
 pub mod loader;
 pub mod patterns;
@@ -20,6 +22,7 @@ use sensor_common::{EventKind, names};
 use tokio::sync::mpsc;
 
 pub use self::{
+    attach::{AttachCounts, AttachManager, AttachmentId, Target, UProbeLocation},
     counters::Counters,
     decode::KernelEvent,
     flows::FlowTable,
@@ -43,7 +46,8 @@ pub struct Collector {
 impl Collector {
     pub fn start(opts: &LoadOptions) -> Result<Collector, LoadError> {
         let mut probes = Probes::load(opts)?;
-        let ebpf = &mut probes.ebpf;
+        let counters = Arc::new(Counters::with_attachments(probes.manager.counters()));
+        let ebpf = probes.manager.ebpf_mut();
         let mut take = |name: &'static str| ebpf.take_map(name).ok_or(LoadError::Missing(name));
         let map_err = |name: &'static str| move |source| LoadError::Map { name, source };
         let ring = RingBuf::try_from(take(names::RINGBUF_EVENTS)?)
@@ -66,7 +70,7 @@ impl Collector {
             syscall_sets: SyscallSets::new(slots, sets, free),
             flows: FlowTable::new(flows),
             stats,
-            counters: Arc::new(Counters::default()),
+            counters,
             ring: Some(ring),
         })
     }

@@ -10,7 +10,7 @@ use sensor_common::{EventKind, Stat};
 
 use super::families::{self, Labels, labels};
 use crate::attribution::workload_losses::WorkloadCounter;
-use crate::capture::{Counters, ProbeStatus, counters};
+use crate::capture::{AttachCounts, Counters, ProbeStatus, counters};
 
 /// A second handle (its own fd) on the kernel's `STATS` map, so a scrape reads it without
 /// borrowing the collector the event loop owns.
@@ -71,6 +71,8 @@ pub struct CaptureCounts {
     pub dns_unparsed_by_workload: Vec<((String, String), u64)>,
     /// (program, hook, attached).
     pub probes: Vec<(String, String, bool)>,
+    /// The attach manager's attachments (the probe table's and those made while running).
+    pub attachments: AttachCounts,
     pub ring_buffer_bytes: u32,
 }
 
@@ -110,6 +112,7 @@ impl CaptureSource {
                 .iter()
                 .map(|p| (p.program.to_string(), p.hook.clone(), p.attached))
                 .collect(),
+            attachments: self.counters.attachments(),
             ring_buffer_bytes: self.ring_buffer_bytes,
         }
     }
@@ -264,6 +267,25 @@ pub fn encode(c: &CaptureCounts, enc: &mut DescriptorEncoder) -> fmt::Result {
                 i64::from(*attached),
             )
         }),
+    )?;
+    families::gauge(
+        enc,
+        "sensor_probe_attachments",
+        "Kernel program attachments in place (the probe table's and those made while running)",
+        i64::try_from(c.attachments.live).unwrap_or(i64::MAX),
+    )?;
+    families::counters(
+        enc,
+        "sensor_probe_attach_operations",
+        "Attach manager operations, by result: attached, detached, failed (the kernel refused \
+         an attach, fallbacks included)",
+        [
+            ("attached", c.attachments.attached),
+            ("detached", c.attachments.detached),
+            ("failed", c.attachments.failed),
+        ]
+        .into_iter()
+        .map(|(result, v)| (labels([("result", result)]), v)),
     )?;
     families::gauge(
         enc,

@@ -244,6 +244,12 @@ fn capture_counts_every_kernel_and_user_counter_once() {
             ("sys_enter".into(), "tp_btf/sys_enter".into(), true),
             ("connect4".into(), "cgroup sock_addr".into(), false),
         ],
+        attachments: crate::capture::AttachCounts {
+            live: 12,
+            attached: 14,
+            detached: 2,
+            failed: 1,
+        },
         ring_buffer_bytes: 8 << 20,
     };
     let mut registry = prometheus_client::registry::Registry::default();
@@ -305,6 +311,19 @@ fn capture_counts_every_kernel_and_user_counter_once() {
         0
     );
     assert_eq!(s("sensor_ring_buffer_size_bytes"), 8 << 20);
+    assert_eq!(s("sensor_probe_attachments"), 12);
+    assert_eq!(
+        s(r#"sensor_probe_attach_operations_total{result="attached"}"#),
+        14
+    );
+    assert_eq!(
+        s(r#"sensor_probe_attach_operations_total{result="detached"}"#),
+        2
+    );
+    assert_eq!(
+        s(r#"sensor_probe_attach_operations_total{result="failed"}"#),
+        1
+    );
     // Every kernel counter appears exactly once (13 distinct values 1000..=1012).
     let kernel_values: Vec<u64> = e
         .samples

@@ -1,0 +1,418 @@
+//! The attach manager: owns the loaded kernel object and every attachment of its programs.
+//!
+//! At start the loader attaches the fixed probe table through it ([`super::loader`]); while the
+//! sensor runs, attachments can be added and removed one at a time (TLS uprobes come and go
+//! with the container processes that map a library). Each attachment is named by an
+//! [`AttachmentId`] that holds aya's link id; detaching it drops that link and nothing else.
+//! A program is loaded into the kernel once, on its first attachment, and stays loaded for
+//! further attachments (one uprobe program, many libraries).
+//!
+//! Every attach, detach and refusal is counted in [`AttachCounters`], which metrics reads at
+//! scrape time. Dropping the manager detaches everything (aya drops the links with the object).
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    fs::File,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use aya::{
+    Ebpf,
+    programs::{
+        BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, Program, RawTracePoint,
+        UProbe,
+        cgroup_skb::CgroupSkbLinkId,
+        cgroup_sock_addr::CgroupSockAddrLinkId,
+        fentry::FEntryLinkId,
+        raw_trace_point::RawTracePointLinkId,
+        tp_btf::BtfTracePointLinkId,
+        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+    },
+};
+
+use super::compat::Hook;
+
+/// One attachment of one program, unique for the manager's lifetime (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AttachmentId(u64);
+
+impl fmt::Display for AttachmentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Where in a user-space object a uprobe goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UProbeLocation {
+    /// A symbol of the object's symbol tables (e.g. `SSL_write`).
+    Symbol(String),
+    /// A file offset in the object.
+    Offset(u64),
+}
+
+/// What a program is attached to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A kernel hook of the probe table ([`super::compat::PROBES`]).
+    Hook(Hook),
+    /// A function in a user-space object (library or executable), for every process that maps
+    /// it or only for one.
+    UProbe {
+        path: PathBuf,
+        location: UProbeLocation,
+        pid: Option<NonZeroU32>,
+    },
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Hook(hook) => hook.describe(),
+            Target::UProbe {
+                path,
+                location,
+                pid,
+            } => {
+                let at = match location {
+                    UProbeLocation::Symbol(s) => s.clone(),
+                    UProbeLocation::Offset(o) => format!("{o:#x}"),
+                };
+                let scope = match pid {
+                    Some(pid) => format!("pid {pid}"),
+                    None => "every process".to_string(),
+                };
+                format!("uprobe/{}:{at} ({scope})", path.display())
+            }
+        }
+    }
+}
+
+/// Why an attach or detach failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{text}")]
+pub struct AttachError {
+    /// aya's full chain, verifier log included.
+    pub text: String,
+    /// EPERM/EACCES: the sensor lacks a privilege, which is a deployment error, not a kernel
+    /// limitation, so it is fatal even for an optional probe.
+    pub permission_denied: bool,
+}
+
+impl AttachError {
+    fn new(text: impl Into<String>) -> AttachError {
+        AttachError {
+            text: text.into(),
+            permission_denied: false,
+        }
+    }
+
+    fn from_error(e: &(dyn std::error::Error + 'static)) -> AttachError {
+        let text = error_chain(e);
+        let mut denied = false;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                denied |= matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES));
+            }
+            source = s.source();
+        }
+        // Some aya errors carry the errno only in their message.
+        denied |= text.contains("Operation not permitted") || text.contains("Permission denied");
+        AttachError {
+            text,
+            permission_denied: denied,
+        }
+    }
+}
+
+/// An error with its sources, one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Attach activity since the manager was created, shared with metrics.
+#[derive(Debug, Default)]
+pub struct AttachCounters {
+    attached: AtomicU64,
+    detached: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// One reading of [`AttachCounters`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachCounts {
+    /// Attachments in place now.
+    pub live: u64,
+    /// Attachments made (at start and since).
+    pub attached: u64,
+    /// Attachments removed with [`AttachManager::detach`].
+    pub detached: u64,
+    /// Attaches the kernel (or a wrong program type, a missing program) refused.
+    pub failed: u64,
+}
+
+impl AttachCounters {
+    pub fn read(&self) -> AttachCounts {
+        let attached = self.attached.load(Ordering::Relaxed);
+        let detached = self.detached.load(Ordering::Relaxed);
+        AttachCounts {
+            live: attached.saturating_sub(detached),
+            attached,
+            detached,
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// aya's link id, by program type.
+#[derive(Debug)]
+enum Link {
+    RawTracepoint(RawTracePointLinkId),
+    BtfTracepoint(BtfTracePointLinkId),
+    FEntry(FEntryLinkId),
+    CgroupSockAddr(CgroupSockAddrLinkId),
+    CgroupSkb(CgroupSkbLinkId),
+    UProbe(UProbeLinkId),
+}
+
+/// A live attachment.
+#[derive(Debug)]
+pub struct Attachment {
+    pub program: String,
+    pub target: String,
+    link: Link,
+}
+
+/// The loaded kernel object and its live attachments.
+pub struct AttachManager {
+    ebpf: Ebpf,
+    /// Kernel BTF, for programs typed against it (tp_btf, fentry); `None` when the object was
+    /// loaded without it (the benchmark floor).
+    btf: Option<aya::Btf>,
+    /// The cgroup2 root the cgroup programs attach to, when there is one.
+    cgroup_root: Option<File>,
+    attachments: BTreeMap<AttachmentId, Attachment>,
+    next_id: u64,
+    counters: Arc<AttachCounters>,
+}
+
+impl AttachManager {
+    /// Takes a loaded object; nothing is attached yet.
+    pub fn new(ebpf: Ebpf, btf: Option<aya::Btf>, cgroup_root: Option<File>) -> AttachManager {
+        AttachManager {
+            ebpf,
+            btf,
+            cgroup_root,
+            attachments: BTreeMap::new(),
+            next_id: 1,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The object, for its maps.
+    pub fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        &mut self.ebpf
+    }
+
+    /// The counters, to be read at scrape time.
+    pub fn counters(&self) -> Arc<AttachCounters> {
+        self.counters.clone()
+    }
+
+    /// Live attachments, oldest first.
+    pub fn attachments(&self) -> impl Iterator<Item = (AttachmentId, &Attachment)> {
+        self.attachments.iter().map(|(id, a)| (*id, a))
+    }
+
+    /// Attaches `program` (loading it on first use) to `target`. A refusal is counted and
+    /// returned with the kernel's reason; nothing else changes.
+    pub fn attach(&mut self, program: &str, target: Target) -> Result<AttachmentId, AttachError> {
+        match self.attach_link(program, &target) {
+            Ok(link) => {
+                let id = AttachmentId(self.next_id);
+                self.next_id += 1;
+                self.attachments.insert(
+                    id,
+                    Attachment {
+                        program: program.to_string(),
+                        target: target.describe(),
+                        link,
+                    },
+                );
+                self.counters.attached.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(program, target = %target.describe(), %id, "attached");
+                Ok(id)
+            }
+            Err(e) => {
+                self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    /// Attaches a uprobe program to `location` in the object at `path` (a library or an
+    /// executable), for every process mapping it or only for `pid`.
+    pub fn attach_uprobe(
+        &mut self,
+        program: &str,
+        path: &Path,
+        location: UProbeLocation,
+        pid: Option<NonZeroU32>,
+    ) -> Result<AttachmentId, AttachError> {
+        self.attach(
+            program,
+            Target::UProbe {
+                path: path.to_path_buf(),
+                location,
+                pid,
+            },
+        )
+    }
+
+    /// Removes one attachment: its link is detached, the program stays loaded.
+    pub fn detach(&mut self, id: AttachmentId) -> Result<(), AttachError> {
+        let attachment = self
+            .attachments
+            .remove(&id)
+            .ok_or_else(|| AttachError::new(format!("no attachment {id}")))?;
+        let program = self
+            .ebpf
+            .program_mut(&attachment.program)
+            .ok_or_else(|| AttachError::new("program missing from the kernel object"))?;
+        let err = |e: &(dyn std::error::Error + 'static)| AttachError::from_error(e);
+        match attachment.link {
+            Link::RawTracepoint(link) => typed::<RawTracePoint>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+            Link::BtfTracepoint(link) => typed::<BtfTracePoint>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+            Link::FEntry(link) => typed::<FEntry>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+            Link::CgroupSockAddr(link) => typed::<CgroupSockAddr>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+            Link::CgroupSkb(link) => typed::<CgroupSkb>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+            Link::UProbe(link) => typed::<UProbe>(program)?
+                .detach(link)
+                .map_err(|e| err(&e))?,
+        }
+        self.counters.detached.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(program = attachment.program, target = attachment.target, %id, "detached");
+        Ok(())
+    }
+
+    fn attach_link(&mut self, program: &str, target: &Target) -> Result<Link, AttachError> {
+        let program = self
+            .ebpf
+            .program_mut(program)
+            .ok_or_else(|| AttachError::new("program missing from the kernel object"))?;
+        let loaded = program.fd().is_ok();
+        let err = |e: &(dyn std::error::Error + 'static)| AttachError::from_error(e);
+        let btf = || {
+            self.btf
+                .as_ref()
+                .ok_or_else(|| AttachError::new("loaded without kernel BTF"))
+        };
+        let cgroup_root = || {
+            self.cgroup_root
+                .as_ref()
+                .ok_or_else(|| AttachError::new("loaded without a cgroup2 root"))
+        };
+        Ok(match target {
+            Target::Hook(Hook::RawTracepoint(tp)) => {
+                let p = typed::<RawTracePoint>(program)?;
+                if !loaded {
+                    p.load().map_err(|e| err(&e))?;
+                }
+                Link::RawTracepoint(p.attach(tp).map_err(|e| err(&e))?)
+            }
+            Target::Hook(Hook::BtfTracepoint(tp)) => {
+                let p = typed::<BtfTracePoint>(program)?;
+                if !loaded {
+                    p.load(tp, btf()?).map_err(|e| err(&e))?;
+                }
+                Link::BtfTracepoint(p.attach().map_err(|e| err(&e))?)
+            }
+            Target::Hook(Hook::FEntry(function)) => {
+                let p = typed::<FEntry>(program)?;
+                if !loaded {
+                    p.load(function, btf()?).map_err(|e| err(&e))?;
+                }
+                Link::FEntry(p.attach().map_err(|e| err(&e))?)
+            }
+            Target::Hook(Hook::CgroupSockAddr) => {
+                let p = typed::<CgroupSockAddr>(program)?;
+                if !loaded {
+                    p.load().map_err(|e| err(&e))?;
+                }
+                // A bpf_link never replaces other programs, and the kernel refuses attach
+                // flags on cgroup links: Single (no flags) is the right mode here.
+                Link::CgroupSockAddr(
+                    p.attach(cgroup_root()?, CgroupAttachMode::Single)
+                        .map_err(|e| err(&e))?,
+                )
+            }
+            Target::Hook(Hook::CgroupSkb(kind)) => {
+                let p = typed::<CgroupSkb>(program)?;
+                if !loaded {
+                    p.load().map_err(|e| err(&e))?;
+                }
+                Link::CgroupSkb(
+                    p.attach(cgroup_root()?, *kind, CgroupAttachMode::Single)
+                        .map_err(|e| err(&e))?,
+                )
+            }
+            Target::UProbe {
+                path,
+                location,
+                pid,
+            } => {
+                let p = typed::<UProbe>(program)?;
+                if !loaded {
+                    p.load().map_err(|e| err(&e))?;
+                }
+                let location = match location {
+                    UProbeLocation::Symbol(s) => UProbeAttachLocation::Symbol(s),
+                    UProbeLocation::Offset(o) => UProbeAttachLocation::AbsoluteOffset(*o),
+                };
+                let scope = match pid {
+                    Some(pid) => UProbeScope::OneProcess(*pid),
+                    None => UProbeScope::AllProcesses,
+                };
+                Link::UProbe(p.attach(location, path, scope).map_err(|e| err(&e))?)
+            }
+        })
+    }
+}
+
+/// The program as its concrete type, or an error naming the mismatch.
+fn typed<'a, T>(program: &'a mut Program) -> Result<&'a mut T, AttachError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+{
+    program
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| AttachError::from_error(&e))
+}

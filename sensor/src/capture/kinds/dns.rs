@@ -1,0 +1,17 @@
+//! A packet from port 53 delivered to a socket (a DNS answer, or a TCP segment of one), from
+//! `skb_ingress`; the payload is parsed in attribution (`attribution/dns.rs`).
+
+pub use sensor_common::DnsEvent as Record;
+use sensor_common::EventKind;
+
+use super::raw::{DecodeError, read};
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
+    let e: Record = read(bytes);
+    if e.payload_len as usize > e.payload.len() {
+        return Err(DecodeError::BadField {
+            kind: EventKind::Dns,
+        });
+    }
+    Ok(Box::new(e))
+}

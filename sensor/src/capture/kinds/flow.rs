@@ -1,0 +1,11 @@
+//! First sighting of a flow aggregate (connect, accept, first UDP send), from the cgroup
+//! sock_addr and skb programs. The aggregate's counters are read from the flow map
+//! (`capture/flows.rs`), not from records.
+
+pub use sensor_common::FlowEvent as Record;
+
+use super::raw::{DecodeError, read};
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    Ok(read(bytes))
+}
