@@ -68,7 +68,7 @@ pub(crate) mod testutil {
     use crate::profile::model::*;
 
     pub fn sample_profile(key: ProfileKey) -> ApplicationProfile {
-        let t = |s: &str| format!("2025-06-02T{s}Z");
+        let t = |s: &str| Timestamp::parse(&format!("2025-06-02T{s}Z")).unwrap();
         ApplicationProfile {
             version: PROFILE_VERSION,
             key,

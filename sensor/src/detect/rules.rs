@@ -1256,12 +1256,12 @@ mod tests {
     use crate::{
         attribution::event::DnsAnswerRecord,
         attribution::{Attribution, Scope, workload::WorkloadKind},
-        profile::model::{ProfileKey, Resolver},
+        profile::model::{ProfileKey, Resolver, Timestamp},
     };
 
-    const T0: &str = "2026-11-26T00:00:00Z";
-    const T1: &str = "2026-11-26T00:00:30Z";
-    const T2: &str = "2026-11-26T00:02:00Z";
+    const T0: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
+    const T1: Timestamp = Timestamp::lit("2026-11-26T00:00:30Z");
+    const T2: Timestamp = Timestamp::lit("2026-11-26T00:02:00Z");
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -167,7 +167,9 @@ pub(crate) mod testutil {
     use proptest::prelude::*;
 
     use super::traffic::{guessed_labels, stable_labels};
-    use crate::profile::model::{ApplicationProfile, Flow, Peer, Protocol, RateStats, Resolver};
+    use crate::profile::model::{
+        ApplicationProfile, Flow, Peer, Protocol, RateStats, Resolver, Timestamp,
+    };
 
     pub fn testdata(name: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -333,8 +335,8 @@ pub(crate) mod testutil {
                 bytes_sent: 1,
                 bytes_recv: 1,
                 rate: RateStats::default(),
-                first_seen: "2025-06-01T00:00:00Z".into(),
-                last_seen: "2025-06-01T00:00:00Z".into(),
+                first_seen: Timestamp::lit("2025-06-01T00:00:00Z"),
+                last_seen: Timestamp::lit("2025-06-01T00:00:00Z"),
             })
     }
 

@@ -5,4 +5,5 @@ pub mod model;
 pub mod normalize;
 pub mod persist;
 pub mod runtime;
+pub mod time;
 pub mod upgrade;
