@@ -1,6 +1,7 @@
 //! Application profiles: the per-workload behavioural baseline.
 
 pub mod builder;
+pub mod merge;
 pub mod model;
 pub mod normalize;
 pub mod persist;
