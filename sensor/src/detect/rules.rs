@@ -1471,8 +1471,8 @@ mod tests {
             path: "/tmp/tmp.*/run.sh".into(),
             args: s(&["run.sh"]),
             count: 1,
-            first_seen: T1.into(),
-            last_seen: T1.into(),
+            first_seen: T1,
+            last_seen: T1,
         });
         let p = make_ready(p);
         assert!(run(&p, &exec("/tmp/tmp.Xk3j9QpZ/run.sh", &["run.sh"])).is_empty());

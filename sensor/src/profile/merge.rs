@@ -64,7 +64,10 @@ use crate::attribution::workload::WorkloadKind;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MergeError {
     #[error("profiles of different containers: {a} and {b}")]
-    Keys { a: ProfileKey, b: ProfileKey },
+    Keys {
+        a: Box<ProfileKey>,
+        b: Box<ProfileKey>,
+    },
     #[error(
         "profile format versions {a} and {b}: merging reads version {PROFILE_VERSION} (older files are upgraded when read)"
     )]
@@ -127,8 +130,8 @@ pub(crate) fn merge_with(
 ) -> Result<ApplicationProfile, MergeError> {
     if a.key != b.key {
         return Err(MergeError::Keys {
-            a: a.key.clone(),
-            b: b.key.clone(),
+            a: Box::new(a.key.clone()),
+            b: Box::new(b.key.clone()),
         });
     }
     if a.version != PROFILE_VERSION || b.version != PROFILE_VERSION {

@@ -73,7 +73,7 @@ const fn number(b: &[u8], i: usize, n: usize) -> Result<u64, TimeError> {
 }
 
 const fn is_leap_year(y: u64) -> bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
+    y.is_multiple_of(4) && (!y.is_multiple_of(100) || y.is_multiple_of(400))
 }
 
 /// Parses `YYYY-MM-DD(T| )HH:MM:SS[.f{1,9}][Z|+00:00]` (the forms
