@@ -190,7 +190,7 @@ pub fn render_call(c: &ToolCall) -> String {
 mod tests {
     use super::*;
     use crate::attribution::workload::WorkloadKind;
-    use crate::profile::model::{Flow, ProfileKey, Protocol, Resolver};
+    use crate::profile::model::{Flow, ProfileKey, Protocol, Resolver, Timestamp};
 
     fn flow(ip: &str, port: u16, protocol: Protocol, names: &[&str]) -> Flow {
         Flow::sample(ip, port, protocol, names)
@@ -203,7 +203,10 @@ mod tests {
             workload: "assistant".into(),
             container: "agent".into(),
         };
-        let mut p = ApplicationProfile::new(key, WorkloadKind::Deployment, 60, "t0");
+        let t0 = Timestamp::lit("2026-11-26T00:00:00Z");
+        let t1 = Timestamp::lit("2026-11-26T00:00:01Z");
+        let t2 = Timestamp::lit("2026-11-26T00:00:02Z");
+        let mut p = ApplicationProfile::new(key, WorkloadKind::Deployment, 60, t0);
         p.resolvers.push(Resolver {
             ip: "10.0.0.10".parse().unwrap(),
             cluster_dns: true,
@@ -236,12 +239,9 @@ mod tests {
             version: Some("1.0".into()),
             kind: kind.into(),
             path: String::new(),
-            first_seen: String::new(),
+            first_seen: Timestamp::UNIX_EPOCH,
         };
-        p.record_packages(
-            &[pkg("langchain-core", "framework"), pkg("mcp", "mcp")],
-            "t1",
-        );
+        p.record_packages(&[pkg("langchain-core", "framework"), pkg("mcp", "mcp")], t1);
         let inv = of_profile(&p, Catalogue::embedded());
         assert!(inv.is_agent);
         assert_eq!(inv.model_apis, ["Amazon Bedrock"]);
@@ -256,7 +256,7 @@ mod tests {
         );
         assert!(text.contains("model APIs:    Amazon Bedrock\n"), "{text}");
 
-        let mut plain = ApplicationProfile::new(p.key.clone(), WorkloadKind::Deployment, 60, "t0");
+        let mut plain = ApplicationProfile::new(p.key.clone(), WorkloadKind::Deployment, 60, t0);
         plain.egress = vec![flow("93.184.216.34", 443, Protocol::Tcp, &["example.com"])];
         assert!(!of_profile(&plain, Catalogue::embedded()).is_agent);
         // Running an MCP server makes it an agent host.
@@ -264,7 +264,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        plain.record_exec("/usr/local/bin/npx", &args, "t2");
+        plain.record_exec("/usr/local/bin/npx", &args, t2);
         let inv = of_profile(&plain, Catalogue::embedded());
         assert!(inv.is_agent);
         assert_eq!(inv.mcp_servers, ["@modelcontextprotocol/server-github"]);

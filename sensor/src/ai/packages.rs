@@ -16,7 +16,7 @@ use std::{
 use serde::Serialize;
 
 use super::catalogue::{Catalogue, Ecosystem, PackageKind};
-use crate::profile::model::PackageEntry;
+use crate::profile::model::{PackageEntry, Timestamp};
 
 /// Where images put Python environments and Node applications (relative to the root).
 const PYTHON_LIB_DIRS: &[&str] = &[
@@ -58,14 +58,14 @@ pub struct FoundPackage {
 
 impl FoundPackage {
     /// The profile's record of it.
-    pub fn entry(&self, now: &str) -> PackageEntry {
+    pub fn entry(&self, now: Timestamp) -> PackageEntry {
         PackageEntry {
             ecosystem: self.ecosystem.name().to_string(),
             name: self.name.clone(),
             version: self.version.clone(),
             kind: self.kind.name().to_string(),
             path: self.path.clone(),
-            first_seen: now.to_string(),
+            first_seen: now,
         }
     }
 }

@@ -8,12 +8,18 @@ use super::proto;
 use crate::attribution::workload::WorkloadKind;
 use crate::profile::model::{self as model, ApplicationProfile};
 
-/// An RFC 3339 time of the profile as a protobuf Timestamp; `None` when empty or unreadable
-/// (the persisted string is still in `Profile.json`).
+/// An RFC 3339 time (of an event or an anomaly) as a protobuf Timestamp; `None` when empty or
+/// unreadable.
 pub fn timestamp(rfc3339: &str) -> Option<Timestamp> {
     humantime::parse_rfc3339_weak(rfc3339)
         .ok()
         .map(Timestamp::from)
+}
+
+/// A time of the profile as a protobuf Timestamp (always `Some`: profile times are valid
+/// instants, `profile::time`).
+pub fn profile_time(t: model::Timestamp) -> Option<Timestamp> {
+    Some(Timestamp::from(t.to_system_time()))
 }
 
 /// The current time, for the `time` field of responses.
@@ -85,9 +91,9 @@ pub fn summary(p: &ApplicationProfile) -> proto::ProfileSummary {
         workload_kind: workload_kind(p.workload_kind).into(),
         status: status(p.status).into(),
         completeness: completeness(p.completeness).into(),
-        learning_started: timestamp(&p.learning_started),
-        ready_at: p.ready_at.as_deref().and_then(timestamp),
-        updated: timestamp(&p.updated),
+        learning_started: profile_time(p.learning_started),
+        ready_at: p.ready_at.and_then(profile_time),
+        updated: profile_time(p.updated),
         syscalls: count(p.syscalls.native.len() + p.syscalls.compat.len()),
         execs: count(p.execs.len()),
         egress: count(p.egress.len()),
@@ -112,13 +118,13 @@ pub fn profile(p: &ApplicationProfile) -> proto::Profile {
         status: status(p.status).into(),
         completeness: completeness(p.completeness).into(),
         partial_reasons: p.partial_reasons.clone(),
-        learning_started: timestamp(&p.learning_started),
+        learning_started: profile_time(p.learning_started),
         learning_period: prost_types::Duration::try_from(Duration::from_secs(
             p.learning_period_seconds,
         ))
         .ok(),
-        ready_at: p.ready_at.as_deref().and_then(timestamp),
-        updated: timestamp(&p.updated),
+        ready_at: p.ready_at.and_then(profile_time),
+        updated: profile_time(p.updated),
         nodes: p.nodes.clone(),
         pods: p.pods.clone(),
         labels: p.labels.clone().into_iter().collect(),
@@ -158,8 +164,8 @@ pub fn profile(p: &ApplicationProfile) -> proto::Profile {
                 path: f.path.clone(),
                 pattern: f.pattern.clone(),
                 count: f.count,
-                first_seen: timestamp(&f.first_seen),
-                last_seen: timestamp(&f.last_seen),
+                first_seen: profile_time(f.first_seen),
+                last_seen: profile_time(f.last_seen),
             })
             .collect(),
         overflow: Some(overflow(&p.overflow)),
@@ -183,8 +189,8 @@ fn exec(e: &model::ExecEntry) -> proto::Exec {
         path: e.path.clone(),
         args: e.args.clone(),
         count: e.count,
-        first_seen: timestamp(&e.first_seen),
-        last_seen: timestamp(&e.last_seen),
+        first_seen: profile_time(e.first_seen),
+        last_seen: profile_time(e.last_seen),
     }
 }
 
@@ -211,8 +217,8 @@ fn flow(f: &model::Flow) -> proto::Flow {
             max_bytes_recv_per_window: f.rate.max_bytes_recv_per_window,
             max_bytes_sent_per_connection: f.rate.max_bytes_sent_per_connection,
         }),
-        first_seen: timestamp(&f.first_seen),
-        last_seen: timestamp(&f.last_seen),
+        first_seen: profile_time(f.first_seen),
+        last_seen: profile_time(f.last_seen),
     }
 }
 

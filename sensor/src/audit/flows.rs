@@ -176,7 +176,7 @@ fn recorded(
         protocol,
         port: f.port,
         connections: f.connections,
-        last_seen: f.last_seen.clone(),
+        last_seen: f.last_seen.to_string(),
         flow: Flow {
             source,
             destination,

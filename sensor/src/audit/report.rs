@@ -205,7 +205,7 @@ mod tests {
 
     use super::*;
     use crate::drafts::netpol::network_policy_for_workload;
-    use crate::profile::model::{Flow, Peer, Protocol as P, RateStats, Resolver};
+    use crate::profile::model::{Flow, Peer, Protocol as P, RateStats, Resolver, Timestamp};
 
     fn flow(ip: &str, port: u16, protocol: P, last_seen: &str) -> Flow {
         Flow {
@@ -218,8 +218,8 @@ mod tests {
             bytes_sent: 0,
             bytes_recv: 0,
             rate: RateStats::default(),
-            first_seen: last_seen.into(),
-            last_seen: last_seen.into(),
+            first_seen: Timestamp::lit(last_seen),
+            last_seen: Timestamp::lit(last_seen),
         }
     }
 

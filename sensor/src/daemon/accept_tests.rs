@@ -34,13 +34,13 @@ use crate::{
     },
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ApplicationProfile, Flow, ProfileKey, Protocol, Resolver, Status},
+        model::{ApplicationProfile, Flow, ProfileKey, Protocol, Resolver, Status, Timestamp},
     },
 };
 
-const T0: &str = "2026-11-26T00:00:00Z";
-const T1: &str = "2026-11-26T00:00:30Z";
-const T2: &str = "2026-11-26T00:02:00Z";
+const T0: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
+const T1: Timestamp = Timestamp::lit("2026-11-26T00:00:30Z");
+const T2: Timestamp = Timestamp::lit("2026-11-26T00:02:00Z");
 const BEDROCK: &str = "bedrock-runtime.us-east-1.amazonaws.com";
 
 /// The entry points anomalies are raised from.
@@ -439,9 +439,10 @@ impl Bed {
         let mut out = Vec::new();
         let mut publish = |a: &Anomaly| out.push(a.clone());
         let who = self.key.attribution(WorkloadKind::Deployment);
+        let time = T2.to_string();
         let story = Story {
             who: &who,
-            time: T2,
+            time: &time,
             pid: None,
             processes: &processes,
             agent: None,

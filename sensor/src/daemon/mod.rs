@@ -50,7 +50,10 @@ use crate::{
         model::Anomaly,
     },
     metrics::{AnomalyCounts, CaptureSource, DaemonSource, Metrics},
-    profile::{model::PROFILE_VERSION, persist::StateDir},
+    profile::{
+        model::{PROFILE_VERSION, Timestamp},
+        persist::StateDir,
+    },
 };
 
 /// How often syscall bitmaps and flow counters are read into the profiles.
@@ -384,7 +387,7 @@ impl Agent {
             if let Some(key) = &key
                 && !observations.is_empty()
             {
-                record_tool_observations(&self.store, key, &observations, &ev.time);
+                record_tool_observations(&self.store, key, &observations, learner::event_time(&ev));
             }
             // After the learner: the container's profile exists by now.
             if let Some(audit) = self.netpol.as_mut() {
@@ -405,7 +408,8 @@ impl Agent {
     /// Syscall bitmaps and flow counters into the profiles; new syscalls of ready ones to the
     /// rules.
     fn poll_kernel(&mut self, pipeline: &mut Pipeline, collector: &crate::capture::Collector) {
-        let now = now_rfc3339();
+        let time = Timestamp::now();
+        let now = time.to_string();
         let sets = collector.syscall_sets.read_all();
         let flows = collector.flows.read_all();
         let names: std::collections::HashMap<(u64, IpAddr), Vec<String>> = flows
@@ -420,12 +424,12 @@ impl Agent {
             .collect();
         {
             let mut attribute = |cgroup_id: u64| pipeline.attributor.attribute(cgroup_id, 0);
-            self.learner.on_syscall_sets(&sets, &mut attribute, &now);
+            self.learner.on_syscall_sets(&sets, &mut attribute, time);
             self.learner.on_flows(
                 &flows,
                 &mut attribute,
                 &|cgroup_id, ip| names.get(&(cgroup_id, *ip)).cloned().unwrap_or_default(),
-                &now,
+                time,
             );
         }
         for (cgroup_id, set) in &sets {
@@ -458,9 +462,10 @@ impl Agent {
 
     /// A rate window ends: statistics for learning profiles, volume rules for ready ones.
     fn close_window(&mut self, pipeline: &mut Pipeline) {
-        let now = now_rfc3339();
+        let time = Timestamp::now();
+        let now = time.to_string();
         let seconds = self.settings.rate_window.as_secs();
-        let totals = self.learner.close_window(seconds, &now);
+        let totals = self.learner.close_window(seconds, time);
         for (key, id, total) in totals {
             let store = self.store.read().expect("profile store lock");
             let Some(profile) = store.get(&key) else {
@@ -520,7 +525,7 @@ fn record_tool_observations(
     store: &RwLock<ProfileStore>,
     key: &crate::profile::model::ProfileKey,
     observations: &[Observation],
-    now: &str,
+    now: Timestamp,
 ) {
     store
         .write()
@@ -562,10 +567,9 @@ fn flush_state(
     settings: &Settings,
     catalogue: &Catalogue,
 ) {
-    let now = now_rfc3339();
     let dirty = {
         let mut s = store.write().expect("profile store lock");
-        s.advance(&now);
+        s.advance(Timestamp::now());
         s.take_dirty()
     };
     for profile in &dirty {

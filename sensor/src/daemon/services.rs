@@ -10,7 +10,6 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use super::now_rfc3339;
 use crate::learn::store::ProfileStore;
 use crate::{
     api::{
@@ -24,7 +23,7 @@ use crate::{
         log,
         model::{Anomaly, RuleId},
     },
-    profile::model::{ApplicationProfile, Completeness, ProfileKey, Status},
+    profile::model::{ApplicationProfile, Completeness, ProfileKey, Status, Timestamp},
 };
 
 /// Rules whose recent firing keeps a workload from graduating to enforcement: the drafts would
@@ -169,12 +168,12 @@ impl Control for Controls {
             .ok_or(ControlError::UnknownSeq(seq))?;
         let (key, fold) = fold_of(&anomaly)?;
         let fold = fold.clone();
-        let now = now_rfc3339();
+        let now = Timestamp::now();
         let mut store = self.store.write().expect("profile store lock");
         let changed = store
             .with_profile(&key, |p| {
                 let before = allowed_behaviour(p);
-                fold_into(p, &fold, &now);
+                fold_into(p, &fold, now);
                 let changed = allowed_behaviour(p) != before;
                 (changed, changed)
             })
@@ -191,7 +190,7 @@ impl Control for Controls {
         let keys = self.store.write().expect("profile store lock").relearn(
             namespace,
             workload,
-            &now_rfc3339(),
+            Timestamp::now(),
         );
         if keys.is_empty() {
             return Err(ControlError::NoWorkload {
@@ -225,7 +224,7 @@ mod tests {
             key.clone(),
             WorkloadKind::Deployment,
             60,
-            "2026-11-26T00:00:00Z",
+            Timestamp::lit("2026-11-26T00:00:00Z"),
         );
         let now = SystemTime::now();
         let day = Duration::from_secs(86400);
@@ -233,7 +232,7 @@ mod tests {
         let g = graduation(&p, &fired, day, now);
         assert!(!g.ready_to_enforce);
         assert!(g.reasons[0].contains("still learning"));
-        p.advance("2026-11-26T00:01:00Z");
+        p.advance(Timestamp::lit("2026-11-26T00:01:00Z"));
         assert!(graduation(&p, &fired, day, now).ready_to_enforce);
         fired.insert(
             (key.clone(), RuleId::UnexpectedEgress),
@@ -252,7 +251,10 @@ mod tests {
             graduation(&p, &fired, day, now).ready_to_enforce,
             "old, or not blocking"
         );
-        p.mark_partial("started before the sensor", "2026-11-26T00:02:00Z");
+        p.mark_partial(
+            "started before the sensor",
+            Timestamp::lit("2026-11-26T00:02:00Z"),
+        );
         assert!(!graduation(&p, &fired, day, now).ready_to_enforce);
     }
 }

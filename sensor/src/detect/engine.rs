@@ -22,7 +22,7 @@ use crate::{
     attribution::{Attribution, processes::ProcessTable, workload::WorkloadKind},
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ApplicationProfile, ProfileKey, Status},
+        model::{ApplicationProfile, ProfileKey, Status, Timestamp},
     },
 };
 
@@ -367,7 +367,7 @@ const ONE_CONNECTION: FlowDelta = FlowDelta {
 
 /// Adds an accepted anomaly's behaviour to a profile (even a ready one). Returns a description
 /// of what was added.
-pub fn fold_into(profile: &mut ApplicationProfile, fold: &Fold, now: &str) -> String {
+pub fn fold_into(profile: &mut ApplicationProfile, fold: &Fold, now: Timestamp) -> String {
     // Folding bypasses the freeze of ready profiles: it is the user's decision.
     let status = profile.status;
     profile.status = Status::Learning;
@@ -462,7 +462,7 @@ pub fn fold_into(profile: &mut ApplicationProfile, fold: &Fold, now: &str) -> St
         }
     };
     profile.status = status;
-    profile.updated = now.to_string();
+    profile.updated = now;
     what
 }
 
@@ -551,9 +551,13 @@ mod tests {
             workload: "w".into(),
             container: "c".into(),
         };
-        let mut p =
-            ApplicationProfile::new(key, WorkloadKind::Deployment, 1, "2026-11-26T00:00:00Z");
-        p.advance("2026-11-26T00:00:05Z");
+        let mut p = ApplicationProfile::new(
+            key,
+            WorkloadKind::Deployment,
+            1,
+            Timestamp::lit("2026-11-26T00:00:00Z"),
+        );
+        p.advance(Timestamp::lit("2026-11-26T00:00:05Z"));
         p
     }
 
@@ -564,7 +568,7 @@ mod tests {
             path: "/usr/bin/curl".into(),
             args: vec!["curl".into(), "*".into()],
         };
-        let what = fold_into(&mut p, &fold, "2026-11-26T00:00:06Z");
+        let what = fold_into(&mut p, &fold, Timestamp::lit("2026-11-26T00:00:06Z"));
         assert!(what.contains("/usr/bin/curl"));
         assert_eq!(p.status, Status::Ready, "still ready");
         assert_eq!(p.execs.len(), 1);
@@ -572,7 +576,7 @@ mod tests {
             !p.record_exec(
                 "/usr/bin/curl",
                 &["curl".into(), "x".into()],
-                "2026-11-26T00:00:07Z"
+                Timestamp::lit("2026-11-26T00:00:07Z")
             ) || p.execs.len() == 1
         );
     }
@@ -598,13 +602,13 @@ mod tests {
         ];
         for fold in &folds {
             let before = allowed_behaviour(&p);
-            fold_into(&mut p, fold, "2026-11-26T00:00:06Z");
+            fold_into(&mut p, fold, Timestamp::lit("2026-11-26T00:00:06Z"));
             assert!(
                 allowed_behaviour(&p) != before,
                 "first accept of {fold:?} adds it"
             );
             let before = allowed_behaviour(&p);
-            fold_into(&mut p, fold, "2026-11-26T00:00:07Z");
+            fold_into(&mut p, fold, Timestamp::lit("2026-11-26T00:00:07Z"));
             assert!(
                 allowed_behaviour(&p) == before,
                 "second accept of {fold:?} adds nothing"

@@ -19,7 +19,7 @@ use crate::{
     },
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ApplicationProfile, ProfileKey, Protocol, Resolver},
+        model::{ApplicationProfile, ProfileKey, Protocol, Resolver, Timestamp},
         persist::StateDir,
     },
 };
@@ -78,7 +78,7 @@ pub enum BenchCommand {
     BenchStream(stream::StreamArgs),
 }
 
-const T: &str = "2026-11-26T00:00:00Z";
+const T: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
 
 /// A profile shaped like a busy agent workload: ~90 syscalls, 24 execs, 40 egress peers with
 /// names, 8 ingress peers, 30 DNS names, 6 sensitive files.

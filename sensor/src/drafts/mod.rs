@@ -196,7 +196,7 @@ pub(crate) mod testutil {
     use crate::attribution::workload::WorkloadKind;
     use crate::profile::model::{
         ApplicationProfile, Completeness, DnsName, ExecEntry, Flow, Overflow, PROFILE_VERSION,
-        Peer, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls,
+        Peer, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, Timestamp,
     };
 
     pub fn testdata(name: &str) -> PathBuf {
@@ -230,7 +230,7 @@ pub(crate) mod testutil {
     /// A realistic ready, full profile (shop/checkout, one egress flow to api.stripe.com),
     /// for the render tests and the later stages' tests.
     pub fn sample_profile(key: ProfileKey) -> ApplicationProfile {
-        let t = |s: &str| format!("2025-06-02T{s}Z");
+        let t = |s: &str| Timestamp::parse(&format!("2025-06-02T{s}Z")).unwrap();
         ApplicationProfile {
             version: PROFILE_VERSION,
             key,
@@ -437,8 +437,8 @@ pub(crate) mod testutil {
                 bytes_sent: 1,
                 bytes_recv: 1,
                 rate: RateStats::default(),
-                first_seen: "2025-06-01T00:00:00Z".into(),
-                last_seen: "2025-06-01T00:00:00Z".into(),
+                first_seen: Timestamp::lit("2025-06-01T00:00:00Z"),
+                last_seen: Timestamp::lit("2025-06-01T00:00:00Z"),
             })
     }
 

@@ -17,7 +17,7 @@ use crate::{
     capture::syscall_sets::named,
     profile::{
         builder::{Direction, FlowDelta, FlowId},
-        model::{ApplicationProfile, Peer, ProfileKey, Protocol, Resolver},
+        model::{ApplicationProfile, Peer, ProfileKey, Protocol, Resolver, Timestamp},
         runtime,
     },
 };
@@ -118,8 +118,18 @@ pub struct Learner {
     packages: Option<PackageScanner>,
 }
 
+/// The time of an event, for its profile. Event times are the kernel clock's, written by
+/// `clock::BootClock::rfc3339`: one that does not read is a bug upstream, and the wall clock is
+/// the closest stand-in.
+pub fn event_time(ev: &Event) -> Timestamp {
+    Timestamp::parse(&ev.time).unwrap_or_else(|e| {
+        tracing::warn!(time = %ev.time, "event time: {e}");
+        Timestamp::now()
+    })
+}
+
 /// Labels and the exact workload kind of the event's pod, when the API knows them.
-fn record_identity(p: &mut ApplicationProfile, who: &Attribution, now: &str) -> bool {
+fn record_identity(p: &mut ApplicationProfile, who: &Attribution, now: Timestamp) -> bool {
     let exact_kind = who.workload_kind.filter(|_| who.workload_from_api);
     p.record_identity(who.labels.as_deref(), exact_kind, now)
 }
@@ -159,7 +169,7 @@ impl Learner {
         let Some((key, kind)) = profile_key(&ev.who) else {
             return;
         };
-        let now = ev.time.clone();
+        let now = event_time(ev);
         // The container's own programs only: the runtime's processes (runc init before its
         // pivot_root) still see the host's filesystem.
         if let (
@@ -172,7 +182,7 @@ impl Learner {
         ) = (&self.packages, &ev.who.container_id, ev.pid, &ev.detail)
             && !runtime::is_runtime_reexec(path, exe.as_deref(), args)
         {
-            scanner.on_process(&key, container_id, pid, &now);
+            scanner.on_process(&key, container_id, pid, now);
         }
         let cgroup_id = ev.who.cgroup_id;
         let preexisting = self.preexisting.contains(&cgroup_id);
@@ -228,17 +238,17 @@ impl Learner {
         };
         let node = self.node.clone();
         let mut store = self.store.write().expect("profile store lock");
-        store.update(&key, kind, &now, preexisting, &pod, &node, |p| {
-            let identity = record_identity(p, &ev.who, &now);
+        store.update(&key, kind, now, preexisting, &pod, &node, |p| {
+            let identity = record_identity(p, &ev.who, now);
             identity
                 | match &ev.detail {
                     Detail::Exec {
                         path, exe, args, ..
                     } => {
                         !runtime::is_runtime_reexec(path, exe.as_deref(), args)
-                            && p.record_exec(path, args, &now)
+                            && p.record_exec(path, args, now)
                     }
-                    Detail::File { path, pattern, .. } => p.record_file(path, pattern, &now),
+                    Detail::File { path, pattern, .. } => p.record_file(path, pattern, now),
                     Detail::Syscalls {
                         native,
                         compat,
@@ -246,8 +256,8 @@ impl Learner {
                         setup_compat,
                         ..
                     } => {
-                        p.record_syscalls(native, compat, &now)
-                            | p.record_runtime_setup(setup_native, setup_compat, &now)
+                        p.record_syscalls(native, compat, now)
+                            | p.record_runtime_setup(setup_native, setup_compat, now)
                     }
                     Detail::Dns {
                         question,
@@ -261,14 +271,14 @@ impl Learner {
                             cluster_dns: resolv.cluster_search
                                 && resolv.nameservers.contains(server_ip),
                         };
-                        p.record_dns(question, &addresses, resolver, &now)
+                        p.record_dns(question, &addresses, resolver, now)
                     }
                     Detail::Flow { remote_names, .. } => match &flow_final {
                         Some((id, d, peer)) => {
-                            p.record_flow(*id, *d, remote_names, &now)
+                            p.record_flow(*id, *d, remote_names, now)
                                 | peer
                                     .as_ref()
-                                    .is_some_and(|peer| p.record_peer(*id, peer, &now))
+                                    .is_some_and(|peer| p.record_peer(*id, peer, now))
                         }
                         None => false,
                     },
@@ -283,7 +293,7 @@ impl Learner {
         &mut self,
         sets: &[(u64, SyscallSet)],
         attribute: &mut dyn FnMut(u64) -> Arc<Attribution>,
-        now: &str,
+        now: Timestamp,
     ) {
         let mut store = self.store.write().expect("profile store lock");
         for (cgroup_id, set) in sets {
@@ -308,7 +318,7 @@ impl Learner {
         flows: &[(FlowKey, FlowStats)],
         attribute: &mut dyn FnMut(u64) -> Arc<Attribution>,
         names: &dyn Fn(u64, &IpAddr) -> Vec<String>,
-        now: &str,
+        now: Timestamp,
     ) {
         let mut store = self.store.write().expect("profile store lock");
         for (kkey, stats) in flows {
@@ -342,7 +352,7 @@ impl Learner {
     pub fn close_window(
         &mut self,
         window_seconds: u64,
-        now: &str,
+        now: Timestamp,
     ) -> Vec<(ProfileKey, FlowId, FlowDelta)> {
         let mut store = self.store.write().expect("profile store lock");
         let mut totals = Vec::with_capacity(self.window.len());

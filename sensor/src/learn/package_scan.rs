@@ -11,7 +11,7 @@ use std::{
 use super::store::ProfileStore;
 use crate::{
     ai::{Catalogue, packages},
-    profile::model::ProfileKey,
+    profile::model::{ProfileKey, Timestamp},
 };
 
 /// Containers remembered as scanned at most; past it the set starts over (a container may
@@ -43,7 +43,7 @@ impl PackageScanner {
 
     /// A process of container `container_id` (profile `key`) was seen: scan its root once.
     /// Does nothing outside a tokio runtime (unit tests of the learner).
-    pub fn on_process(&self, key: &ProfileKey, container_id: &str, pid: u32, now: &str) {
+    pub fn on_process(&self, key: &ProfileKey, container_id: &str, pid: u32, now: Timestamp) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -61,7 +61,7 @@ impl PackageScanner {
         let own_root = self.proc_root.join("self/root");
         let (store, scanned, catalogue) =
             (self.store.clone(), self.scanned.clone(), self.catalogue);
-        let (key, container_id, now) = (key.clone(), container_id.to_string(), now.to_string());
+        let (key, container_id, now) = (key.clone(), container_id.to_string(), now);
         runtime.spawn_blocking(move || {
             // The process is gone, not ours to read, or not in its container's filesystem yet
             // (the same root as the sensor's): let a later process of the container retry.
@@ -81,11 +81,11 @@ impl PackageScanner {
             if found.is_empty() {
                 return;
             }
-            let entries: Vec<_> = found.iter().map(|f| f.entry(&now)).collect();
+            let entries: Vec<_> = found.iter().map(|f| f.entry(now)).collect();
             store
                 .write()
                 .expect("profile store lock")
-                .update_existing(&key, |p| p.record_packages(&entries, &now));
+                .update_existing(&key, |p| p.record_packages(&entries, now));
         });
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use crate::{
     attribution::workload::WorkloadKind,
-    profile::model::{ApplicationProfile, ProfileKey},
+    profile::model::{ApplicationProfile, ProfileKey, Timestamp},
 };
 
 /// Why a profile is partial when its first container predates the sensor.
@@ -62,7 +62,7 @@ impl ProfileStore {
         &mut self,
         key: &ProfileKey,
         kind: WorkloadKind,
-        now: &str,
+        now: Timestamp,
         preexisting: bool,
         pod: &str,
         node: &str,
@@ -101,7 +101,7 @@ impl ProfileStore {
     }
 
     /// Moves profiles whose learning period is over to `ready`.
-    pub fn advance(&mut self, now: &str) -> Vec<ProfileKey> {
+    pub fn advance(&mut self, now: Timestamp) -> Vec<ProfileKey> {
         let mut ready = Vec::new();
         for (key, slot) in &mut self.profiles {
             if slot.profile.advance(now) {
@@ -147,7 +147,7 @@ impl ProfileStore {
     }
 
     /// Restarts learning for every container of a workload; returns the profiles restarted.
-    pub fn relearn(&mut self, namespace: &str, workload: &str, now: &str) -> Vec<ProfileKey> {
+    pub fn relearn(&mut self, namespace: &str, workload: &str, now: Timestamp) -> Vec<ProfileKey> {
         let mut keys = Vec::new();
         for (key, slot) in &mut self.profiles {
             if key.namespace == namespace && key.workload == workload {
@@ -187,7 +187,7 @@ mod tests {
     use super::*;
     use crate::profile::model::{Completeness, Status};
 
-    const T0: &str = "2026-11-26T00:00:00Z";
+    const T0: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
 
     fn key(c: &str) -> ProfileKey {
         ProfileKey {
@@ -284,8 +284,11 @@ mod tests {
             |_| false,
         );
         s.take_dirty();
-        assert!(s.advance("2026-11-26T00:00:59Z").is_empty());
-        assert_eq!(s.advance("2026-11-26T00:01:00Z"), vec![key("app")]);
+        assert!(s.advance(Timestamp::lit("2026-11-26T00:00:59Z")).is_empty());
+        assert_eq!(
+            s.advance(Timestamp::lit("2026-11-26T00:01:00Z")),
+            vec![key("app")]
+        );
         assert_eq!(s.get(&key("app")).unwrap().status, Status::Ready);
         assert_eq!(s.take_dirty().len(), 1);
     }

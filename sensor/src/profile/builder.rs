@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use super::{
     model::{
         ApplicationProfile, Completeness, DnsName, ExecEntry, FileEntry, Flow, PROFILE_VERSION,
-        PackageEntry, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, ToolEntry, caps,
+        PackageEntry, ProfileKey, Protocol, RateStats, Resolver, Status, Syscalls, Timestamp,
+        ToolEntry, caps,
     },
     normalize::{args_match, glob, normalize_args},
 };
@@ -58,7 +59,7 @@ impl ApplicationProfile {
         key: ProfileKey,
         workload_kind: WorkloadKind,
         learning_period_seconds: u64,
-        now: &str,
+        now: Timestamp,
     ) -> Self {
         Self {
             version: PROFILE_VERSION,
@@ -67,10 +68,10 @@ impl ApplicationProfile {
             status: Status::Learning,
             completeness: Completeness::Full,
             partial_reasons: Vec::new(),
-            learning_started: now.to_string(),
+            learning_started: now,
             learning_period_seconds,
             ready_at: None,
-            updated: now.to_string(),
+            updated: now,
             nodes: Vec::new(),
             pods: Vec::new(),
             labels: Default::default(),
@@ -92,13 +93,13 @@ impl ApplicationProfile {
         self.status == Status::Learning
     }
 
-    fn touched(&mut self, now: &str) -> bool {
-        self.updated = now.to_string();
+    fn touched(&mut self, now: Timestamp) -> bool {
+        self.updated = now;
         true
     }
 
     /// Marks the profile partial (idempotent per reason).
-    pub fn mark_partial(&mut self, reason: &str, now: &str) -> bool {
+    pub fn mark_partial(&mut self, reason: &str, now: Timestamp) -> bool {
         if self.partial_reasons.iter().any(|r| r == reason) {
             return false;
         }
@@ -108,7 +109,7 @@ impl ApplicationProfile {
     }
 
     /// A pod (replica) and node that contributed.
-    pub fn add_pod(&mut self, pod: &str, node: &str, now: &str) -> bool {
+    pub fn add_pod(&mut self, pod: &str, node: &str, now: Timestamp) -> bool {
         let mut changed = false;
         if !self.pods.iter().any(|p| p == pod) && self.pods.len() < caps::PODS {
             self.pods.push(pod.to_string());
@@ -122,7 +123,12 @@ impl ApplicationProfile {
     }
 
     /// Syscall names seen (native and compat ABI).
-    pub fn record_syscalls(&mut self, native: &[String], compat: &[String], now: &str) -> bool {
+    pub fn record_syscalls(
+        &mut self,
+        native: &[String],
+        compat: &[String],
+        now: Timestamp,
+    ) -> bool {
         if !self.learning() {
             return false;
         }
@@ -137,7 +143,7 @@ impl ApplicationProfile {
         &mut self,
         native: &[String],
         compat: &[String],
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         if !self.learning() {
             return false;
@@ -149,7 +155,7 @@ impl ApplicationProfile {
     }
 
     /// A program run. Arguments are normalised (dynamic parts collapsed) before matching.
-    pub fn record_exec(&mut self, path: &str, args: &[String], now: &str) -> bool {
+    pub fn record_exec(&mut self, path: &str, args: &[String], now: Timestamp) -> bool {
         let args = normalize_args(args);
         if let Some(e) = self
             .execs
@@ -157,7 +163,7 @@ impl ApplicationProfile {
             .find(|e| glob(&e.path, path) && args_match(&e.args, &args))
         {
             e.count += 1;
-            e.last_seen = now.to_string();
+            e.last_seen = now;
             return self.touched(now);
         }
         if !self.learning() {
@@ -172,17 +178,17 @@ impl ApplicationProfile {
             path: path.to_string(),
             args,
             count: 1,
-            first_seen: now.to_string(),
-            last_seen: now.to_string(),
+            first_seen: now,
+            last_seen: now,
         });
         self.touched(now)
     }
 
     /// An open of a sensitive path.
-    pub fn record_file(&mut self, path: &str, pattern: &str, now: &str) -> bool {
+    pub fn record_file(&mut self, path: &str, pattern: &str, now: Timestamp) -> bool {
         if let Some(f) = self.files.iter_mut().find(|f| f.path == path) {
             f.count += 1;
-            f.last_seen = now.to_string();
+            f.last_seen = now;
             return self.touched(now);
         }
         if !self.learning() {
@@ -197,14 +203,14 @@ impl ApplicationProfile {
             path: path.to_string(),
             pattern: pattern.to_string(),
             count: 1,
-            first_seen: now.to_string(),
-            last_seen: now.to_string(),
+            first_seen: now,
+            last_seen: now,
         });
         self.touched(now)
     }
 
     /// A command whose process called a model API (the agent). Identity: any state.
-    pub fn record_agent_program(&mut self, command: &str, now: &str) -> bool {
+    pub fn record_agent_program(&mut self, command: &str, now: Timestamp) -> bool {
         if self.agent_programs.iter().any(|p| p == command)
             || self.agent_programs.len() >= caps::AGENT_PROGRAMS
         {
@@ -222,7 +228,7 @@ impl ApplicationProfile {
         path: &str,
         args: &[String],
         failed: Option<bool>,
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         let args = normalize_args(args);
         if let Some(t) = self
@@ -235,7 +241,7 @@ impl ApplicationProfile {
                 Some(true) => t.failures += 1,
                 Some(false) => return false,
             }
-            t.last_seen = now.to_string();
+            t.last_seen = now;
             return self.touched(now);
         }
         if !self.learning() || failed.is_some() {
@@ -251,15 +257,15 @@ impl ApplicationProfile {
             args,
             invocations: 1,
             failures: 0,
-            first_seen: now.to_string(),
-            last_seen: now.to_string(),
+            first_seen: now,
+            last_seen: now,
         });
         self.touched(now)
     }
 
     /// Packages found in a container of this profile: new ones are added, a known one takes
     /// the newest version seen. An inventory, not behaviour: recorded in any state.
-    pub fn record_packages(&mut self, found: &[PackageEntry], now: &str) -> bool {
+    pub fn record_packages(&mut self, found: &[PackageEntry], now: Timestamp) -> bool {
         let mut changed = false;
         for f in found {
             match self
@@ -274,7 +280,7 @@ impl ApplicationProfile {
                 Some(_) => {}
                 None => {
                     self.packages.push(PackageEntry {
-                        first_seen: now.to_string(),
+                        first_seen: now,
                         ..f.clone()
                     });
                     changed = true;
@@ -295,7 +301,7 @@ impl ApplicationProfile {
         name: &str,
         addresses: &[IpAddr],
         resolver: Resolver,
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         let mut changed = false;
         if !self.resolvers.iter().any(|r| r.ip == resolver.ip) && self.learning() {
@@ -355,7 +361,7 @@ impl ApplicationProfile {
         id: FlowId,
         delta: FlowDelta,
         names: &[String],
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         let learning = self.learning();
         let (flows, overflow, cap) = match id.direction {
@@ -384,8 +390,8 @@ impl ApplicationProfile {
                     bytes_sent: 0,
                     bytes_recv: 0,
                     rate: RateStats::default(),
-                    first_seen: now.to_string(),
-                    last_seen: now.to_string(),
+                    first_seen: now,
+                    last_seen: now,
                 });
                 flows.last_mut().expect("just pushed")
             }
@@ -393,7 +399,7 @@ impl ApplicationProfile {
         flow.connections += delta.connections;
         flow.bytes_sent += delta.bytes_sent;
         flow.bytes_recv += delta.bytes_recv;
-        flow.last_seen = now.to_string();
+        flow.last_seen = now;
         for n in names.iter().filter(|_| learning) {
             if !flow.dns_names.contains(n) && flow.dns_names.len() < caps::NAMES_PER_PEER {
                 flow.dns_names.push(n.clone());
@@ -410,7 +416,7 @@ impl ApplicationProfile {
         &mut self,
         labels: Option<&std::collections::BTreeMap<String, String>>,
         exact_kind: Option<WorkloadKind>,
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         let mut changed = false;
         if let Some(kind) = exact_kind.filter(|k| *k != self.workload_kind) {
@@ -439,7 +445,7 @@ impl ApplicationProfile {
 
     /// The pod and workload at the other end of a recorded flow (Kubernetes API), while
     /// learning: a ready baseline's policy must not change because an address changed hands.
-    pub fn record_peer(&mut self, id: FlowId, peer: &super::model::Peer, now: &str) -> bool {
+    pub fn record_peer(&mut self, id: FlowId, peer: &super::model::Peer, now: Timestamp) -> bool {
         if !self.learning() {
             return false;
         }
@@ -466,7 +472,7 @@ impl ApplicationProfile {
         id: FlowId,
         total: FlowDelta,
         window_seconds: u64,
-        now: &str,
+        now: Timestamp,
     ) -> bool {
         if total.is_zero() || !self.learning() {
             return false;
@@ -496,27 +502,21 @@ impl ApplicationProfile {
     }
 
     /// Moves `learning -> ready` once the learning period has passed.
-    pub fn advance(&mut self, now: &str) -> bool {
+    pub fn advance(&mut self, now: Timestamp) -> bool {
         if self.status != Status::Learning {
             return false;
         }
-        let (Ok(started), Ok(t)) = (
-            humantime::parse_rfc3339_weak(&self.learning_started),
-            humantime::parse_rfc3339_weak(now),
-        ) else {
-            return false;
-        };
-        let elapsed = t.duration_since(started).unwrap_or_default();
+        let elapsed = now.duration_since(self.learning_started);
         if elapsed.as_secs() < self.learning_period_seconds {
             return false;
         }
         self.status = Status::Ready;
-        self.ready_at = Some(now.to_string());
+        self.ready_at = Some(now);
         self.touched(now)
     }
 
     /// Restarts learning from `now` (the baseline is cleared).
-    pub fn relearn(&mut self, now: &str) {
+    pub fn relearn(&mut self, now: Timestamp) {
         let fresh = ApplicationProfile::new(
             self.key.clone(),
             self.workload_kind,
@@ -542,9 +542,9 @@ fn merge_sorted(into: &mut Vec<String>, names: &[String]) -> bool {
 mod tests {
     use super::*;
 
-    const T0: &str = "2026-11-26T00:00:00Z";
-    const T1: &str = "2026-11-26T00:00:30Z";
-    const T2: &str = "2026-11-26T00:02:00Z";
+    const T0: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
+    const T1: Timestamp = Timestamp::lit("2026-11-26T00:00:30Z");
+    const T2: Timestamp = Timestamp::lit("2026-11-26T00:02:00Z");
 
     fn profile() -> ApplicationProfile {
         let key = ProfileKey {
@@ -577,7 +577,7 @@ mod tests {
         assert!(!p.advance(T1), "period not over");
         assert!(p.advance(T2));
         assert_eq!(p.status, Status::Ready);
-        assert_eq!(p.ready_at.as_deref(), Some(T2));
+        assert_eq!(p.ready_at, Some(T2));
         assert!(!p.record_syscalls(&s(&["ptrace"]), &[], T2), "frozen");
         assert!(!p.syscalls.native.contains(&"ptrace".to_string()));
     }

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::time::Timestamp;
 /// Defined with attribution (which names flow peers); part of the profile format.
 pub use crate::attribution::Peer;
 use crate::attribution::workload::WorkloadKind;
@@ -90,12 +91,12 @@ pub struct ApplicationProfile {
     /// Why the profile is partial (e.g. "container started before the sensor").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partial_reasons: Vec<String>,
-    /// RFC 3339 times.
-    pub learning_started: String,
+    /// RFC 3339 times (`profile::time`).
+    pub learning_started: Timestamp,
     pub learning_period_seconds: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_at: Option<String>,
-    pub updated: String,
+    pub ready_at: Option<Timestamp>,
+    pub updated: Timestamp,
     /// Node(s) that contributed.
     #[serde(default)]
     pub nodes: Vec<String>,
@@ -148,8 +149,8 @@ pub struct ToolEntry {
     pub invocations: u64,
     #[serde(default)]
     pub failures: u64,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 /// A catalogued package found installed in the container (`ai::packages`).
@@ -165,7 +166,7 @@ pub struct PackageEntry {
     pub kind: String,
     /// Where, inside the container.
     pub path: String,
-    pub first_seen: String,
+    pub first_seen: Timestamp,
 }
 
 /// Syscall names (sorted), native ABI and 32-bit compat ABI apart: the workload's, i.e. what the
@@ -211,8 +212,8 @@ pub struct ExecEntry {
     pub path: String,
     pub args: Vec<String>,
     pub count: u64,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -241,13 +242,13 @@ pub struct Flow {
     pub bytes_sent: u64,
     pub bytes_recv: u64,
     pub rate: RateStats,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 #[cfg(test)]
 impl Flow {
-    /// A flow for unit tests: one connection, no bytes, no peer pod, no times.
+    /// A flow for unit tests: one connection, no bytes, no peer pod, times at the epoch.
     pub fn sample(ip: &str, port: u16, protocol: Protocol, dns_names: &[&str]) -> Flow {
         Flow {
             ip: ip.parse().expect("test address"),
@@ -259,8 +260,8 @@ impl Flow {
             bytes_sent: 0,
             bytes_recv: 0,
             rate: RateStats::default(),
-            first_seen: String::new(),
-            last_seen: String::new(),
+            first_seen: Timestamp::UNIX_EPOCH,
+            last_seen: Timestamp::UNIX_EPOCH,
         }
     }
 }
@@ -311,8 +312,8 @@ pub struct FileEntry {
     pub path: String,
     pub pattern: String,
     pub count: u64,
-    pub first_seen: String,
-    pub last_seen: String,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
 }
 
 /// Which caps were hit (entries beyond them were not recorded).

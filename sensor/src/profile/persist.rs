@@ -263,7 +263,12 @@ mod tests {
             workload: "agent".into(),
             container: container.into(),
         };
-        ApplicationProfile::new(key, WorkloadKind::Deployment, 3600, "2026-11-26T00:00:00Z")
+        ApplicationProfile::new(
+            key,
+            WorkloadKind::Deployment,
+            3600,
+            crate::profile::time::Timestamp::lit("2026-11-26T00:00:00Z"),
+        )
     }
 
     #[test]
@@ -317,6 +322,51 @@ mod tests {
         fs::write(dir.join("torn.json"), "again").unwrap();
         let bad = state.load_profiles().quarantined;
         assert_eq!(bad[0].moved_to, dir.join("torn.json.corrupt.1"));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_profile_with_an_unreadable_time_is_quarantined() {
+        let root = tempdir("time");
+        let state = StateDir::new(&root);
+        state.write_profile(&profile("good")).unwrap();
+        let path = root.join("profiles/team-a/agent/app.json");
+        let mut json = serde_json::to_value(profile("app")).unwrap();
+        json["updated"] = "yesterday".into();
+        fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+        let loaded = state.load_profiles();
+        assert_eq!(loaded.profiles.len(), 1);
+        assert_eq!(loaded.quarantined.len(), 1);
+        let bad = &loaded.quarantined[0];
+        assert_eq!(bad.original, path);
+        assert!(bad.reason.contains("time `yesterday`"), "{}", bad.reason);
+        assert!(
+            root.join("profiles/team-a/agent/app.json.corrupt")
+                .is_file()
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn the_persisted_form_is_kept_byte_for_byte() {
+        // Daemon times (whole seconds) and kernel event times (nanoseconds) side by side, as an
+        // earlier sensor wrote them.
+        let root = tempdir("bytes");
+        let state = StateDir::new(&root);
+        state.write_profile(&profile("app")).unwrap();
+        let path = root.join("profiles/team-a/agent/app.json");
+        let written = fs::read_to_string(&path).unwrap();
+        let text = written.replacen(
+            "\"updated\": \"2026-11-26T00:00:00Z\"",
+            "\"updated\": \"2026-11-26T00:16:17.123456789Z\"",
+            1,
+        );
+        assert_ne!(text, written);
+        fs::write(&path, &text).unwrap();
+        let loaded = state.load_profiles();
+        assert!(loaded.quarantined.is_empty());
+        state.write_profile(&loaded.profiles[0]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), text);
         fs::remove_dir_all(&root).unwrap();
     }
 

@@ -156,8 +156,8 @@ impl LiveAudit {
             bytes_sent: 0,
             bytes_recv: 0,
             rate: RateStats::default(),
-            first_seen: ev.time.clone(),
-            last_seen: ev.time.clone(),
+            first_seen: learner::event_time(ev),
+            last_seen: learner::event_time(ev),
         };
         let Some(recorded) = verdict::recorded_flow(profile, direction, flow) else {
             return;

@@ -438,7 +438,7 @@ mod tests {
     use crate::{
         ai::tools::{ChainProcess, ChainTool},
         attribution::workload::WorkloadKind,
-        profile::model::{ProfileKey, Protocol},
+        profile::model::{ProfileKey, Protocol, Timestamp},
     };
 
     fn s(v: &[&str]) -> Vec<String> {
@@ -454,12 +454,12 @@ mod tests {
             workload: "assistant".into(),
             container: "agent".into(),
         };
-        let mut p =
-            ApplicationProfile::new(key, WorkloadKind::Deployment, 1, "2026-11-26T00:00:00Z");
+        let t0 = Timestamp::lit("2026-11-26T00:00:00Z");
+        let mut p = ApplicationProfile::new(key, WorkloadKind::Deployment, 1, t0);
         p.egress = vec![Flow::sample("10.0.0.5", 443, Protocol::Tcp, &[BEDROCK])];
-        p.record_exec("/usr/bin/python3", &s(&["python3", "agent.py"]), "t");
-        p.record_exec("/bin/sh", &s(&["sh", "-c", "ls /data"]), "t");
-        p.advance("2026-11-26T00:00:05Z");
+        p.record_exec("/usr/bin/python3", &s(&["python3", "agent.py"]), t0);
+        p.record_exec("/bin/sh", &s(&["sh", "-c", "ls /data"]), t0);
+        p.advance(Timestamp::lit("2026-11-26T00:00:05Z"));
         assert_eq!(p.status, Status::Ready);
         p
     }

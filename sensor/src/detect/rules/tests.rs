@@ -10,12 +10,12 @@ use crate::{
     attribution::event::DnsAnswerRecord,
     attribution::{Attribution, Scope, workload::WorkloadKind},
     detect::model::{RuleId, Severity},
-    profile::model::{ExecEntry, Flow, ProfileKey, Protocol, Resolver},
+    profile::model::{ExecEntry, Flow, ProfileKey, Protocol, Resolver, Timestamp},
 };
 
-const T0: &str = "2026-11-26T00:00:00Z";
-const T1: &str = "2026-11-26T00:00:30Z";
-const T2: &str = "2026-11-26T00:02:00Z";
+const T0: Timestamp = Timestamp::lit("2026-11-26T00:00:00Z");
+const T1: Timestamp = Timestamp::lit("2026-11-26T00:00:30Z");
+const T2: Timestamp = Timestamp::lit("2026-11-26T00:02:00Z");
 
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
@@ -225,8 +225,8 @@ fn baseline_path_globs_match_like_the_builder() {
         path: "/tmp/tmp.*/run.sh".into(),
         args: s(&["run.sh"]),
         count: 1,
-        first_seen: T1.into(),
-        last_seen: T1.into(),
+        first_seen: T1,
+        last_seen: T1,
     });
     let p = make_ready(p);
     assert!(run(&p, &exec("/tmp/tmp.Xk3j9QpZ/run.sh", &["run.sh"])).is_empty());
