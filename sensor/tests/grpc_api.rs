@@ -179,15 +179,15 @@ fn all_profiles() -> Vec<ApplicationProfile> {
 
 // ---- harness ----
 
-struct Agent {
+struct Daemon {
     _dir: tempfile::TempDir,
     socket: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: tokio::task::JoinHandle<Result<(), api::ApiError>>,
 }
 
-impl Agent {
-    async fn start() -> Agent {
+impl Daemon {
+    async fn start() -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         // A directory that does not exist yet: the server creates it.
         let socket = dir.path().join("run/sensor.sock");
@@ -214,7 +214,7 @@ impl Agent {
             "no socket at {} after 5 s",
             socket.display()
         );
-        Agent {
+        Daemon {
             _dir: dir,
             socket,
             stop: Some(stop),
@@ -271,7 +271,7 @@ fn keys(r: &proto::ListProfilesResponse) -> Vec<String> {
 
 #[tokio::test]
 async fn list_profiles_with_filters() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
     let list = |namespace: &str, workload: &str| ListProfilesRequest {
         namespace: namespace.into(),
@@ -350,7 +350,7 @@ async fn list_profiles_with_filters() {
 
 #[tokio::test]
 async fn get_profile_is_typed_and_carries_the_persisted_json() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
     let p = c
         .get_profile(pref("shop", "checkout", "app"))
@@ -413,7 +413,7 @@ async fn get_profile_is_typed_and_carries_the_persisted_json() {
 
 #[tokio::test]
 async fn unknown_names_are_not_found_and_bad_fields_invalid_argument() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
 
     for (r, message) in [
@@ -505,7 +505,7 @@ async fn unknown_names_are_not_found_and_bad_fields_invalid_argument() {
 
 #[tokio::test]
 async fn seccomp_drafts_enforce_audit_and_notes() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
     let get = |r: ProfileRef, mode: SeccompMode, format: SeccompFormat| SeccompRequest {
         r#ref: Some(r),
@@ -634,7 +634,7 @@ async fn seccomp_drafts_enforce_audit_and_notes() {
 async fn network_policy_drafts_parse_back() {
     use k8s_openapi::api::networking::v1::NetworkPolicy;
 
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
     let get = |flavor: NetworkPolicyFlavor, format: PolicyFormat| NetworkPolicyRequest {
         namespace: "shop".into(),
@@ -714,7 +714,7 @@ async fn network_policy_drafts_parse_back() {
 
 #[tokio::test]
 async fn get_agents_filters_by_namespace_and_agent_behaviour() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut client = agent.client().await;
     let mut get = async |namespace: &str, all: bool| {
         client
@@ -775,7 +775,7 @@ async fn socket_mode_health_and_reflection() {
     };
     use tonic_reflection::pb::{v1, v1alpha};
 
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mode = std::fs::metadata(&agent.socket)
         .unwrap()
         .permissions()
@@ -966,7 +966,7 @@ fn stderr(o: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reaches_the_agent() {
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let server = agent.server_flag();
 
     let out = sensor(&["profiles", "list", "--server", &server]).await;
@@ -1155,7 +1155,7 @@ async fn cli_works_offline_from_saved_profiles() {
     );
 
     // The same bytes as the agent would serve.
-    let agent = Agent::start().await;
+    let agent = Daemon::start().await;
     let mut c = agent.client().await;
     let served = c
         .get_seccomp_profile(SeccompRequest {

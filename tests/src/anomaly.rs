@@ -16,7 +16,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::agent::Agent;
+use crate::daemon::Daemon;
 use crate::jsonl::JsonLines;
 use crate::sensor::Sensor;
 
@@ -100,7 +100,7 @@ pub fn describe(records: &[Value]) -> String {
 }
 
 /// `sensor watch --json --server <agent> <args...>`, running.
-pub fn watch(agent: &Agent, args: &[&str]) -> JsonLines {
+pub fn watch(agent: &Daemon, args: &[&str]) -> JsonLines {
     let mut cmd = Command::new(Sensor::binary());
     cmd.args(["watch", "--json", "--server", &agent.server()])
         .args(args)
@@ -153,7 +153,7 @@ pub fn proto_root() -> PathBuf {
 
 /// Starts `consumer.py` against `agent` (stubs generated into `work/gen`), with `args`
 /// (`--namespace NS`, `--since N`, `--list-profiles`, `--pause-file F`, ...). See the script.
-pub fn py_consumer(agent: &Agent, work: &Path, args: &[&str]) -> JsonLines {
+pub fn py_consumer(agent: &Daemon, work: &Path, args: &[&str]) -> JsonLines {
     py_client(
         agent,
         work,
@@ -166,7 +166,7 @@ pub fn py_consumer(agent: &Agent, work: &Path, args: &[&str]) -> JsonLines {
 /// Writes `script` (file name, source) and `consumer.py` (its stub generator) into `work` and
 /// starts it against `agent`: `--socket`, `--proto-root`, `--gen-dir`, then `args`.
 pub fn py_client(
-    agent: &Agent,
+    agent: &Daemon,
     work: &Path,
     script: (&str, &str),
     args: &[&str],

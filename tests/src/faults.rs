@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::agent::{Agent, files_under};
 use crate::anomaly::py_client;
+use crate::daemon::{Daemon, files_under};
 use crate::jsonl::JsonLines;
 
 const ABUSE_PY: &str = include_str!("../python/abuse.py");
 
 /// `abuse.py <mode> <args...>` against `agent` (see the script).
-pub fn py_abuse(agent: &Agent, work: &Path, mode_and_args: &[&str]) -> JsonLines {
+pub fn py_abuse(agent: &Daemon, work: &Path, mode_and_args: &[&str]) -> JsonLines {
     py_client(
         agent,
         work,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::agent::strip_ansi;
+use crate::daemon::strip_ansi;
 use crate::util;
 
 #[derive(Default)]

@@ -5,7 +5,7 @@
 //! [`cgroup`]), kubelet's on-node name metadata ([`kubelet`]), network peers in their own
 //! network namespaces with TCP and DNS services ([`netns`], [`dns_client`]), and a handle on the
 //! `sensor` binary whose JSON output the tests assert on ([`sensor`], [`expect`]), and the agent
-//! (`sensor run`) with its gRPC clients ([`agent`]), its anomaly log and anomaly stream
+//! (`sensor run`) with its gRPC clients ([`daemon`]), its anomaly log and anomaly stream
 //! consumers (`sensor watch`, a Python grpcio client: [`anomaly`], [`jsonl`]), and a stand-in
 //! for the cloud metadata service inside a test network namespace ([`imds`]), and the agent's
 //! metrics and health endpoint, scraped with the Prometheus Python parser ([`metrics`]).
@@ -14,11 +14,11 @@
 //! in parallel; everything is cleaned up on drop. Missing tools panic with the Debian package to
 //! install (`cargo xtask test` installs them all). `tests/README.md` says how to run them.
 
-pub mod agent;
 pub mod anomaly;
 pub mod capture_checks;
 pub mod cgroup;
 pub mod containerd;
+pub mod daemon;
 pub mod deploy;
 pub mod dns_client;
 pub mod expect;
@@ -38,7 +38,7 @@ pub mod sensor;
 pub mod util;
 pub mod validate;
 
-pub use agent::{Agent, AgentConfig, CmdOutput};
+pub use daemon::{CmdOutput, Daemon, DaemonConfig};
 pub use expect::Expect;
 pub use imds::ImdsPeer;
 pub use jsonl::JsonLines;

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::agent::Agent;
+use crate::daemon::Daemon;
 
 /// The agent's log line once the endpoint listens (its `addr=` field is the bound address).
 pub const LISTENING_TEXT: &str = "metrics endpoint listening";
@@ -25,7 +25,7 @@ const SCRAPE_PY: &str = include_str!("../python/scrape.py");
 
 /// Waits for the agent to log [`LISTENING_TEXT`] and returns the address it bound.
 #[track_caller]
-pub fn listening_addr(agent: &Agent, timeout: Duration) -> SocketAddr {
+pub fn listening_addr(agent: &Daemon, timeout: Duration) -> SocketAddr {
     assert!(
         agent.wait_stderr(LISTENING_TEXT, timeout),
         "the agent did not log {LISTENING_TEXT:?} within {timeout:?}\n{}",

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use sensor_tests::util::{self, TempDir};
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc};
+use sensor_tests::{
+    ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc,
+};
 
 const RUN: Duration = runc::DEFAULT_TIMEOUT;
 const LEARN: Duration = Duration::from_secs(20);
@@ -33,7 +35,7 @@ fn egress_to_catalogued_providers_is_classified() {
         store.peer_ip(),
         60,
     ));
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let key = (ns.as_str(), "assistant", "agent");
 
     let dns = model.peer_ip();

@@ -12,7 +12,9 @@ use std::time::Duration;
 use sensor_tests::anomaly;
 use sensor_tests::runc::CONTAINER_PYTHON;
 use sensor_tests::util::{self, TempDir};
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc};
+use sensor_tests::{
+    ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc,
+};
 use serde_json::Value;
 
 const FAKE_AGENT_PY: &str = include_str!("../src/fake_agent.py");
@@ -64,8 +66,8 @@ fn an_agent_its_tool_calls_and_its_misbehaviour_with_the_chain() {
             .a(&pinecone, store.peer_ip(), 60)
             .a(OPENAI, openai.peer_ip(), 60),
     );
-    let agent = Agent::start(
-        AgentConfig::new(dir.path(), &kubelet)
+    let agent = Daemon::start(
+        DaemonConfig::new(dir.path(), &kubelet)
             .learning_period("8s")
             .flush_interval("1s")
             .arg("--rate-window")

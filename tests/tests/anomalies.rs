@@ -8,7 +8,7 @@
 //! Each test has its own agent (short `--learning-period` and `--anomaly-window`), state dir,
 //! socket, kubelet metadata root, namespace, pods and runc root, so tests run in parallel with
 //! each other and with the other end-to-end tests. Nothing sleeps for a fixed time: "nothing
-//! more happens" checks wait on a barrier instead ([`Agent::sync_events`]: a marker container
+//! more happens" checks wait on a barrier instead ([`Daemon::sync_events`]: a marker container
 //! whose exec the agent handles after every event of the runs before it; for repeat records,
 //! first a repeat record of a marker anomaly that became due no earlier).
 //!
@@ -23,8 +23,8 @@ use sensor_tests::anomaly::{self, anomalies, describe, read_log, read_log_ns, se
 use sensor_tests::imds::{IMDS_PORT, IMDS_V4};
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::{
-    Agent, AgentConfig, ContainerConfig, DnsZone, ImdsPeer, Kubelet, Network, Peer, Pod, RunOutput,
-    Runc, runc,
+    ContainerConfig, Daemon, DaemonConfig, DnsZone, ImdsPeer, Kubelet, Network, Peer, Pod,
+    RunOutput, Runc, runc,
 };
 use serde_json::Value;
 
@@ -64,9 +64,9 @@ impl Bed {
         }
     }
 
-    /// Agent flags: short learning period and repeat window, flush every second.
-    fn config(&self) -> AgentConfig {
-        AgentConfig::new(self.dir.path(), &self.kubelet)
+    /// Daemon flags: short learning period and repeat window, flush every second.
+    fn config(&self) -> DaemonConfig {
+        DaemonConfig::new(self.dir.path(), &self.kubelet)
             .learning_period(LEARNING_PERIOD)
             .flush_interval("1s")
             .arg("--anomaly-window")
@@ -104,16 +104,16 @@ impl Bed {
     }
 
     /// Returns once `agent` has handled every event of the containers run so far
-    /// ([`Agent::sync_events`]).
+    /// ([`Daemon::sync_events`]).
     #[track_caller]
-    fn sync(&self, agent: &Agent) {
+    fn sync(&self, agent: &Daemon) {
         agent.sync_events(&self.runc, &self.kubelet);
     }
 }
 
 /// Waits until `ns/workload/app` is ready; returns the profile.
 #[track_caller]
-fn wait_ready(agent: &Agent, ns: &str, workload: &str) -> Value {
+fn wait_ready(agent: &Daemon, ns: &str, workload: &str) -> Value {
     agent.wait_profile((ns, workload, "app"), "ready", READY, |p| {
         p["status"] == "ready"
     })
@@ -122,7 +122,7 @@ fn wait_ready(agent: &Agent, ns: &str, workload: &str) -> Value {
 /// Polls the log (records of `ns`) until `f` returns `Some`; panics with `what` and the log.
 #[track_caller]
 fn wait_log<T>(
-    agent: &Agent,
+    agent: &Daemon,
     ns: &str,
     what: &str,
     timeout: Duration,
@@ -145,7 +145,7 @@ fn wait_log<T>(
 /// Waits for the repeat record of #`seq` (written once a repeat window has passed since its
 /// first counted repeat, at a flush).
 #[track_caller]
-fn wait_repeat(agent: &Agent, ns: &str, seq: u64) -> Value {
+fn wait_repeat(agent: &Daemon, ns: &str, seq: u64) -> Value {
     wait_log(
         agent,
         ns,
@@ -157,7 +157,7 @@ fn wait_repeat(agent: &Agent, ns: &str, seq: u64) -> Value {
 
 /// Polls the log (records of `ns`) until `f` returns `Some`, for at most `timeout`.
 fn poll_log<T>(
-    agent: &Agent,
+    agent: &Daemon,
     ns: &str,
     timeout: Duration,
     mut f: impl FnMut(&[Value]) -> Option<T>,
@@ -295,7 +295,7 @@ const SIMPLE: &str = "/bin/echo learning >/dev/null; cat /etc/hostname; exit 0";
 
 /// Learns `SIMPLE` in `pod` (three runs) and waits until its workload is ready.
 #[track_caller]
-fn learn_simple(bed: &Bed, agent: &Agent, pod: &Pod, workload: &str) -> Value {
+fn learn_simple(bed: &Bed, agent: &Daemon, pod: &Pod, workload: &str) -> Value {
     for _ in 0..3 {
         bed.sh(pod, SIMPLE);
     }
@@ -320,7 +320,7 @@ fn words(prefix: &str, n: usize) -> Vec<String> {
 
 /// Waits for the unexpected exec of `/bin/echo <w>` for every word; returns their seqs.
 #[track_caller]
-fn wait_echoes(agent: &Agent, ns: &str, words: &[String]) -> Vec<u64> {
+fn wait_echoes(agent: &Daemon, ns: &str, words: &[String]) -> Vec<u64> {
     wait_log(
         agent,
         ns,
@@ -374,7 +374,7 @@ fn assert_same_records(what: &str, got: &[Value], expected: &[Value]) {
 /// Checks that what a stream consumer printed (`got`, in order) is exactly the log's records of
 /// `ns` up to the last one it printed, and that it got at least up to `at_least`.
 #[track_caller]
-fn assert_matches_log(what: &str, got: &[Value], agent: &Agent, ns: &str, at_least: u64) {
+fn assert_matches_log(what: &str, got: &[Value], agent: &Daemon, ns: &str, at_least: u64) {
     let top = seqs(got).into_iter().max().unwrap_or(0);
     assert!(
         top >= at_least,
@@ -429,7 +429,7 @@ fn ready_workload_normal_behaviour_is_quiet_then_deviations_are_reported() {
             .a(&shared_name, peer.peer_ip(), 300),
     );
 
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
     let watcher = anomaly::watch(&agent, &["--namespace", &ns]);
 
     // Learn: the pod resolves a name through the test DNS server, talks to the peer, reads a
@@ -675,7 +675,7 @@ fn python_grpcio_consumer_receives_the_stream() {
     let ns = bed.ns.clone();
     let other_ns = util::unique_name("an");
     let (hash, other_hash) = (rs_hash(), rs_hash());
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
 
     let pod = bed.replica("api", &hash);
     let other = bed.replica_in(&other_ns, "api", &other_hash);
@@ -786,7 +786,7 @@ fn python_grpcio_consumer_receives_the_stream() {
 fn resume_without_loss_or_duplicates() {
     let bed = Bed::new();
     let ns = bed.ns.clone();
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
     let pod = bed.replica("resumer", &rs_hash());
     learn_simple(&bed, &agent, &pod, "resumer");
 
@@ -884,7 +884,7 @@ fn slow_consumer_gets_a_gap_and_capture_continues() {
     let bed = Bed::new();
     let ns = bed.ns.clone();
     let peer = Peer::new();
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
     let pod = bed.replica("flooder", &rs_hash());
     learn_simple(&bed, &agent, &pod, "flooder");
 
@@ -1102,7 +1102,7 @@ fn restart_continues_sequence_numbers() {
     let bed = Bed::new();
     let ns = bed.ns.clone();
     let config = bed.config();
-    let mut agent = Agent::start(config.clone());
+    let mut agent = Daemon::start(config.clone());
     let pod = bed.replica("durable", &rs_hash());
     learn_simple(&bed, &agent, &pod, "durable");
     // A watcher that lives through both restarts (it reconnects and resumes by itself).
@@ -1121,7 +1121,7 @@ fn restart_continues_sequence_numbers() {
     assert_consecutive(&log);
     let n = log.len() as u64;
 
-    let mut agent = Agent::start(config.clone());
+    let mut agent = Daemon::start(config.clone());
     let profile = agent
         .show(&ns, "durable", "app")
         .expect("the profile is restored");
@@ -1153,7 +1153,7 @@ fn restart_continues_sequence_numbers() {
         describe(&log)
     );
     let m = log.len() as u64;
-    let agent = Agent::start(config.clone());
+    let agent = Daemon::start(config.clone());
     let batch = words("after-kill", 1);
     bed.sh(&pod, &echo_script(&batch));
     let seq = wait_echoes(&agent, &ns, &batch)[0];
@@ -1191,7 +1191,7 @@ fn restart_continues_sequence_numbers() {
 fn accept_folds_behaviour_into_the_baseline() {
     let bed = Bed::new();
     let ns = bed.ns.clone();
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
     let pod = bed.replica("drifter", &rs_hash());
     learn_simple(&bed, &agent, &pod, "drifter");
 
@@ -1367,7 +1367,7 @@ fn syscall_record(records: &[Value], name: &str) -> Option<Value> {
 fn syscall_drift_of_a_short_lived_job_is_accepted_from_its_final_syscall_set() {
     let bed = Bed::new();
     let ns = bed.ns.clone();
-    let agent = Agent::start(bed.config());
+    let agent = Daemon::start(bed.config());
     let mut run = 0;
     let mut next_pod = |cronjob: &str| {
         run += 1;
@@ -1528,7 +1528,7 @@ fn graduation_reported_by_profiles_show() {
     peer.start_tcp_server(port);
     let ip = peer.peer_ip().to_string();
     let window = Duration::from_secs(8);
-    let agent = Agent::start(bed.config().arg("--graduation-window").arg("8s"));
+    let agent = Daemon::start(bed.config().arg("--graduation-window").arg("8s"));
     let pod = bed.replica("graduate", &rs_hash());
     learn_simple(&bed, &agent, &pod, "graduate");
 

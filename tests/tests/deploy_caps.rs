@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use sensor_tests::expect::Expect;
 use sensor_tests::{
-    Agent, AgentConfig, ContainerConfig, Kubelet, Peer, Pod, Runc, Sensor, SensorProcess, deploy,
+    ContainerConfig, Daemon, DaemonConfig, Kubelet, Peer, Pod, Runc, Sensor, SensorProcess, deploy,
     rootfs, runc, util,
 };
 
@@ -308,8 +308,8 @@ fn agent_runs_with_the_manifest_config_and_capabilities() {
     std::fs::write(&config, deploy::agent_config(&docs)).unwrap();
     let install = dir.path().join("kubelet-seccomp");
     let w = Workload::new("dagent");
-    let agent = Agent::start(
-        AgentConfig::new(dir.path(), &w.kubelet)
+    let agent = Daemon::start(
+        DaemonConfig::new(dir.path(), &w.kubelet)
             .learning_period("3s")
             .arg("--config")
             .arg(&config.display().to_string())

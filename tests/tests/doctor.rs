@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use sensor_tests::{
-    Agent, AgentConfig, CgroupDriver, ContainerConfig, Kubelet, Pod, Runc, Runtime, Sensor, deploy,
-    util,
+    CgroupDriver, ContainerConfig, Daemon, DaemonConfig, Kubelet, Pod, Runc, Runtime, Sensor,
+    deploy, util,
 };
 
 fn doctor(wrapper: &[String], args: &[&str]) -> Output {
@@ -171,7 +171,7 @@ fn missing_btf_is_named_and_fails() {
 fn the_running_agent_reports_its_probes_over_grpc() {
     let dir = util::TempDir::new("info");
     let kubelet = Kubelet::new();
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let info = agent.client(&["info", "--json"]);
     let info = info.ok().json();
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();

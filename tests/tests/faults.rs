@@ -25,15 +25,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use sensor_tests::agent::{self, CmdOutput, sensor_cmd};
 use sensor_tests::anomaly::{self, anomalies, describe, read_log, read_log_ns, seqs};
+use sensor_tests::daemon::{self, CmdOutput, sensor_cmd};
 use sensor_tests::faults::{
     Rng, RssSampler, final_counters, letters, py_abuse, quarantined_files, status_kib, temp_files,
     unparsable_json,
 };
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::{
-    Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, Sensor, runc,
+    ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod, Runc, Sensor, runc,
 };
 use serde_json::Value;
 
@@ -90,7 +90,7 @@ impl World {
 
     /// Runs `KNOWN` in a new pod of `deployment` until its profile is ready.
     #[track_caller]
-    fn learn(&self, agent: &Agent, deployment: &str) -> Pod {
+    fn learn(&self, agent: &Daemon, deployment: &str) -> Pod {
         let pod = self.pod(deployment);
         for _ in 0..2 {
             assert!(
@@ -119,7 +119,7 @@ fn assert_numbered_from_one(records: &[Value], when: &str) {
 
 /// The `(namespace, workload, container)` of every profile file under `<state>/profiles/ns`.
 fn profiles_on_disk(state: &Path, ns: &str) -> BTreeSet<(String, String)> {
-    agent::files_under(&state.join("profiles").join(ns))
+    daemon::files_under(&state.join("profiles").join(ns))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .filter_map(|p| {
@@ -143,13 +143,13 @@ fn kill9_at_random_moments_under_load_then_restart() {
     let ns = world.ns.clone();
     let mut rng = Rng::from_env_or_clock();
     // Flushes every 100 ms and a constant load: most moments are in or near a write.
-    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
+    let config = DaemonConfig::new(world.dir.path(), &world.kubelet)
         .learning_period("3s")
         .flush_interval("100ms")
         .arg("--anomaly-window")
         .arg("1s");
     let state = config.state_dir.clone();
-    let mut agent = Agent::start(config.clone());
+    let mut agent = Daemon::start(config.clone());
     let steady = world.learn(&agent, "steady");
     let watcher = anomaly::watch(&agent, &["--namespace", &ns, "--since", "0"]);
 
@@ -221,14 +221,14 @@ fn kill9_at_random_moments_under_load_then_restart() {
                     .find(|(w, _)| w.starts_with("fresh-"))
                     .cloned()
                     .expect("a fresh workload's profile on disk");
-                let path = agent::profile_path(&state, &ns, &workload, &container);
+                let path = daemon::profile_path(&state, &ns, &workload, &container);
                 let text = std::fs::read(&path).unwrap();
                 std::fs::write(&path, &text[..text.len() / 2]).unwrap();
                 on_disk.remove(&(workload, container));
                 cut.push(path.with_file_name(format!("{}.corrupt", file_name(&path))));
             }
 
-            agent = Agent::start(config.clone());
+            agent = Daemon::start(config.clone());
 
             // Loading the state removed the interrupted writes' temp files.
             let left: Vec<&PathBuf> = temps.iter().filter(|t| t.exists()).collect();
@@ -405,14 +405,14 @@ fn full_disk_keeps_the_agent_serving_and_the_log_whole() {
     let world = World::new();
     let ns = world.ns.clone();
     let disk = Tmpfs::mount(&world.dir.path().join("small"), "8m");
-    let mut config = AgentConfig::new(world.dir.path(), &world.kubelet)
+    let mut config = DaemonConfig::new(world.dir.path(), &world.kubelet)
         .learning_period("3s")
         .flush_interval("200ms")
         .arg("--anomaly-window")
         .arg("1s");
     config.state_dir = disk.0.join("state");
     let state = config.state_dir.clone();
-    let mut agent = Agent::start(config);
+    let mut agent = Daemon::start(config);
     let pod = world.learn(&agent, "diskfull");
     let anomaly_run = |tag: &str| {
         assert!(world.sh(
@@ -552,7 +552,7 @@ struct FloodOutcome {
     /// The flood's own counts (`execs`, `udp`, `dns`, `exec_failed`).
     generated: Value,
     took: Duration,
-    /// Agent RSS (KiB): before the flood, sampled every 100 ms during it, and VmHWM at the end.
+    /// Daemon RSS (KiB): before the flood, sampled every 100 ms during it, and VmHWM at the end.
     idle_kib: u64,
     samples: Vec<(Duration, u64)>,
     hwm_kib: u64,
@@ -628,13 +628,13 @@ impl FloodOutcome {
 /// Starts an agent with `config`, lets workload `flooder` learn, then floods from its pod for
 /// `seconds` (see `FLOOD_PY`) while a gRPC event stream counts the flood's execs and the CLI
 /// calls the API every 0.5 s; stops the agent once it has worked through the flood.
-fn flood(world: &World, config: AgentConfig, seconds: u64) -> FloodOutcome {
+fn flood(world: &World, config: DaemonConfig, seconds: u64) -> FloodOutcome {
     let ns = world.ns.clone();
     let mut peer = Peer::new();
     // Every flood name is unknown to it: NXDOMAIN answers, each an unexpected DNS name.
     peer.start_dns_server(&DnsZone::new());
     let state = config.state_dir.clone();
-    let mut agent = Agent::start(config);
+    let mut agent = Daemon::start(config);
     let pid = agent.pid().expect("agent pid");
     let pod = world.learn(&agent, "flooder");
     let idle_kib = status_kib(pid, "VmRSS").expect("VmRSS");
@@ -746,7 +746,7 @@ fn flood(world: &World, config: AgentConfig, seconds: u64) -> FloodOutcome {
 fn event_flood_memory_bounded_losses_counted_api_answers() {
     let _heavy = heavy();
     let world = World::new();
-    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
+    let config = DaemonConfig::new(world.dir.path(), &world.kubelet)
         .learning_period("3s")
         .flush_interval("1s");
     let f = flood(&world, config, FLOOD_SECONDS);
@@ -779,7 +779,7 @@ fn flood_into_a_tiny_ring_buffer_counts_every_loss() {
     let world = World::new();
     let file = world.dir.path().join("tiny-ring.yaml");
     std::fs::write(&file, format!("ringBufferBytes: {TINY_RING_BYTES}\n")).unwrap();
-    let config = AgentConfig::new(world.dir.path(), &world.kubelet)
+    let config = DaemonConfig::new(world.dir.path(), &world.kubelet)
         .learning_period("3s")
         .flush_interval("1s")
         .arg("--config")
@@ -839,7 +839,7 @@ fn malformed_config_and_flags_exit_2_with_one_line_and_start_nothing() {
     let kubelet = Kubelet::new();
     let state = dir.path().join("state");
     let socket = dir.path().join("s.sock");
-    let base = || AgentConfig::new(dir.path(), &kubelet);
+    let base = || DaemonConfig::new(dir.path(), &kubelet);
     let file = |name: &str, text: &str| {
         let p = dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -1114,7 +1114,7 @@ fn as_nobody(args: &[String]) -> CmdOutput {
         command: format!("setpriv {}", argv.join(" ")),
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: agent::strip_ansi(&String::from_utf8_lossy(&out.stderr)),
+        stderr: daemon::strip_ansi(&String::from_utf8_lossy(&out.stderr)),
         timed_out: false,
         duration: started.elapsed(),
     }
@@ -1149,9 +1149,9 @@ fn unix_socket_refuses_other_uids() {
     for d in [world.dir.path(), sock_dir.as_path()] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let mut config = AgentConfig::new(world.dir.path(), &world.kubelet);
+    let mut config = DaemonConfig::new(world.dir.path(), &world.kubelet);
     config.socket = sock_dir.join("sensor.sock");
-    let agent = Agent::start(config);
+    let agent = Daemon::start(config);
     let meta = std::fs::metadata(&agent.config.socket).unwrap();
     assert_eq!(
         (meta.mode() & 0o777, meta.uid()),
@@ -1196,7 +1196,7 @@ fn unix_socket_refuses_other_uids() {
 fn oversized_requests_refused_while_others_are_served() {
     let _heavy = heavy();
     let world = World::new();
-    let agent = Agent::start(AgentConfig::new(world.dir.path(), &world.kubelet));
+    let agent = Daemon::start(DaemonConfig::new(world.dir.path(), &world.kubelet));
     let work = world.dir.path().join("py");
     // 2 MiB, above the 1 MiB limit; then 512 KiB, below it (refused for its content only).
     let big = py_abuse(
@@ -1247,7 +1247,7 @@ const SUBSCRIBERS_RSS_CEILING_MIB: u64 = 160;
 fn subscriber_flood_is_bounded() {
     let _heavy = heavy();
     let world = World::new();
-    let agent = Agent::start(AgentConfig::new(world.dir.path(), &world.kubelet));
+    let agent = Daemon::start(DaemonConfig::new(world.dir.path(), &world.kubelet));
     let pid = agent.pid().unwrap();
     let pod = world.pod("busy");
     // Events for the streams to carry while they are open.

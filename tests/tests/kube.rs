@@ -11,7 +11,7 @@ use sensor_tests::expect::strs;
 use sensor_tests::kube_api::{KubeApi, PodObject, replicaset};
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::validate::assert_validates;
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, Kubelet, Peer, Pod, Runc, runc};
+use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, Kubelet, Peer, Pod, Runc, runc};
 use serde_json::json;
 
 const NODE: &str = "node-a";
@@ -24,8 +24,8 @@ const RECOVER: Duration = Duration::from_secs(75);
 const LONG: &str = "inference-gateway-router-for-the-research-assistant";
 const HASH: &str = "7d9f8b6c4d";
 
-fn agent_config(dir: &TempDir, kubelet: &Kubelet, url: &str) -> AgentConfig {
-    AgentConfig::new(dir.path(), kubelet)
+fn agent_config(dir: &TempDir, kubelet: &Kubelet, url: &str) -> DaemonConfig {
+    DaemonConfig::new(dir.path(), kubelet)
         .arg("--node-name")
         .arg(NODE)
         .arg("--kubernetes-api-url")
@@ -84,7 +84,7 @@ fn profile_and_netpol_carry_api_labels_owner_and_peers() {
         .json(),
     );
 
-    let agent = Agent::start(agent_config(&dir, &kubelet, &api.url()));
+    let agent = Daemon::start(agent_config(&dir, &kubelet, &api.url()));
     util::poll_until(LEARN, Duration::from_millis(100), || {
         agent
             .stderr()
@@ -192,7 +192,7 @@ fn agent_captures_with_the_api_down_then_catches_up() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let agent = Agent::start(agent_config(
+    let agent = Daemon::start(agent_config(
         &dir,
         &kubelet,
         &format!("http://127.0.0.1:{port}"),
@@ -212,7 +212,7 @@ fn agent_captures_with_the_api_down_then_catches_up() {
         profile["workloadKind"], "deployment",
         "from the pod name: {profile}"
     );
-    let warnings = |agent: &Agent| {
+    let warnings = |agent: &Daemon| {
         agent
             .stderr()
             .lines()

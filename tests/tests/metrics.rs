@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use sensor_tests::anomaly::{self, read_log};
 use sensor_tests::metrics::{Scrape, get, listening_addr, request, scrape};
 use sensor_tests::util::{self, TempDir};
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, Kubelet, Peer, Pod, Runc, runc};
+use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, Kubelet, Peer, Pod, Runc, runc};
 use serde_json::Value;
 
 /// Learning period of the agent: long enough to scrape a learning profile.
@@ -46,8 +46,8 @@ impl Bed {
         }
     }
 
-    fn config(&self) -> AgentConfig {
-        AgentConfig::new(self.dir.path(), &self.kubelet)
+    fn config(&self) -> DaemonConfig {
+        DaemonConfig::new(self.dir.path(), &self.kubelet)
             .learning_period(LEARNING_PERIOD)
             .flush_interval("1s")
             .arg("--anomaly-window")
@@ -82,7 +82,7 @@ impl Bed {
 /// `family` on timeout.
 #[track_caller]
 fn wait_scrape<T>(
-    agent: &Agent,
+    agent: &Daemon,
     addr: std::net::SocketAddr,
     what: &str,
     family: &str,
@@ -105,7 +105,7 @@ fn wait_scrape<T>(
 }
 
 /// `sensor profiles list --json` counted by (status, completeness).
-fn listed_by_state(agent: &Agent) -> BTreeMap<(String, String), u64> {
+fn listed_by_state(agent: &Daemon) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
     for p in agent.list(None) {
         let key = (
@@ -134,7 +134,7 @@ fn scraped_by_state(s: &Scrape) -> BTreeMap<(String, String), u64> {
 /// The metrics agree with the gRPC profile list (both of the whole agent), and show `want`
 /// profiles in `status` (full).
 #[track_caller]
-fn wait_profiles_agree(agent: &Agent, addr: std::net::SocketAddr, status: &str) {
+fn wait_profiles_agree(agent: &Daemon, addr: std::net::SocketAddr, status: &str) {
     wait_scrape(
         agent,
         addr,
@@ -206,7 +206,7 @@ fn one_agent_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 fn metrics_follow_a_pod_from_learning_to_an_anomaly() {
     let _turn = one_agent_at_a_time();
     let bed = Bed::new();
-    let mut agent = Agent::spawn(bed.config());
+    let mut agent = Daemon::spawn(bed.config());
     let addr = listening_addr(&agent, Duration::from_secs(30));
 
     // Start-up: the endpoint answers before the probes are attached; /readyz says what is
@@ -459,7 +459,7 @@ fn unparsable_dns_answers_are_counted_for_their_workload() {
         "bad DNS server did not start"
     );
 
-    let mut agent = Agent::start(bed.config());
+    let mut agent = Daemon::start(bed.config());
     let addr = listening_addr(&agent, Duration::from_secs(5));
 
     let pod = bed.pod("resolver");
@@ -488,7 +488,7 @@ fn unparsable_dns_answers_are_counted_for_their_workload() {
 }
 
 fn agent_start_timeout() -> Duration {
-    sensor_tests::agent::START_TIMEOUT
+    sensor_tests::daemon::START_TIMEOUT
 }
 
 #[test]
@@ -497,7 +497,7 @@ fn a_bad_metrics_address_exits_2_and_a_taken_port_fails_before_loading() {
     let state = dir.path().join("state").display().to_string();
     let sock = format!("unix:{}", dir.path().join("s.sock").display());
     let run = |metrics_listen: &str| {
-        sensor_tests::agent::sensor_cmd(
+        sensor_tests::daemon::sensor_cmd(
             &[
                 "run",
                 "--state-dir",

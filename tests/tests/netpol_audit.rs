@@ -8,10 +8,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sensor_tests::agent::sensor_cmd;
+use sensor_tests::daemon::sensor_cmd;
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::validate::assert_validates;
-use sensor_tests::{Agent, AgentConfig, CmdOutput, ContainerConfig, DnsZone, Kubelet, Peer, Pod};
+use sensor_tests::{CmdOutput, ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod};
 use sensor_tests::{Runc, runc};
 use serde_json::Value;
 
@@ -52,7 +52,7 @@ fn audit_of_the_draft_passes_and_a_narrower_policy_reports_the_missing_flow() {
     let ip = peer.peer_ip().to_string();
     let name = format!("api-{}.example.test", util::random_k8s_suffix(6));
     peer.start_dns_server(&DnsZone::new().a(&name, peer.peer_ip(), 300));
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let state = agent.config.state_dir.clone();
 
     // DNS through the peer, then TCP to it (twice), plus loopback (never subject to policy).

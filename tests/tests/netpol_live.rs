@@ -10,10 +10,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use sensor_tests::agent::sensor_cmd;
 use sensor_tests::anomaly::{self, read_log};
+use sensor_tests::daemon::sensor_cmd;
 use sensor_tests::util::{self, TempDir};
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod};
+use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod};
 use sensor_tests::{Runc, runc};
 use serde_json::Value;
 
@@ -54,7 +54,7 @@ fn would_deny(records: &[Value], ns: &str) -> Vec<Value> {
 }
 
 /// The `network:` line of `sensor profiles show`.
-fn network_line(agent: &Agent, ns: &str) -> String {
+fn network_line(agent: &Daemon, ns: &str) -> String {
     let out = agent.client(&[
         "profiles",
         "show",
@@ -97,8 +97,8 @@ fn live_audit_reports_the_denied_flow_once_and_follows_the_policy_directory() {
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("dns.yaml"), dns_only(&ns)).unwrap();
 
-    let agent = Agent::start(
-        AgentConfig::new(dir.path(), &kubelet)
+    let agent = Daemon::start(
+        DaemonConfig::new(dir.path(), &kubelet)
             .arg("--audit-netpol")
             .arg(&policies.display().to_string())
             .arg("--graduation-window")

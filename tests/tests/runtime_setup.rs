@@ -18,7 +18,7 @@ use std::time::Duration;
 use sensor_tests::containerd::Containerd;
 use sensor_tests::expect::strs;
 use sensor_tests::util::{self, TempDir};
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, Kubelet, Pod, Rootfs, Runc, runc};
+use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, Kubelet, Pod, Rootfs, Runc, runc};
 use serde_json::{Value, json};
 
 const RUN: Duration = runc::DEFAULT_TIMEOUT;
@@ -84,7 +84,7 @@ struct Learned {
     floor_added: Vec<String>,
 }
 
-fn drafts_of(agent: &Agent, key: (&str, &str, &str), profile: Value) -> Learned {
+fn drafts_of(agent: &Daemon, key: (&str, &str, &str), profile: Value) -> Learned {
     let draft = |mode: &str| {
         let out = agent.seccomp(key, mode);
         out.ok();
@@ -157,7 +157,7 @@ fn assert_workload_only(l: &Learned, expect_setup: &[&str]) {
     assert_eq!(l.audit["defaultAction"], "SCMP_ACT_LOG");
 }
 
-fn learn(agent: &Agent, key: (&str, &str, &str), expect_full: bool) -> Learned {
+fn learn(agent: &Daemon, key: (&str, &str, &str), expect_full: bool) -> Learned {
     let profile = agent.wait_profile(key, "ready", LEARN, |p| p["status"] == "ready");
     let completeness = if expect_full { "full" } else { "partial" };
     assert_eq!(profile["completeness"], completeness, "{profile}");
@@ -185,7 +185,7 @@ fn learn_and_enforce(runtime: Runc, workload: &str) {
     let pod = Pod::deployment_replica(&ns, workload).with_container("app");
     let kubelet = Kubelet::new();
     kubelet.add_pod(&pod);
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet).learning_period("4s"));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet).learning_period("4s"));
     let key = (ns.as_str(), workload, "app");
 
     let base = "echo start; mkdir -p /tmp/m /tmp/old; cat /etc/hostname; ls /; echo done";
@@ -287,7 +287,7 @@ fn partial_profile_draft_starts_the_pod() {
     let running = runc.spawn(&ContainerConfig::sh(&pod, "app", &forever));
     running.wait_running(RUN);
 
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet).learning_period("4s"));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet).learning_period("4s"));
     let key = (ns.as_str(), "late", "app");
     let l = learn(&agent, key, false);
     running.kill("KILL");
@@ -322,7 +322,7 @@ fn containerd_draft_leaves_out_the_runtime_setup_and_the_pod_still_starts() {
     let pod = Pod::deployment_replica(&ns, "ctr-app").with_container("app");
     let kubelet = Kubelet::new();
     kubelet.add_pod(&pod);
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet).learning_period("4s"));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet).learning_period("4s"));
     let key = (ns.as_str(), "ctr-app", "app");
     let script = "echo start; cat /etc/hostname; ls /; echo done";
     let id = pod.container("app").id.clone();

@@ -11,11 +11,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sensor_tests::agent::{self, files_under, sensor_cmd};
+use sensor_tests::daemon::{self, files_under, sensor_cmd};
 use sensor_tests::expect::strs;
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::validate::assert_validates;
-use sensor_tests::{Agent, AgentConfig, ContainerConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc};
+use sensor_tests::{
+    ContainerConfig, Daemon, DaemonConfig, DnsZone, Kubelet, Peer, Pod, Runc, runc,
+};
 use serde_json::{Value, json};
 
 /// How long a container may run.
@@ -31,7 +33,7 @@ fn read_json(path: &Path) -> Option<Value> {
 
 /// Polls until `path` holds JSON satisfying `pred`.
 #[track_caller]
-fn wait_file_json(agent: &Agent, path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+fn wait_file_json(agent: &Daemon, path: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     let mut last = None;
     util::poll_until(LEARN, Duration::from_millis(100), || {
         let v = read_json(path)?;
@@ -72,7 +74,7 @@ fn learn_then_enforce_seccomp() {
     let pod = Pod::deployment_replica(&ns, "learner").with_container("app");
     let kubelet = Kubelet::new();
     kubelet.add_pod(&pod);
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet).learning_period("4s"));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet).learning_period("4s"));
     let key = (ns.as_str(), "learner", "app");
 
     let script = "echo start; cat /etc/hostname; ls /; exit 0";
@@ -248,7 +250,7 @@ fn netpol_draft_matches_observed_egress() {
     let ip = peer.peer_ip().to_string();
     let name = format!("api-{}.example.test", util::random_k8s_suffix(6));
     peer.start_dns_server(&DnsZone::new().a(&name, peer.peer_ip(), 300));
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let key = (ns.as_str(), "netclient", "app");
 
     // DNS through the peer, TCP to the peer, and loopback both ways inside the pod (it shares
@@ -380,7 +382,7 @@ fn replicas_share_one_profile() {
     for p in &pods {
         kubelet.add_pod(p);
     }
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let runc = Runc::new();
     let running: Vec<_> = pods
         .iter()
@@ -439,8 +441,8 @@ fn kill9_mid_learning_then_restart_continues() {
     let pod = Pod::deployment_replica(&ns, "durable").with_container("app");
     let kubelet = Kubelet::new();
     kubelet.add_pod(&pod);
-    let config = AgentConfig::new(dir.path(), &kubelet).learning_period("1h");
-    let mut first = Agent::start(config.clone());
+    let config = DaemonConfig::new(dir.path(), &kubelet).learning_period("1h");
+    let mut first = Daemon::start(config.clone());
     let key = (ns.as_str(), "durable", "app");
     let runc = Runc::new();
     runc.run(
@@ -500,7 +502,7 @@ fn kill9_mid_learning_then_restart_continues() {
     }
 
     // Same state dir, same socket path (the stale socket must be replaced).
-    let mut second = Agent::start(config);
+    let mut second = Daemon::start(config);
     let restored = second
         .show(key.0, key.1, key.2)
         .unwrap_or_else(|| panic!("the profile was not restored\n{}", second.diagnostics()));
@@ -569,10 +571,10 @@ fn corrupt_state_file_is_quarantined() {
     let dir = TempDir::new("agent");
     let ns = util::unique_name("ag");
     let kubelet = Kubelet::new();
-    let config = AgentConfig::new(dir.path(), &kubelet);
+    let config = DaemonConfig::new(dir.path(), &kubelet);
     let state = config.state_dir.clone();
-    let bad = agent::profile_path(&state, &ns, "web", "app");
-    let good = agent::profile_path(&state, &ns, "web", "sidecar");
+    let bad = daemon::profile_path(&state, &ns, "web", "app");
+    let good = daemon::profile_path(&state, &ns, "web", "sidecar");
     std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
     let garbage = b"{\"version\": 1, \"namespace\": \"x\", \"sysc\x00\xff garbage";
     std::fs::write(&bad, garbage).unwrap();
@@ -603,7 +605,7 @@ fn corrupt_state_file_is_quarantined() {
     });
     std::fs::write(&good, serde_json::to_vec_pretty(&valid).unwrap()).unwrap();
 
-    let agent = Agent::start(config);
+    let agent = Daemon::start(config);
     let list = agent.list(Some(&ns));
     let keys: Vec<(String, String)> = list
         .iter()
@@ -662,10 +664,10 @@ fn corrupt_state_file_is_quarantined() {
 fn bad_config_exits_2_with_one_message() {
     let dir = TempDir::new("agent");
     let kubelet = Kubelet::new();
-    let config = AgentConfig::new(dir.path(), &kubelet).learning_period("2fortnights");
+    let config = DaemonConfig::new(dir.path(), &kubelet).learning_period("2fortnights");
     let yaml = dir.path().join("agent.yaml");
     std::fs::write(&yaml, "flushInterval: 1s\nlearnigPeriod: 1h\n").unwrap();
-    let mut with_file = AgentConfig::new(dir.path(), &kubelet).arg("--config");
+    let mut with_file = DaemonConfig::new(dir.path(), &kubelet).arg("--config");
     with_file.extra.push(yaml.display().to_string());
 
     let cases: [(&str, Vec<String>, Vec<String>); 2] = [
@@ -725,7 +727,7 @@ fn bad_config_exits_2_with_one_message() {
 fn grpc_client_errors() {
     let dir = TempDir::new("agent");
     let kubelet = Kubelet::new();
-    let agent = Agent::start(AgentConfig::new(dir.path(), &kubelet));
+    let agent = Daemon::start(DaemonConfig::new(dir.path(), &kubelet));
     let nope = ["--namespace", "nope", "--workload", "nope"];
     let cases: [Vec<&str>; 3] = [
         [&["profiles", "show"][..], &nope, &["--container", "nope"]].concat(),

@@ -29,13 +29,13 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time limit of one client subcommand.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long the agent may take to learn the exec of [`Agent::sync_events`]'s marker container
+/// How long the agent may take to learn the exec of [`Daemon::sync_events`]'s marker container
 /// (events of a container whose names are not known yet are held for up to 2 s).
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to start: `sensor run` flags.
 #[derive(Debug, Clone)]
-pub struct AgentConfig {
+pub struct DaemonConfig {
     pub state_dir: PathBuf,
     pub socket: PathBuf,
     pub learning_period: String,
@@ -48,10 +48,10 @@ pub struct AgentConfig {
     pub wrapper: Vec<String>,
 }
 
-impl AgentConfig {
+impl DaemonConfig {
     /// State in `<dir>/state`, socket `<dir>/s.sock`, learning period 1h, flush every 1s.
-    pub fn new(dir: &Path, kubelet: &Kubelet) -> AgentConfig {
-        AgentConfig {
+    pub fn new(dir: &Path, kubelet: &Kubelet) -> DaemonConfig {
+        DaemonConfig {
             state_dir: dir.join("state"),
             socket: dir.join("s.sock"),
             learning_period: "1h".into(),
@@ -108,8 +108,8 @@ struct Shared {
 }
 
 /// A running `sensor run`. Killed on drop (SIGKILL) if not stopped.
-pub struct Agent {
-    pub config: AgentConfig,
+pub struct Daemon {
+    pub config: DaemonConfig,
     child: Option<Child>,
     shared: Arc<Shared>,
     status: Option<ExitStatus>,
@@ -231,17 +231,17 @@ fn collect(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String>
     })
 }
 
-impl Agent {
+impl Daemon {
     /// Spawns `sensor run` and waits until it prints [`READY_TEXT`] and its socket exists.
     /// Panics (with its stderr) if it exits first or takes longer than [`START_TIMEOUT`].
-    pub fn start(config: AgentConfig) -> Agent {
-        let mut agent = Agent::spawn(config);
+    pub fn start(config: DaemonConfig) -> Daemon {
+        let mut agent = Daemon::spawn(config);
         agent.wait_started();
         agent
     }
 
-    /// Spawns `sensor run` without waiting for it to start (see [`Agent::wait_started`]).
-    pub fn spawn(config: AgentConfig) -> Agent {
+    /// Spawns `sensor run` without waiting for it to start (see [`Daemon::wait_started`]).
+    pub fn spawn(config: DaemonConfig) -> Daemon {
         util::require_root();
         let mut argv = config.argv();
         let mut bin = Sensor::binary();
@@ -294,7 +294,7 @@ impl Agent {
                 shared.cv.notify_all();
             });
         }
-        Agent {
+        Daemon {
             config,
             child: Some(child),
             shared,
@@ -604,7 +604,7 @@ impl Agent {
     }
 }
 
-impl Drop for Agent {
+impl Drop for Daemon {
     fn drop(&mut self) {
         if self.child.is_some() && std::thread::panicking() {
             eprintln!("--- agent diagnostics at panic ---\n{}", self.diagnostics());
