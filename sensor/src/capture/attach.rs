@@ -223,6 +223,15 @@ impl AttachManager {
         }
     }
 
+    /// Drops the kernel BTF once the programs typed against it are loaded: parsed, it is ~12 MiB
+    /// of heap the daemon would otherwise keep for its whole life. Attaching and detaching loaded
+    /// programs (and loading programs not typed against BTF, such as uprobes) still works; a
+    /// tp_btf/fentry program loaded for the first time afterwards is refused ("loaded without
+    /// kernel BTF").
+    pub fn release_btf(&mut self) {
+        self.btf = None;
+    }
+
     /// The object, for its maps.
     pub fn ebpf(&self) -> &Ebpf {
         &self.ebpf

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::client::{ServerArg, out, status_error};
+use super::remote::{ServerArg, out, status_error};
 use crate::ai::inventory::{self, AgentInventory};
 use crate::api::proto;
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Subcommand};
 
-use super::client::{load_profile, out};
 use super::exit::{CommandError, CommandResult};
+use super::remote::{load_profile, out};
 use crate::attribution::kube::Endpoint;
 use crate::audit::{cluster, policy_files, report};
 use crate::daemon::config::DEFAULT_STATE_DIR;

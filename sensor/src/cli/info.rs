@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
-use super::client::{ServerArg, status_error};
+use super::remote::{ServerArg, status_error};
 use crate::api::proto;
 
 #[derive(Args, Debug)]
@@ -29,7 +29,7 @@ pub async fn run(args: InfoArgs) -> Result<()> {
     } else {
         render(&info)
     };
-    super::client::out(&text)
+    super::remote::out(&text)
 }
 
 fn to_json(info: &proto::AgentInfo) -> serde_json::Value {

@@ -4,10 +4,13 @@
 
 pub mod agents;
 pub mod audit;
-pub mod client;
 pub mod doctor;
+pub mod drafts;
 pub mod exit;
 pub mod info;
+pub mod profile_text;
+pub mod profiles;
+pub mod remote;
 pub mod run;
 pub mod trace;
 pub mod usage;
@@ -38,11 +41,11 @@ pub enum Command {
     Trace(Box<TraceArgs>),
     /// Application profiles learned by the agent.
     #[command(subcommand)]
-    Profiles(client::ProfilesCommand),
+    Profiles(profiles::ProfilesCommand),
     /// The seccomp draft (Localhost profile JSON) of a workload's container.
-    Seccomp(client::SeccompArgs),
+    Seccomp(drafts::SeccompArgs),
     /// The NetworkPolicy draft of a workload.
-    Netpol(client::NetpolArgs),
+    Netpol(drafts::NetpolArgs),
     /// Audits of candidate policies against the recorded traffic (`audit netpol`).
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -73,9 +76,9 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
                 .await
                 .map_err(|e| e.context("sensor trace"))?)
         }
-        Command::Profiles(cmd) => Ok(client::profiles(cmd).await?),
-        Command::Seccomp(args) => Ok(client::seccomp(args).await?),
-        Command::Netpol(args) => Ok(client::netpol(args).await?),
+        Command::Profiles(cmd) => Ok(profiles::profiles(cmd).await?),
+        Command::Seccomp(args) => Ok(drafts::seccomp(args).await?),
+        Command::Netpol(args) => Ok(drafts::netpol(args).await?),
         Command::Audit(cmd) => audit::run(cmd).await,
         Command::Watch(args) => Ok(watch::run(*args).await?),
         Command::Doctor(args) => doctor::run(args),
@@ -83,3 +86,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Agents(args) => Ok(agents::run(args).await?),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,7 @@ use clap::Args;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-use super::client::{ServerArg, ignore_sigpipe, status_error};
+use super::remote::{ServerArg, ignore_sigpipe, status_error};
 use crate::api::{
     convert, message,
     proto::{self, anomaly_message::Payload},
