@@ -355,7 +355,7 @@ fn action(detail: &Detail) -> String {
         Detail::Dns { question, .. } => format!("resolve {question}"),
         other => other.kind().to_string(),
     };
-    rules::truncate(&action, 200)
+    crate::text::truncate(&action, 200)
 }
 
 /// What an accepted flow counts as: the one connection that was reported.

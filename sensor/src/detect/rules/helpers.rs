@@ -54,7 +54,7 @@ pub(super) fn count_label(n: usize, what: &str) -> String {
     }
 }
 
-pub use crate::text::truncate;
+pub(super) use crate::text::truncate;
 
 pub(super) fn capitalise(s: &str) -> String {
     let mut c = s.chars();

@@ -44,7 +44,7 @@ mod volume;
 use serde::{Deserialize, Serialize};
 
 use self::{dns::*, exec::*, files::*, helpers::*, network::*, syscalls::*, volume::*};
-pub use self::{helpers::truncate, network::protocol_from_name, syscalls::syscall_of_subject};
+pub use self::{network::protocol_from_name, syscalls::syscall_of_subject};
 use crate::detect::model::Finding;
 use crate::{
     ai::Catalogue,
