@@ -1,7 +1,7 @@
 //! The sensor library, one folder per stage of the data flow (docs/architecture.md):
 //!
-//! capture -> attribution -> profile -> ai -> learn -> drafts -> detect -> audit -> api ->
-//! metrics -> daemon -> cli
+//! capture -> attribution -> profile -> ai -> learn -> drafts -> cluster -> detect -> audit ->
+//! api -> metrics -> daemon -> cli
 //!
 //! A stage imports only the stages before it (checked by `cargo xtask lint`). `clock` and
 //! `text` are small helpers every stage may use. The `sensor` binary is a thin CLI over this
@@ -22,6 +22,8 @@ pub mod ai;
 pub mod learn;
 
 pub mod drafts;
+
+pub mod cluster;
 
 pub mod detect;
 

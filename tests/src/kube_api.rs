@@ -8,6 +8,9 @@
 //! deleted), ends watches cleanly, expires them (410 Gone), refuses requests (403) or stops
 //! answering, while recording every request it got.
 //!
+//! Every other resource (the sensor's custom resources, Leases, Nodes) lives in a generic store
+//! with server-side apply, optimistic concurrency and watches (`kube_resources.rs`).
+//!
 //! Blocking std networking on its own threads: usable from any test, async or not.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +21,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::kube_resources::{MAX_BODY, Resources, Target, status};
 
 /// How the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +37,7 @@ pub enum Mode {
 /// One request received: path and decoded query.
 #[derive(Debug, Clone)]
 pub struct Request {
+    pub method: String,
     pub path: String,
     pub query: BTreeMap<String, String>,
 }
@@ -57,6 +63,9 @@ struct State {
     epoch: (u64, bool),
     mode: Mode,
     requests: Vec<Request>,
+    resources: Resources,
+    /// Resources (`<group>/<version>/<plural>` prefixes) answered with 403.
+    forbidden: Vec<String>,
 }
 
 struct Inner {
@@ -91,6 +100,8 @@ impl KubeApi {
                 epoch: (0, false),
                 mode: Mode::Serve,
                 requests: Vec::new(),
+                resources: Resources::default(),
+                forbidden: Vec::new(),
             }),
             cv: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -200,6 +211,40 @@ impl KubeApi {
         });
     }
 
+    /// Answers requests for resources starting with `resource` (e.g.
+    /// `coordination.k8s.io/v1/leases`) with 403, as RBAC without that permission would.
+    pub fn forbid(&self, resource: &str) {
+        self.with(|s| s.forbidden.push(resource.to_string()));
+    }
+
+    pub fn allow_all(&self) {
+        self.with(|s| s.forbidden.clear());
+    }
+
+    /// Puts an object of the generic store (a Node, a workload) at `resource`
+    /// (`<group>/<version>/<plural>`, `v1/nodes`), as an `ADDED`/`MODIFIED` event.
+    pub fn put_resource(&self, resource: &str, object: Value) -> u64 {
+        self.with(|s| s.resources.put(resource, object, &mut s.rv))
+    }
+
+    pub fn delete_resource(&self, resource: &str, namespace: &str, name: &str) -> bool {
+        self.with(|s| s.resources.remove(resource, namespace, name, &mut s.rv))
+    }
+
+    pub fn resource(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.with(|s| s.resources.object(resource, namespace, name))
+    }
+
+    /// Every object of `resource`.
+    pub fn resources(&self, resource: &str) -> Vec<Value> {
+        self.with(|s| s.resources.all(resource))
+    }
+
+    /// Every write the generic store answered, in order.
+    pub fn writes(&self) -> Vec<crate::kube_resources::Write> {
+        self.with(|s| s.resources.writes.clone())
+    }
+
     pub fn requests(&self) -> Vec<Request> {
         self.with(|s| s.requests.clone())
     }
@@ -230,11 +275,6 @@ fn object_path(o: &Value) -> String {
         o["metadata"]["namespace"].as_str().unwrap(),
         o["metadata"]["name"].as_str().unwrap()
     )
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-           "message": message, "reason": reason, "code": code})
 }
 
 fn percent_decode(s: &str) -> String {
@@ -273,6 +313,7 @@ fn parse_target(target: &str) -> Request {
         })
         .collect();
     Request {
+        method: String::new(),
         path: path.to_string(),
         query,
     }
@@ -302,7 +343,8 @@ fn serve(stream: TcpStream, inner: &Inner) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        // Headers (no request bodies: the client only GETs).
+        let mut length = 0usize;
+        let mut content_type = String::new();
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 {
@@ -311,14 +353,72 @@ fn serve(stream: TcpStream, inner: &Inner) {
             if h == "\r\n" || h == "\n" {
                 break;
             }
+            if let Some((name, value)) = h.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "content-type" => content_type = value.trim().to_string(),
+                    _ => {}
+                }
+            }
         }
+        let method = line.split_whitespace().next().unwrap_or("GET").to_string();
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let req = parse_target(&target);
-        let mode = {
+        let mut req = parse_target(&target);
+        req.method = method;
+        let mut body = vec![0u8; length.min(MAX_BODY + 1)];
+        if length > 0 {
+            use std::io::Read;
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            // Drain what is beyond the limit (answered 413 below).
+            let mut rest = length - body.len();
+            let mut sink = [0u8; 8192];
+            while rest > 0 {
+                let n = rest.min(sink.len());
+                if reader.read_exact(&mut sink[..n]).is_err() {
+                    return;
+                }
+                rest -= n;
+            }
+        }
+        let (mode, forbidden) = {
             let mut st = inner.state.lock().unwrap();
             st.requests.push(req.clone());
-            st.mode
+            let forbidden = Target::parse(&req.path).filter(|t| {
+                st.forbidden
+                    .iter()
+                    .any(|f| t.resource.starts_with(f.as_str()))
+            });
+            (st.mode, forbidden)
         };
+        if let Some(t) = forbidden {
+            let (group, plural) = t.resource.rsplit_once('/').unwrap_or(("", &t.resource));
+            let group = group.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+            let verb = match (req.method.as_str(), req.is_watch(), t.name.is_some()) {
+                ("GET", true, _) => "watch",
+                ("GET", false, true) => "get",
+                ("GET", false, false) => "list",
+                ("PATCH", ..) => "patch",
+                ("PUT", ..) => "update",
+                ("POST", ..) => "create",
+                ("DELETE", ..) => "delete",
+                _ => "get",
+            };
+            let s = status(
+                403,
+                "Forbidden",
+                &format!(
+                    "{plural}.{group} is forbidden: User \"system:serviceaccount:node-sensor:node-sensor\" \
+                     cannot {verb} resource \"{plural}\" in API group \"{group}\" in the namespace \"{}\"",
+                    t.namespace.as_deref().unwrap_or("")
+                ),
+            );
+            if respond(&mut out, 403, &s).is_err() {
+                return;
+            }
+            continue;
+        }
         match mode {
             Mode::Forbidden => {
                 let s = status(
@@ -342,17 +442,27 @@ fn serve(stream: TcpStream, inner: &Inner) {
             watch(&mut out, inner, &req);
             return;
         }
+        let served = {
+            let st = inner.state.lock().unwrap();
+            st.objects.get(&req.path).cloned()
+        };
         let (code, body) = if req.path == "/api/v1/pods" {
             (200, list(inner, &req))
-        } else {
-            let st = inner.state.lock().unwrap();
-            match st.objects.get(&req.path) {
-                Some(o) => (200, o.clone()),
-                None => (
-                    404,
-                    status(404, "NotFound", &format!("{} not found", req.path)),
-                ),
+        } else if let Some(o) = served {
+            (200, o)
+        } else if let Some(t) = Target::parse(&req.path) {
+            if req.method == "GET" && t.name.is_none() && req.is_watch() {
+                watch_resources(&mut out, inner, &req, &t);
+                return;
             }
+            let answer = resource_request(inner, &req, &t, &content_type, &body, length);
+            inner.cv.notify_all();
+            answer
+        } else {
+            (
+                404,
+                status(404, "NotFound", &format!("{} not found", req.path)),
+            )
         };
         if respond(&mut out, code, &body).is_err() {
             return;
@@ -360,12 +470,81 @@ fn serve(stream: TcpStream, inner: &Inner) {
     }
 }
 
+/// A request for the generic store; writes are recorded.
+fn resource_request(
+    inner: &Inner,
+    req: &Request,
+    t: &Target,
+    content_type: &str,
+    body: &[u8],
+    length: usize,
+) -> (u16, Value) {
+    let mut guard = inner.state.lock().unwrap();
+    let st = &mut *guard;
+    if req.method == "GET" {
+        return if t.name.is_some() {
+            st.resources.get(t)
+        } else {
+            st.resources.list(t, req.query.get("labelSelector"), st.rv)
+        };
+    }
+    let before = st.rv;
+    let (code, answer) = if length > MAX_BODY {
+        (
+            413,
+            status(
+                413,
+                "RequestEntityTooLarge",
+                &format!("Request entity too large: limit is {MAX_BODY}"),
+            ),
+        )
+    } else {
+        match req.method.as_str() {
+            "PATCH" if content_type.starts_with("application/apply-patch") => {
+                let force = req.query.get("force").is_some_and(|f| f == "true");
+                st.resources
+                    .apply(t, req.query.get("fieldManager"), force, body, &mut st.rv)
+            }
+            "PATCH" => (
+                415,
+                status(
+                    415,
+                    "UnsupportedMediaType",
+                    "only server-side apply patches",
+                ),
+            ),
+            "POST" => st.resources.create(t, body, &mut st.rv),
+            "PUT" => st.resources.replace(t, body, &mut st.rv),
+            "DELETE" => st.resources.delete(t, &mut st.rv),
+            m => (405, status(405, "MethodNotAllowed", m)),
+        }
+    };
+    let changed = st.rv != before;
+    st.resources.writes.push(crate::kube_resources::Write {
+        at: std::time::Instant::now(),
+        method: req.method.clone(),
+        resource: t.resource.clone(),
+        namespace: t.namespace.clone().unwrap_or_default(),
+        name: t.name.clone().unwrap_or_default(),
+        manager: req.query.get("fieldManager").cloned(),
+        status_subresource: t.status,
+        code,
+        changed,
+        bytes: length,
+    });
+    (code, answer)
+}
+
 fn respond(out: &mut TcpStream, code: u16, body: &Value) -> std::io::Result<()> {
     let text = body.to_string();
     let reason = match code {
         200 => "OK",
+        201 => "Created",
+        400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
+        409 => "Conflict",
+        413 => "Request Entity Too Large",
         _ => "Error",
     };
     write!(
@@ -419,6 +598,30 @@ fn chunk(out: &mut TcpStream, v: &Value) -> std::io::Result<()> {
 
 fn watch(out: &mut TcpStream, inner: &Inner, req: &Request) {
     let selector = req.query.get("fieldSelector");
+    stream(out, inner, req, |st, cursor| {
+        st.events
+            .iter()
+            .filter(|(rv, _, o)| *rv > cursor && selected(o, selector))
+            .map(|(_, t, o)| json!({"type": t, "object": o}))
+            .collect()
+    });
+}
+
+fn watch_resources(out: &mut TcpStream, inner: &Inner, req: &Request, t: &Target) {
+    let labels = req.query.get("labelSelector");
+    stream(out, inner, req, |st, cursor| {
+        st.resources.events_after(cursor, t, labels)
+    });
+}
+
+/// A watch stream from the request's resourceVersion: `pending(state, cursor)` gives the
+/// events after `cursor`.
+fn stream(
+    out: &mut TcpStream,
+    inner: &Inner,
+    req: &Request,
+    pending: impl Fn(&State, u64) -> Vec<Value>,
+) {
     let mut cursor: u64 = req
         .query
         .get("resourceVersion")
@@ -439,12 +642,7 @@ fn watch(out: &mut TcpStream, inner: &Inner, req: &Request) {
         return;
     }
     loop {
-        let pending: Vec<Value> = st
-            .events
-            .iter()
-            .filter(|(rv, _, o)| *rv > cursor && selected(o, selector))
-            .map(|(_, t, o)| json!({"type": t, "object": o}))
-            .collect();
+        let pending: Vec<Value> = pending(&st, cursor);
         cursor = st.rv;
         let (now_epoch, expire) = st.epoch;
         drop(st);

@@ -26,6 +26,7 @@ pub mod faults;
 pub mod imds;
 pub mod jsonl;
 pub mod kube_api;
+pub mod kube_resources;
 pub mod kubelet;
 pub mod metrics;
 pub mod netns;

@@ -19,6 +19,7 @@ pub const STAGES: &[&str] = &[
     "ai",
     "learn",
     "drafts",
+    "cluster",
     "detect",
     "audit",
     "api",

@@ -349,7 +349,7 @@ impl Attributor {
 }
 
 /// A pod at the other end of a flow, as the Kubernetes metadata names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     pub namespace: String,

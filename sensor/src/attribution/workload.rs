@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The controller kind a pod name points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum WorkloadKind {
     #[serde(rename = "deployment")]
     Deployment,

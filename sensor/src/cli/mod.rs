@@ -59,6 +59,9 @@ pub enum Command {
     Agents(agents::AgentsArgs),
     /// The running agent: version, kernel, each probe's status and what is not captured.
     Info(info::InfoArgs),
+    /// The cluster profile CustomResourceDefinitions (ProfilePiece, WorkloadProfile) as YAML,
+    /// for `kubectl apply -f -` (the same as deploy/crds.yaml).
+    Crds,
 }
 
 /// Runs a parsed command line to its end: a failure's message is printed on stderr (one line),
@@ -84,6 +87,10 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Doctor(args) => doctor::run(args),
         Command::Info(args) => Ok(info::run(args).await?),
         Command::Agents(args) => Ok(agents::run(args).await?),
+        Command::Crds => {
+            print!("{}", crate::cluster::crd::definitions_yaml());
+            Ok(())
+        }
     }
 }
 

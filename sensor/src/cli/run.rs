@@ -87,6 +87,14 @@ pub struct RunArgs {
     /// [default: cluster].
     #[arg(long, value_name = "cluster|node")]
     pub kubernetes_peers: Option<String>,
+    /// Cluster-wide profiles through the Kubernetes API (ProfilePiece and WorkloadProfile
+    /// objects, `sensor crds`): `auto` (whenever the API is used) or `off` [default: auto].
+    #[arg(long, value_name = "auto|off")]
+    pub cluster_profiles: Option<String>,
+    /// The shortest time between two writes of one workload's piece with new behaviour; a
+    /// piece whose counters alone changed is written at most every ten of these [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub cluster_piece_interval: Option<String>,
     /// Serve Prometheus metrics on /metrics, liveness on /healthz and readiness on /readyz at
     /// this address, e.g. 0.0.0.0:9090 or 127.0.0.1:0 (a free port, logged) [default: off].
     #[arg(long, value_name = "ADDR")]
@@ -126,6 +134,8 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         kubernetes_api: args.kubernetes_api,
         kubernetes_api_url: args.kubernetes_api_url,
         kubernetes_peers: args.kubernetes_peers,
+        cluster_profiles: args.cluster_profiles,
+        cluster_piece_interval: args.cluster_piece_interval,
         metrics_listen: args.metrics_listen,
     };
     let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;

@@ -44,6 +44,8 @@ pub struct ConfigFile {
     pub kubernetes_api: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_peers: Option<String>,
+    pub cluster_profiles: Option<String>,
+    pub cluster_piece_interval: Option<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -75,6 +77,11 @@ pub struct Settings {
     pub anomaly_retention: crate::detect::log::Retention,
     /// Pod metadata from the Kubernetes API (`attribution::kube`).
     pub kubernetes: KubeApiSettings,
+    /// Cluster-wide profiles through the API (`cluster`): on whenever the API is used, unless
+    /// `clusterProfiles: off`.
+    pub cluster_profiles: bool,
+    /// The shortest time between two writes of one piece with new behaviour.
+    pub cluster_piece_interval: Duration,
     /// `/metrics`, `/healthz`, `/readyz` (off unless set: the endpoint is unauthenticated).
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -161,6 +168,8 @@ pub struct Overrides {
     pub kubernetes_api: Option<String>,
     pub kubernetes_api_url: Option<String>,
     pub kubernetes_peers: Option<String>,
+    pub cluster_profiles: Option<String>,
+    pub cluster_piece_interval: Option<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -189,6 +198,34 @@ pub fn settings(
     };
 
     let kubernetes = kubernetes(&file, file_origin, &flags, &origin)?;
+    let (cluster, from_flag) = pick(
+        flags.cluster_profiles.clone(),
+        file.cluster_profiles.clone(),
+        "auto",
+    );
+    let cluster_profiles = match cluster.as_str() {
+        "auto" => true,
+        "off" => false,
+        other => {
+            let (origin, key) = at(from_flag, "clusterProfiles");
+            return Err(ConfigError::Invalid {
+                origin,
+                key,
+                message: format!("`{other}` is not one of: auto, off"),
+            });
+        }
+    };
+    let (interval, from_flag) = pick(
+        flags.cluster_piece_interval.clone(),
+        file.cluster_piece_interval.clone(),
+        "30s",
+    );
+    let cluster_piece_interval = duration(
+        &at(from_flag, "clusterPieceInterval").0,
+        at(from_flag, "clusterPieceInterval").1,
+        &interval,
+        Duration::from_secs(1),
+    )?;
 
     let (learning, from_flag) = pick(
         flags.learning_period,
@@ -374,6 +411,8 @@ pub fn settings(
         anomaly_window,
         anomaly_retention: crate::detect::log::Retention { max_bytes, max_age },
         kubernetes,
+        cluster_profiles,
+        cluster_piece_interval,
         metrics_listen,
     })
 }

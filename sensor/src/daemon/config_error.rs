@@ -47,6 +47,8 @@ pub fn flag_of(key: &'static str) -> &'static str {
         "kubernetesApi" => "--kubernetes-api",
         "kubernetesApiUrl" => "--kubernetes-api-url",
         "kubernetesPeers" => "--kubernetes-peers",
+        "clusterProfiles" => "--cluster-profiles",
+        "clusterPieceInterval" => "--cluster-piece-interval",
         other => other,
     }
 }

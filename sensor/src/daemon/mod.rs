@@ -135,6 +135,21 @@ pub async fn run(settings: Settings) -> Result<()> {
         Ok(source) => metrics.set_capture(source),
         Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }
+    // Cluster-wide profiles: this node's pieces to the API (docs/cluster.md).
+    let cluster = match (&pod_metadata, settings.cluster_profiles) {
+        (Some(m), true) => crate::cluster::Cluster::start(
+            m,
+            crate::cluster::writer::WriterSettings::with_interval(
+                &settings.node_name,
+                settings.cluster_piece_interval,
+            ),
+            store.clone(),
+        ),
+        _ => None,
+    };
+    if let Some(c) = &cluster {
+        metrics.set_cluster(c.status.clone());
+    }
     // The AI catalogue every stage classifies with (packages, peers, tools, rules, drafts).
     let catalogue = Catalogue::embedded();
     let learner = Learner::new(store.clone(), preexisting, settings.node_name.clone())

@@ -103,10 +103,7 @@ pub fn seccomp(
     if !unknown.is_empty() {
         notes.push(format!(
             "left out of the draft, unknown to the {} syscall tables: {}",
-            match arch {
-                NodeArch::X86_64 => "x86_64",
-                NodeArch::Aarch64 => "aarch64",
-            },
+            arch.machine(),
             unknown.join(", ")
         ));
     }

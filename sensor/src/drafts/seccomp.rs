@@ -40,6 +40,23 @@ impl NodeArch {
         }
     }
 
+    /// The kernel's name of the architecture (`uname -m`).
+    pub fn machine(self) -> &'static str {
+        match self {
+            NodeArch::X86_64 => "x86_64",
+            NodeArch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// The architecture `uname -m` names, if the sensor supports it.
+    pub fn from_machine(machine: &str) -> Option<NodeArch> {
+        match machine {
+            "x86_64" => Some(NodeArch::X86_64),
+            "aarch64" => Some(NodeArch::Aarch64),
+            _ => None,
+        }
+    }
+
     /// The seccomp architectures of the node: the native one and the 32-bit ABIs its kernel
     /// runs (so a 32-bit binary in the container gets the same allow-list, not a bypass).
     pub fn architectures(self) -> Vec<ScmpArch> {

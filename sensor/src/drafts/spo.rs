@@ -65,14 +65,7 @@ pub fn profile_name(key: &ProfileKey, mode: SeccompMode) -> String {
         label(&key.container),
         mode.as_str()
     );
-    if name.len() <= MAX_NAME {
-        return name;
-    }
-    let hash = format!("{:016x}", fnv1a(name.as_bytes()));
-    // ASCII only, so any byte index is a char boundary.
-    let kept =
-        name[..MAX_NAME - hash.len() - 1].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-    format!("{kept}-{hash}")
+    crate::text::fit_with_hash(&name, MAX_NAME)
 }
 
 /// What a pod sets as `securityContext.seccompProfile.localhostProfile` once SPO has installed
@@ -154,13 +147,6 @@ fn enum_str<T: Serialize>(v: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         other => format!("{other:?}"),
     }
-}
-
-/// 64-bit FNV-1a: a stable hash (the same on every node and release) for cut names.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

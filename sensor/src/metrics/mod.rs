@@ -14,6 +14,7 @@
 
 pub mod anomalies;
 pub mod capture;
+pub mod cluster;
 pub mod daemon;
 pub mod families;
 pub mod health;
@@ -30,6 +31,8 @@ use std::{
 };
 
 use prometheus_client::{collector::Collector, encoding::DescriptorEncoder, registry::Registry};
+
+use crate::cluster::status::ClusterStatus;
 
 pub use self::{
     anomalies::AnomalyCounts,
@@ -57,6 +60,7 @@ pub struct Metrics {
     pub anomalies: Arc<AnomalyCounts>,
     capture: Arc<OnceLock<CaptureSource>>,
     agent: Arc<OnceLock<DaemonSource>>,
+    cluster: Arc<OnceLock<Arc<ClusterStatus>>>,
     registry: Registry,
 }
 
@@ -72,6 +76,7 @@ impl Metrics {
         let anomalies = Arc::new(AnomalyCounts::default());
         let capture = Arc::new(OnceLock::new());
         let agent = Arc::new(OnceLock::new());
+        let cluster = Arc::new(OnceLock::new());
         let mut registry = Registry::default();
         // Scrape order: health, capture, agent, process, facts.
         registry.register_collector(Box::new(HealthCollector(health.clone())));
@@ -80,6 +85,7 @@ impl Metrics {
             source: agent.clone(),
             anomalies: anomalies.clone(),
         }));
+        registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
         registry.register_collector(Box::new(ProcessCollector));
         registry.register_collector(Box::new(InfoCollector(kernel)));
         Self {
@@ -87,6 +93,7 @@ impl Metrics {
             anomalies,
             capture,
             agent,
+            cluster,
             registry,
         }
     }
@@ -104,6 +111,11 @@ impl Metrics {
     /// The agent's store, log and hubs exist. Set once; later calls are ignored.
     pub fn set_agent(&self, source: DaemonSource) {
         let _ = self.agent.set(source);
+    }
+
+    /// Cluster profiles are on. Set once; later calls are ignored.
+    pub fn set_cluster(&self, status: Arc<ClusterStatus>) {
+        let _ = self.cluster.set(status);
     }
 
     /// The Prometheus text exposition (format 0.0.4) of everything.
@@ -162,6 +174,18 @@ impl Collector for DaemonCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         match self.source.get() {
             Some(source) => daemon::encode(&source.counts(&self.anomalies), &mut enc),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct ClusterCollector(Arc<OnceLock<Arc<ClusterStatus>>>);
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        match self.0.get() {
+            Some(status) => cluster::encode(status, &mut enc),
             None => Ok(()),
         }
     }

@@ -33,7 +33,9 @@ pub mod caps {
 }
 
 /// Identity of a profile: one container of one workload.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileKey {
     pub namespace: String,
@@ -61,7 +63,7 @@ impl std::fmt::Display for ProfileKey {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Still collecting the baseline.
@@ -70,7 +72,7 @@ pub enum Status {
     Ready,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Completeness {
     /// Every container instance was observed from its creation.
@@ -79,7 +81,7 @@ pub enum Completeness {
     Partial,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationProfile {
     pub version: u32,
@@ -90,6 +92,7 @@ pub struct ApplicationProfile {
     pub completeness: Completeness,
     /// Why the profile is partial (e.g. "container started before the sensor").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub partial_reasons: Vec<String>,
     /// RFC 3339 times (`profile::time`).
     pub learning_started: Timestamp,
@@ -99,51 +102,63 @@ pub struct ApplicationProfile {
     pub updated: Timestamp,
     /// Node(s) that contributed.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub nodes: Vec<String>,
     /// Pods observed (bounded by `caps::PODS`).
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub pods: Vec<String>,
     /// Pod labels when known (Kubernetes API); used for NetworkPolicy selectors.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     pub syscalls: Syscalls,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub execs: Vec<ExecEntry>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ip", "port", "protocol"]))]
     pub egress: Vec<Flow>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ip", "port", "protocol"]))]
     pub ingress: Vec<Flow>,
     /// DNS names the container resolved, with the addresses returned.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub dns: Vec<DnsName>,
     /// DNS servers that answered the container.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ip"]))]
     pub resolvers: Vec<Resolver>,
     /// Sensitive files opened.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["path"]))]
     pub files: Vec<FileEntry>,
     /// Agent frameworks and SDKs found in the container's filesystem (AI catalogue); bounded
     /// by the catalogue's size.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["ecosystem", "name"]))]
     pub packages: Vec<PackageEntry>,
     /// Commands (path and normalised arguments) whose processes called a model API: the
     /// container's AI agent(s). Identity, not behaviour: recorded in any state, bounded by
     /// `caps::AGENT_PROGRAMS`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub agent_programs: Vec<String>,
     /// Tools the agent ran (programs executed by children of an agent process), learned like
     /// execs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub tools: Vec<ToolEntry>,
     #[serde(default)]
     pub overflow: Overflow,
 }
 
 /// A tool an agent process ran: the child's program and normalised arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ToolEntry {
     pub path: String,
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub args: Vec<String>,
     /// Invocations seen, and how many of those ended with a non-zero exit code or a signal.
     pub invocations: u64,
@@ -154,7 +169,7 @@ pub struct ToolEntry {
 }
 
 /// A catalogued package found installed in the container (`ai::packages`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PackageEntry {
     /// `python` or `node`.
@@ -172,11 +187,13 @@ pub struct PackageEntry {
 /// Syscall names (sorted), native ABI and 32-bit compat ABI apart: the workload's, i.e. what the
 /// container did from its first exec on. This is the baseline and what the seccomp drafts allow
 /// (with the runtime floor, `profile::runtime`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Syscalls {
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub native: Vec<String>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub compat: Vec<String>,
     /// What the container runtime did in the container's cgroup before the workload's first
     /// exec (runc init, crun: namespaces, mounts, `pivot_root`, capabilities). Shown, never
@@ -187,11 +204,13 @@ pub struct Syscalls {
 }
 
 /// The container runtime's syscalls before the workload's first exec.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeSetup {
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub native: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub compat: Vec<String>,
     /// Separated by name when a version-1 profile (learned before the kernel told the two
     /// apart) was upgraded (`profile::upgrade`), not observed.
@@ -206,17 +225,30 @@ impl RuntimeSetup {
 }
 
 /// A program run, with dynamic argument parts collapsed into `*`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecEntry {
     pub path: String,
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub args: Vec<String>,
     pub count: u64,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -225,15 +257,17 @@ pub enum Protocol {
 
 /// One peer of the container: for egress the remote address and port, for ingress the remote
 /// address and the local (listening) port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Flow {
+    #[schemars(with = "String")]
     pub ip: IpAddr,
     /// Egress: the remote port; ingress: the local port.
     pub port: u16,
     pub protocol: Protocol,
     /// Names this container resolved to `ip` (DNS answers it received).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub dns_names: Vec<String>,
     /// The peer pod and workload when known (Kubernetes API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -268,7 +302,9 @@ impl Flow {
 
 /// Per-window statistics of a flow: the busiest window seen while learning, the baseline for
 /// volume anomalies.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct RateStats {
     pub window_seconds: u64,
@@ -288,17 +324,19 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsName {
     pub name: String,
+    #[schemars(with = "Vec<String>", extend("x-kubernetes-list-type" = "set"))]
     pub addresses: Vec<IpAddr>,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resolver {
+    #[schemars(with = "String")]
     pub ip: IpAddr,
     /// The cluster DNS (kube-dns/CoreDNS): the nameserver of the container's resolv.conf with
     /// the cluster search domains. NetworkPolicy must then allow the DNS pods by label, since
@@ -306,7 +344,7 @@ pub struct Resolver {
     pub cluster_dns: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FileEntry {
     pub path: String,
@@ -317,7 +355,9 @@ pub struct FileEntry {
 }
 
 /// Which caps were hit (entries beyond them were not recorded).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct Overflow {
     pub execs: bool,

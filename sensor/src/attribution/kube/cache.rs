@@ -10,7 +10,7 @@ use std::{
     sync::Arc,
 };
 
-use super::model::ApiPod;
+use super::{model::ApiPod, owner::OwnerRef};
 
 /// Which watch a pod came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,6 +65,15 @@ impl PodCache {
     /// A pod on this node.
     pub fn local(&self, uid: &str) -> Option<Arc<ApiPod>> {
         self.local.by_uid.get(uid).cloned()
+    }
+
+    /// The object of a workload with pods on this node (see [`ApiPod::workload_object`]).
+    pub fn local_workload_object(&self, namespace: &str, workload: &str) -> Option<OwnerRef> {
+        self.local
+            .by_uid
+            .values()
+            .filter(|p| p.namespace == namespace && p.workload.name == workload)
+            .find_map(|p| p.workload_object.clone())
     }
 
     /// The pod that holds `ip` (IPv4-mapped IPv6 addresses count as IPv4).
@@ -164,6 +173,7 @@ mod tests {
                 name: format!("pod-{uid}"),
             },
             workload_exact: true,
+            workload_object: None,
             service_account: None,
             ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             containers: Vec::new(),

@@ -31,6 +31,7 @@ use std::{
 pub use self::{
     cache::{PodCache, PodSet},
     model::ApiPod,
+    owner::OwnerRef,
     settings::{ApiMode, Endpoint, KubeApiSettings, PeerScope},
     status::{KubeStatus, KubeStatusSnapshot},
     watch::client,
@@ -41,6 +42,7 @@ use super::Peer;
 #[derive(Clone)]
 pub struct KubeMetadata {
     shared: watch::Shared,
+    endpoint: Endpoint,
 }
 
 impl KubeMetadata {
@@ -51,8 +53,8 @@ impl KubeMetadata {
             status: Arc::new(KubeStatus::default()),
             generation: Arc::new(AtomicU64::new(0)),
         };
-        tokio::spawn(watch::run(endpoint, node, peers, shared.clone()));
-        Self { shared }
+        tokio::spawn(watch::run(endpoint.clone(), node, peers, shared.clone()));
+        Self { shared, endpoint }
     }
 
     /// The source for these settings, or `None` (logged once, with the reason) when it is off.
@@ -81,9 +83,20 @@ impl KubeMetadata {
         }
     }
 
+    /// The API server this source talks to (other API users of the daemon share it).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
     /// A pod of this node by uid.
     pub fn local_pod(&self, uid: &str) -> Option<Arc<ApiPod>> {
         self.read().local(uid)
+    }
+
+    /// The object (with uid) of a workload that has pods on this node, when the API named it
+    /// exactly.
+    pub fn local_workload_object(&self, namespace: &str, workload: &str) -> Option<OwnerRef> {
+        self.read().local_workload_object(namespace, workload)
     }
 
     /// The pod (this node's or, with cluster-wide peers, any node's) that holds `ip`.

@@ -22,6 +22,10 @@ pub struct ApiPod {
     /// otherwise derived from the direct owner without further lookups (see `owner.rs`).
     pub workload: Workload,
     pub workload_exact: bool,
+    /// The object the workload is (a Deployment, StatefulSet, DaemonSet, CronJob, Job,
+    /// ReplicaSet, or the pod itself when nothing controls it), with its uid: what the
+    /// cluster profiles are owned by. Known only when the workload is exact.
+    pub workload_object: Option<OwnerRef>,
     pub service_account: Option<String>,
     /// Pod IPs, only while they belong to the pod: empty for host-network pods (their address
     /// is the node's) and for pods that finished (their address is handed out again).
@@ -100,7 +104,24 @@ pub struct ApiPodParts {
 }
 
 impl ApiPodParts {
-    pub fn with_workload(self, owner: Option<OwnerRef>, workload: Workload, exact: bool) -> ApiPod {
+    /// `top`: the controller above `owner` as read from the API (`Some(None)`: it has none),
+    /// `None` when the workload is derived, not exact.
+    pub fn with_workload(
+        self,
+        owner: Option<OwnerRef>,
+        workload: Workload,
+        top: Option<Option<OwnerRef>>,
+    ) -> ApiPod {
+        let exact = top.is_some();
+        let workload_object = top.map(|parent| {
+            parent
+                .or_else(|| owner.clone())
+                .unwrap_or_else(|| OwnerRef {
+                    kind: "Pod".into(),
+                    name: self.name.clone(),
+                    uid: self.uid.clone(),
+                })
+        });
         ApiPod {
             uid: self.uid,
             namespace: self.namespace,
@@ -109,6 +130,7 @@ impl ApiPodParts {
             owner,
             workload,
             workload_exact: exact,
+            workload_object,
             service_account: self.service_account,
             ips: self.ips,
             containers: self.containers,
@@ -202,9 +224,14 @@ mod tests {
                 kind: crate::attribution::workload::WorkloadKind::Pod,
                 name: "web-0".into(),
             },
-            true,
+            Some(None),
         );
         assert_eq!(api.container_name("abcdef012345"), Some("app"));
+        // A pod without a controller is its own workload object.
+        assert_eq!(
+            api.workload_object.as_ref().map(|o| o.kind.as_str()),
+            Some("Pod")
+        );
         assert_eq!(api.container_name("abcdef01"), None, "too short a prefix");
         // Peers keep no details.
         let (parts, _) = project(&p, false).unwrap();

@@ -176,18 +176,24 @@ impl Owners {
     async fn api_pod(&mut self, pod: &Pod, set: PodSet) -> Option<ApiPod> {
         let local = set == PodSet::Local;
         let (parts, owner) = project(pod, local)?;
-        let (workload, exact) = match parent_to_look_up(owner.as_ref()).zip(owner.as_ref()) {
-            None => (exact_workload(&parts.name, owner.as_ref(), None), true),
+        let (workload, top) = match parent_to_look_up(owner.as_ref()).zip(owner.as_ref()) {
+            None => (
+                exact_workload(&parts.name, owner.as_ref(), None),
+                Some(None),
+            ),
             Some(_) if !local => (
                 derived_workload(&parts.name, &parts.labels, owner.as_ref()),
-                false,
+                None,
             ),
             Some((kind, o)) => match self.parent(kind, &parts.namespace, o).await {
-                Some(parent) => (exact_workload(&parts.name, Some(o), parent.as_ref()), true),
-                None => (derived_workload(&parts.name, &parts.labels, Some(o)), false),
+                Some(parent) => (
+                    exact_workload(&parts.name, Some(o), parent.as_ref()),
+                    Some(parent),
+                ),
+                None => (derived_workload(&parts.name, &parts.labels, Some(o)), None),
             },
         };
-        Some(parts.with_workload(owner, workload, exact))
+        Some(parts.with_workload(owner, workload, top))
     }
 
     /// The controller of `owner` (`Some(None)`: it has none); `None` when it could not be read.
