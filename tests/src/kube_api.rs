@@ -531,6 +531,7 @@ fn resource_request(
         code,
         changed,
         bytes: length,
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
     });
     (code, answer)
 }

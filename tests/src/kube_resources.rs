@@ -85,6 +85,8 @@ pub struct Write {
     /// Whether the object changed (a new resourceVersion).
     pub changed: bool,
     pub bytes: usize,
+    /// The request body, parsed (`Null` when it was not JSON).
+    pub body: Value,
 }
 
 #[derive(Debug, Default)]

@@ -5,6 +5,7 @@
 //! as real runc pods, one per node, each doing something the other does not.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use sensor_tests::kube_api::{KubeApi, PodObject, replicaset};
@@ -13,10 +14,14 @@ use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, Kubelet, Pod, Runc, ru
 use serde_json::Value;
 
 const PIECES: &str = "sensor.io/v1alpha1/profilepieces";
+const MERGED: &str = "sensor.io/v1alpha1/workloadprofiles";
+const LEASES: &str = "coordination.k8s.io/v1/leases";
+const LEASE: &str = "sensor-profile-merger";
 const WAIT: Duration = Duration::from_secs(60);
 
 struct Node {
     name: String,
+    install: PathBuf,
     kubelet: Kubelet,
     pod: Pod,
     daemon: Option<Daemon>,
@@ -62,7 +67,13 @@ fn cluster(nodes: &[&str]) -> Cluster {
                 .containers(&[("app", &pod.container("app").id)]);
             object.labels = labels.clone();
             api.put_pod(object.json());
+            api.put_resource(
+                "v1/nodes",
+                serde_json::json!({"apiVersion": "v1", "kind": "Node",
+                                   "metadata": {"name": node}}),
+            );
             Node {
+                install: dir.path().join("seccomp"),
                 name: node.to_string(),
                 kubelet,
                 pod,
@@ -81,10 +92,20 @@ fn cluster(nodes: &[&str]) -> Cluster {
 
 impl Cluster {
     fn start(&mut self, i: usize) {
+        self.start_learning(i, "1h");
+    }
+
+    fn start_learning(&mut self, i: usize, learning: &str) {
         let url = self.api.url();
         let node = &mut self.nodes[i];
         let config = DaemonConfig::new(node._dir.path(), &node.kubelet)
-            .learning_period("1h")
+            .learning_period(learning)
+            .arg("--install-seccomp-dir")
+            .arg(node.install.to_str().unwrap())
+            .arg("--cluster-lease-duration")
+            .arg("4s")
+            .arg("--cluster-namespace")
+            .arg("node-sensor")
             .arg("--node-name")
             .arg(&node.name)
             .arg("--kubernetes-api-url")
@@ -116,6 +137,48 @@ impl Cluster {
                 runc::DEFAULT_TIMEOUT,
             )
             .assert_success();
+    }
+
+    fn merged(&self) -> Option<Value> {
+        self.api.resource(MERGED, &self.ns, "web.app")
+    }
+
+    fn wait_merged(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        util::poll_until(WAIT, Duration::from_millis(200), || {
+            self.merged().filter(|p| check(p))
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no merged profile {what}: {:?}\n{}",
+                self.merged(),
+                self.diagnostics()
+            )
+        })
+    }
+
+    fn holder(&self) -> Option<String> {
+        self.api
+            .resource(LEASES, "node-sensor", LEASE)
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    }
+
+    fn diagnostics(&self) -> String {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.daemon.as_ref().map(|d| d.diagnostics()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The enforce profile installed on node `i`, once there.
+    fn installed(&self, i: usize) -> String {
+        let path = self.nodes[i]
+            .install
+            .join(format!("sensor/{}/web/app.json", self.ns));
+        util::poll_until(WAIT, Duration::from_millis(200), || {
+            std::fs::read_to_string(&path).ok()
+        })
+        .unwrap_or_else(|| panic!("{} not installed\n{}", path.display(), self.diagnostics()))
     }
 
     fn piece(&self, node: &str) -> Option<Value> {
@@ -222,4 +285,139 @@ fn each_node_applies_its_own_piece_owned_by_the_workload() {
             mine.iter().map(|w| w.bytes).max().unwrap_or(0)
         );
     }
+}
+
+fn merged_runs(merged: &Value, program: &str) -> bool {
+    merged["spec"]["profile"]["execs"]
+        .as_array()
+        .is_some_and(|e| {
+            e.iter()
+                .any(|x| x["path"].as_str().is_some_and(|p| p.ends_with(program)))
+        })
+}
+
+/// Replica B's work: busybox `truncate` is `ftruncate`, a syscall replica A never makes.
+const B_WORK: &str = "/bin/uname -a >/dev/null; echo x >/tmp/f; truncate -s 0 /tmp/f";
+
+#[test]
+fn one_merged_baseline_installed_on_every_node_through_a_failover() {
+    let mut c = cluster(&["node-a", "node-b", "node-c"]);
+    c.start_learning(0, "8s");
+    c.start_learning(1, "8s");
+    c.run(0, "/bin/cat /etc/hostname >/dev/null");
+    c.run(1, B_WORK);
+
+    // One merged profile with both replicas' behaviour, ready once both pieces are.
+    let merged = c.wait_merged("ready with cat and uname", |m| {
+        m["spec"]["summary"]["status"] == "ready"
+            && merged_runs(m, "cat")
+            && merged_runs(m, "uname")
+    });
+    eprintln!(
+        "merged: {}",
+        serde_json::to_string_pretty(&merged["spec"]["summary"]).unwrap()
+    );
+    assert_eq!(merged["spec"]["summary"]["nodes"], 2);
+    let contributors: Vec<&str> = merged["spec"]["contributors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["node"].as_str())
+        .collect();
+    assert_eq!(contributors, ["node-a", "node-b"]);
+    assert_eq!(
+        merged["metadata"]["ownerReferences"][0]["uid"],
+        c.deployment_uid.as_str()
+    );
+    assert_eq!(
+        merged["metadata"]["managedFields"][0]["manager"],
+        "sensor/merger"
+    );
+    let first_leader = c.holder().expect("a lease holder");
+    assert_eq!(merged["spec"]["mergedBy"], first_leader.as_str());
+
+    // Every node installs the same file.
+    let on_a = c.installed(0);
+    let on_b = c.installed(1);
+    assert_eq!(
+        on_a, on_b,
+        "the merged enforce profile differs between nodes"
+    );
+
+    // Replica B's work runs on node A's installed profile; node A's local-only draft (what
+    // it learned alone) refuses it.
+    let runc = Runc::new();
+    let installed: Value = serde_json::from_str(&on_a).unwrap();
+    runc.run(
+        &ContainerConfig::sh(&c.nodes[0].pod, "app", B_WORK).seccomp(installed),
+        runc::DEFAULT_TIMEOUT,
+    )
+    .assert_success();
+    let a = c.nodes[0].daemon.as_ref().unwrap();
+    let local: Value = serde_json::from_str(
+        &std::fs::read_to_string(a.seccomp_path(&c.ns, "web", "app", false)).unwrap(),
+    )
+    .unwrap();
+    let refused = runc.run(
+        &ContainerConfig::sh(&c.nodes[0].pod, "app", B_WORK).seccomp(local),
+        runc::DEFAULT_TIMEOUT,
+    );
+    assert_ne!(
+        refused.code,
+        Some(0),
+        "node A's local draft allowed B's work: {refused:?}"
+    );
+
+    // The leader dies: another takes the lease over within its duration (4 s) plus a round.
+    let leader = c.nodes.iter().position(|n| n.name == first_leader).unwrap();
+    c.nodes[leader].daemon.as_mut().unwrap().kill9();
+    let killed_at = std::time::Instant::now();
+    let next = util::poll_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        c.holder().filter(|h| *h != first_leader)
+    })
+    .unwrap_or_else(|| panic!("no failover\n{}", c.diagnostics()));
+    eprintln!(
+        "failover {first_leader} -> {next} in {:.1} s",
+        killed_at.elapsed().as_secs_f64()
+    );
+
+    // A node that joins late: its replica's new work is merged by the new leader, and it
+    // receives the merged file.
+    c.start_learning(2, "8s");
+    c.run(2, "/bin/id >/dev/null");
+    let merged = c.wait_merged("with node-c's id, ready again", |m| {
+        m["spec"]["summary"]["status"] == "ready"
+            && merged_runs(m, "id")
+            && m["spec"]["mergedBy"] == next.as_str()
+    });
+    assert!(
+        merged_runs(&merged, "cat") && merged_runs(&merged, "uname"),
+        "{merged}"
+    );
+    let survivor = 1 - leader.min(1);
+    let on_c = util::poll_until(WAIT, Duration::from_millis(200), || {
+        let c_file = c.installed(2);
+        let other = c.installed(survivor);
+        (c_file == other && c_file.contains("SCMP_ACT_ERRNO")).then_some(c_file)
+    });
+    assert!(
+        on_c.is_some(),
+        "node-c's file differs from node {survivor}'s\n{}",
+        c.diagnostics()
+    );
+
+    // No two mergers fought: the writers of the merged profile, in order, change once.
+    let mut by: Vec<String> = c
+        .api
+        .writes()
+        .iter()
+        .filter(|w| w.resource == MERGED && w.changed)
+        .filter_map(|w| w.body["spec"]["mergedBy"].as_str().map(str::to_string))
+        .collect();
+    by.dedup();
+    assert_eq!(
+        by,
+        [first_leader.clone(), next.clone()],
+        "merged profile writers in order"
+    );
 }

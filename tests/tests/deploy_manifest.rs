@@ -60,6 +60,8 @@ fn manifest_is_valid_for_kubernetes_1_29_to_1_34() {
             "ServiceAccount",
             "ClusterRole",
             "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
             "ConfigMap",
             "DaemonSet"
         ]
@@ -76,6 +78,25 @@ fn manifest_is_valid_for_kubernetes_1_29_to_1_34() {
             out.matches(" passed for resource ").count(),
             kinds.len(),
             "one `passed` line per document for {version}:\n{out}"
+        );
+    }
+}
+
+/// The CRDs (`sensor crds`) validate as CustomResourceDefinitions for every version.
+#[test]
+fn crds_are_valid_for_kubernetes_1_29_to_1_34() {
+    let file = deploy::workspace().join("deploy/crds.yaml");
+    for version in KUBERNETES_VERSIONS {
+        let (ok, out) = validate(&file, version);
+        assert!(
+            ok,
+            "{} is invalid for Kubernetes {version}:\n{out}",
+            file.display()
+        );
+        assert_eq!(
+            out.matches(" passed for resource ").count(),
+            2,
+            "one `passed` line per CRD for {version}:\n{out}"
         );
     }
 }
@@ -99,7 +120,7 @@ fn validator_rejects_a_wrong_field_in_the_manifest() {
 }
 
 #[test]
-fn rbac_is_exactly_read_only_pods_replicasets_jobs() {
+fn rbac_is_read_only_metadata_plus_the_cluster_profiles_and_one_lease() {
     let docs = deploy::documents();
     let role = deploy::object(&docs, "ClusterRole");
     let verbs = json!(["get", "list", "watch"]);
@@ -109,7 +130,31 @@ fn rbac_is_exactly_read_only_pods_replicasets_jobs() {
             { "apiGroups": [""], "resources": ["pods"], "verbs": verbs },
             { "apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"] },
             { "apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"] },
+            { "apiGroups": [""], "resources": ["nodes"], "verbs": ["list"] },
+            { "apiGroups": ["sensor.io"], "resources": ["profilepieces"],
+              "verbs": ["create", "list", "patch"] },
+            { "apiGroups": ["sensor.io"], "resources": ["profilepieces/status"],
+              "verbs": ["patch"] },
+            { "apiGroups": ["sensor.io"], "resources": ["workloadprofiles"],
+              "verbs": ["create", "get", "list", "watch", "patch"] },
         ])
+    );
+    // No delete anywhere: profiles go with their workload (owner references).
+    assert!(!serde_json::to_string(&docs).unwrap().contains("\"delete\""));
+    let lease_role = deploy::object(&docs, "Role");
+    assert_eq!(lease_role["metadata"]["namespace"], "node-sensor");
+    assert_eq!(
+        lease_role["rules"],
+        json!([
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"] },
+            { "apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+              "resourceNames": ["sensor-profile-merger"], "verbs": ["get", "update"] },
+        ])
+    );
+    let lease_binding = deploy::object(&docs, "RoleBinding");
+    assert_eq!(
+        lease_binding["roleRef"]["name"],
+        lease_role["metadata"]["name"]
     );
     let binding = deploy::object(&docs, "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
@@ -184,7 +229,11 @@ fn daemonset_runs_the_agent_on_every_node_with_probes_and_metrics() {
     );
     assert_eq!(
         c["env"],
-        json!([{ "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } }])
+        json!([
+            { "name": "NODE_NAME", "valueFrom": { "fieldRef": { "fieldPath": "spec.nodeName" } } },
+            { "name": "POD_NAMESPACE",
+              "valueFrom": { "fieldRef": { "fieldPath": "metadata.namespace" } } },
+        ])
     );
     assert_eq!(
         c["ports"],

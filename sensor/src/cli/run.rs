@@ -95,6 +95,13 @@ pub struct RunArgs {
     /// piece whose counters alone changed is written at most every ten of these [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub cluster_piece_interval: Option<String>,
+    /// The sensor's own namespace, where the merger's Lease lives [default: POD_NAMESPACE,
+    /// else the service account's namespace, else node-sensor].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub cluster_namespace: Option<String>,
+    /// The merger's Lease duration: the longest a failover takes [default: 15s].
+    #[arg(long, value_name = "DURATION")]
+    pub cluster_lease_duration: Option<String>,
     /// Serve Prometheus metrics on /metrics, liveness on /healthz and readiness on /readyz at
     /// this address, e.g. 0.0.0.0:9090 or 127.0.0.1:0 (a free port, logged) [default: off].
     #[arg(long, value_name = "ADDR")]
@@ -136,6 +143,8 @@ pub fn settings(args: RunArgs) -> Result<config::Settings, config::ConfigError> 
         kubernetes_peers: args.kubernetes_peers,
         cluster_profiles: args.cluster_profiles,
         cluster_piece_interval: args.cluster_piece_interval,
+        cluster_namespace: args.cluster_namespace,
+        cluster_lease_duration: args.cluster_lease_duration,
         metrics_listen: args.metrics_listen,
     };
     let settings = config::settings(file, &origin, flags, crate::cli::trace::host_name())?;

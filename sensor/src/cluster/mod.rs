@@ -3,6 +3,10 @@
 //! objects that every node reads (docs/cluster.md).
 
 pub mod crd;
+pub mod install;
+pub mod leader;
+pub mod lease;
+pub mod merger;
 pub mod piece;
 pub mod status;
 pub mod writer;
@@ -10,6 +14,14 @@ pub mod writer;
 use std::sync::{Arc, RwLock};
 
 use crate::{attribution::kube::KubeMetadata, learn::store::ProfileStore};
+
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub writer: writer::WriterSettings,
+    pub leader: leader::LeaderSettings,
+    /// `--install-seccomp-dir`: where every node installs the ready merged profiles.
+    pub install_dir: Option<std::path::PathBuf>,
+}
 
 /// The running cluster tasks (cheap to clone).
 #[derive(Clone)]
@@ -22,7 +34,7 @@ impl Cluster {
     /// (logged) when no client can be built.
     pub fn start(
         metadata: &KubeMetadata,
-        settings: writer::WriterSettings,
+        settings: ClusterSettings,
         store: Arc<RwLock<ProfileStore>>,
     ) -> Option<Cluster> {
         let client = match crate::attribution::kube::client(metadata.endpoint()) {
@@ -34,12 +46,16 @@ impl Cluster {
         };
         let status = Arc::new(status::ClusterStatus::default());
         tokio::spawn(writer::run(
-            client,
-            settings,
+            client.clone(),
+            settings.writer,
             store,
             Some(metadata.clone()),
             status.clone(),
         ));
+        tokio::spawn(leader::run(client.clone(), settings.leader, status.clone()));
+        if let Some(dir) = settings.install_dir {
+            tokio::spawn(install::run(client, dir, metadata.clone(), status.clone()));
+        }
         Some(Cluster { status })
     }
 }

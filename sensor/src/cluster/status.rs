@@ -2,7 +2,7 @@
 
 use std::sync::{
     Mutex,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 /// Why a piece write failed.
@@ -53,7 +53,26 @@ pub struct ClusterStatus {
     failures: [AtomicU64; 4],
     /// Pieces whose write is due but waits for the rate limit.
     pub pieces_waiting: AtomicU64,
+    /// The Lease holder as last seen.
     pub leader: Mutex<Option<String>>,
+    /// Whether this sensor merges now.
+    pub leading: AtomicBool,
+    pub election_failures: AtomicU64,
+    /// Merged profiles written (content changed) by this sensor as leader.
+    pub merges_written: AtomicU64,
+    pub merge_failures: AtomicU64,
+    /// Workload containers whose pieces could not be merged (e.g. no shared label).
+    pub merge_conflicts: AtomicU64,
+    /// Pieces skipped in the last round: unparsable or foreign objects.
+    pub pieces_skipped: AtomicU64,
+    pub workloads_merged: AtomicU64,
+    pub merge_round_ms: AtomicU64,
+    /// From the newest piece's snapshot to its merged profile's write, last write.
+    pub merge_lag_ms: AtomicU64,
+    /// Merged seccomp profiles written under the install directory / removed.
+    pub files_installed: AtomicU64,
+    pub files_removed: AtomicU64,
+    pub install_failures: AtomicU64,
 }
 
 impl ClusterStatus {

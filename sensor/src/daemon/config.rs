@@ -46,6 +46,8 @@ pub struct ConfigFile {
     pub kubernetes_peers: Option<String>,
     pub cluster_profiles: Option<String>,
     pub cluster_piece_interval: Option<String>,
+    pub cluster_namespace: Option<String>,
+    pub cluster_lease_duration: Option<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -82,6 +84,11 @@ pub struct Settings {
     pub cluster_profiles: bool,
     /// The shortest time between two writes of one piece with new behaviour.
     pub cluster_piece_interval: Duration,
+    /// The sensor's own namespace (the merger's Lease): `POD_NAMESPACE`, else the service
+    /// account's namespace file, else `node-sensor` (deploy/daemonset.yaml).
+    pub cluster_namespace: String,
+    /// The merger's Lease duration: a failover takes at most this long.
+    pub cluster_lease_duration: Duration,
     /// `/metrics`, `/healthz`, `/readyz` (off unless set: the endpoint is unauthenticated).
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -170,6 +177,8 @@ pub struct Overrides {
     pub kubernetes_peers: Option<String>,
     pub cluster_profiles: Option<String>,
     pub cluster_piece_interval: Option<String>,
+    pub cluster_namespace: Option<String>,
+    pub cluster_lease_duration: Option<String>,
     pub metrics_listen: Option<String>,
 }
 
@@ -226,6 +235,33 @@ pub fn settings(
         &interval,
         Duration::from_secs(1),
     )?;
+    let (lease, from_flag) = pick(
+        flags.cluster_lease_duration.clone(),
+        file.cluster_lease_duration.clone(),
+        "15s",
+    );
+    let cluster_lease_duration = duration(
+        &at(from_flag, "clusterLeaseDuration").0,
+        at(from_flag, "clusterLeaseDuration").1,
+        &lease,
+        Duration::from_secs(3),
+    )?;
+    let cluster_namespace = match flags
+        .cluster_namespace
+        .clone()
+        .or(file.cluster_namespace.clone())
+    {
+        Some(ns) => ns,
+        None => std::env::var("POD_NAMESPACE")
+            .ok()
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                    .ok()
+            })
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "node-sensor".to_string()),
+    };
 
     let (learning, from_flag) = pick(
         flags.learning_period,
@@ -413,6 +449,8 @@ pub fn settings(
         kubernetes,
         cluster_profiles,
         cluster_piece_interval,
+        cluster_namespace,
+        cluster_lease_duration,
         metrics_listen,
     })
 }

@@ -49,6 +49,8 @@ pub fn flag_of(key: &'static str) -> &'static str {
         "kubernetesPeers" => "--kubernetes-peers",
         "clusterProfiles" => "--cluster-profiles",
         "clusterPieceInterval" => "--cluster-piece-interval",
+        "clusterNamespace" => "--cluster-namespace",
+        "clusterLeaseDuration" => "--cluster-lease-duration",
         other => other,
     }
 }

@@ -64,7 +64,7 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-pub async fn run(settings: Settings) -> Result<()> {
+pub async fn run(mut settings: Settings) -> Result<()> {
     // The endpoint first: /readyz answers 503 while state and probes load, and a taken port
     // fails before anything slow.
     let metrics = Arc::new(Metrics::for_agent(&settings.btf));
@@ -139,16 +139,26 @@ pub async fn run(settings: Settings) -> Result<()> {
     let cluster = match (&pod_metadata, settings.cluster_profiles) {
         (Some(m), true) => crate::cluster::Cluster::start(
             m,
-            crate::cluster::writer::WriterSettings::with_interval(
-                &settings.node_name,
-                settings.cluster_piece_interval,
-            ),
+            crate::cluster::ClusterSettings {
+                writer: crate::cluster::writer::WriterSettings::with_interval(
+                    &settings.node_name,
+                    settings.cluster_piece_interval,
+                ),
+                leader: crate::cluster::leader::LeaderSettings {
+                    identity: settings.node_name.clone(),
+                    namespace: settings.cluster_namespace.clone(),
+                    lease_duration: settings.cluster_lease_duration,
+                },
+                install_dir: settings.install_seccomp_dir.clone(),
+            },
             store.clone(),
         ),
         _ => None,
     };
     if let Some(c) = &cluster {
         metrics.set_cluster(c.status.clone());
+        // The merged profiles are installed instead of this node's own (cluster/install.rs).
+        settings.install_seccomp_dir = None;
     }
     // The AI catalogue every stage classifies with (packages, peers, tools, rules, drafts).
     let catalogue = Catalogue::embedded();

@@ -53,5 +53,88 @@ pub fn encode(s: &ClusterStatus, enc: &mut DescriptorEncoder) -> std::fmt::Resul
         "sensor_cluster_piece_bytes_max",
         "Size of the largest ProfilePiece written since start (bytes of JSON)",
         load(&s.piece_bytes_max) as i64,
+    )?;
+    let leader = s
+        .leader
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default();
+    families::gauges(
+        enc,
+        "sensor_cluster_merger_leader",
+        "1 while this sensor holds the merger's Lease, 0 otherwise; `holder` is the Lease's \
+         holder as last seen (empty: none or unknown)",
+        [(
+            families::labels([("holder", leader.as_str())]),
+            i64::from(s.leading.load(Ordering::Relaxed)),
+        )],
+    )?;
+    families::counter(
+        enc,
+        "sensor_cluster_merger_election_failures",
+        "Lease rounds that failed (API unreachable or forbidden)",
+        load(&s.election_failures),
+    )?;
+    families::counter(
+        enc,
+        "sensor_cluster_merged_profiles_written",
+        "WorkloadProfiles written by this sensor as the merger (content changed)",
+        load(&s.merges_written),
+    )?;
+    families::counter(
+        enc,
+        "sensor_cluster_merge_round_failures",
+        "Merge rounds that failed (retried next round)",
+        load(&s.merge_failures),
+    )?;
+    families::counter(
+        enc,
+        "sensor_cluster_merge_conflicts",
+        "Workload containers whose pieces could not be merged (e.g. pieces sharing no pod label)",
+        load(&s.merge_conflicts),
+    )?;
+    families::gauge(
+        enc,
+        "sensor_cluster_pieces_skipped",
+        "ProfilePieces skipped in the last merge round: unparsable or foreign objects",
+        load(&s.pieces_skipped) as i64,
+    )?;
+    families::gauge(
+        enc,
+        "sensor_cluster_workloads_merged",
+        "Workload containers merged in the last round",
+        load(&s.workloads_merged) as i64,
+    )?;
+    families::gauge(
+        enc,
+        "sensor_cluster_merge_round_seconds",
+        "Duration of the last merge round",
+        load(&s.merge_round_ms) as f64 / 1000.0,
+    )?;
+    families::gauge(
+        enc,
+        "sensor_cluster_merge_lag_seconds",
+        "From the newest piece's snapshot to its merged profile's write, last write",
+        load(&s.merge_lag_ms) as f64 / 1000.0,
+    )?;
+    families::counters(
+        enc,
+        "sensor_cluster_seccomp_files",
+        "Merged seccomp profiles installed under --install-seccomp-dir, removed, failed",
+        [
+            (
+                families::labels([("op", "installed")]),
+                load(&s.files_installed),
+            ),
+            (
+                families::labels([("op", "removed")]),
+                load(&s.files_removed),
+            ),
+            (
+                families::labels([("op", "failed")]),
+                load(&s.install_failures),
+            ),
+        ],
     )
 }

@@ -76,6 +76,13 @@ impl PodCache {
             .find_map(|p| p.workload_object.clone())
     }
 
+    pub fn has_local_workload(&self, namespace: &str, workload: &str) -> bool {
+        self.local
+            .by_uid
+            .values()
+            .any(|p| p.namespace == namespace && p.workload.name == workload)
+    }
+
     /// The pod that holds `ip` (IPv4-mapped IPv6 addresses count as IPv4).
     pub fn by_ip(&self, ip: &IpAddr) -> Option<Arc<ApiPod>> {
         let (set, uid) = self.by_ip.get(&ip.to_canonical())?;

@@ -99,6 +99,11 @@ impl KubeMetadata {
         self.read().local_workload_object(namespace, workload)
     }
 
+    /// Whether this node runs a pod of the workload.
+    pub fn has_local_workload(&self, namespace: &str, workload: &str) -> bool {
+        self.read().has_local_workload(namespace, workload)
+    }
+
     /// The pod (this node's or, with cluster-wide peers, any node's) that holds `ip`.
     pub fn pod_by_ip(&self, ip: &IpAddr) -> Option<Arc<ApiPod>> {
         self.read().by_ip(ip)
