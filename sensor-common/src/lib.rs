@@ -35,6 +35,8 @@ pub mod limits {
     pub const MAX_FILE_PATTERNS: u32 = 32;
     /// Anchor names (one per pattern) in the kernel's anchor map.
     pub const MAX_FILE_ANCHORS: u32 = 64;
+    /// Uprobe attachments live at once (one hit counter each; more are refused at attach).
+    pub const MAX_UPROBE_ATTACHMENTS: u32 = 4096;
     /// How far up a relative open's base directory (in components) an anchor name is looked for.
     pub const MAX_ANCHOR_DEPTH: usize = 4;
     /// Bytes of an open's path string copied (a power of two, so the verifier can bound it).

@@ -14,4 +14,5 @@ pub const MAP_SLOT_CACHE: &str = "SLOT_CACHE";
 pub const MAP_FLOWS: &str = "FLOWS";
 pub const MAP_LISTENERS: &str = "LISTENERS";
 pub const MAP_FILE_ANCHORS: &str = "FILE_ANCHORS";
+pub const MAP_UPROBE_HITS: &str = "UPROBE_HITS";
 pub const GLOBAL_CONFIG: &str = "CONFIG";

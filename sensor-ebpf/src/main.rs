@@ -14,6 +14,7 @@ mod network;
 mod path;
 mod process;
 mod syscalls;
+mod uprobes;
 
 #[cfg(not(test))]
 #[panic_handler]

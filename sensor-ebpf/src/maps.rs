@@ -8,7 +8,10 @@ use aya_ebpf::{
 use sensor_common::{
     EventHeader, EventKind, FlowKey, FlowStats, KernelConfig, ListenerKey, NUM_STATS, SlotCache,
     Stat, SyscallSet,
-    limits::{MAX_CGROUP_SLOTS, MAX_DNS_CLIENTS, MAX_FILE_ANCHORS, MAX_FLOWS, MAX_LISTENERS},
+    limits::{
+        MAX_CGROUP_SLOTS, MAX_DNS_CLIENTS, MAX_FILE_ANCHORS, MAX_FLOWS, MAX_LISTENERS,
+        MAX_UPROBE_ATTACHMENTS,
+    },
 };
 
 /// Load-time constants (struct offsets from BTF, ...). Lives in .rodata, frozen before the
@@ -73,6 +76,11 @@ pub static DNS_CLIENTS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(MAX_
 /// Sensitive path anchors: FNV-1a hash of a path component -> how far from the leaf it may be.
 #[map]
 pub static FILE_ANCHORS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_FILE_ANCHORS, 0);
+
+/// Uprobe attachment id (its attach cookie) -> calls seen. User space creates an entry before
+/// it attaches and removes it after it detaches; the kernel only increments.
+#[map]
+pub static UPROBE_HITS: HashMap<u64, u64> = HashMap::with_max_entries(MAX_UPROBE_ATTACHMENTS, 0);
 
 #[inline(always)]
 pub fn count(stat: Stat) {

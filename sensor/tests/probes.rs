@@ -1,7 +1,8 @@
 //! One test per kernel program of the probe table, against the running kernel (aya's
 //! integration tests): load the object, attach that program alone through the attach manager,
 //! trigger its hook, see its effect (a ring-buffer record or a map change), detach it, trigger
-//! again and see none.
+//! again and see none. The uprobe program (not in the table: attached while running) is tested
+//! the same way on a small C program compiled with gcc at test time.
 //!
 //! No sleeps: every hook here runs synchronously in the triggering syscall (or, for a SYN on
 //! loopback, before `connect` returns), so once the trigger has returned, its record is in the
@@ -635,24 +636,252 @@ fn attachments_come_and_go() {
     assert_eq!((counts.live, counts.detached, counts.failed), (0, 2, 0));
 }
 
-/// The uprobe entry point: the object has no uprobe program yet, so attaching a tracepoint
-/// program as a uprobe is refused by type, counted, and changes nothing.
+// --- uprobes ---------------------------------------------------------------------------------
+
+/// The uprobe target: a C program whose `probe_target` is called N times per line `N` read from
+/// stdin (then it answers `done`). It prints the function's address first, so a test can find
+/// the file offset in /proc/<pid>/maps. `noipa` keeps every call: no inlining, no elision.
+const UPROBE_TARGET_C: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+volatile long sink;
+__attribute__((noipa)) void probe_target(long i) { sink += i; }
+int main(void) {
+    char line[32];
+    printf("%p\n", (void *)probe_target);
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin)) {
+        long n = strtol(line, 0, 10);
+        for (long i = 0; i < n; i++) probe_target(i);
+        printf("done\n");
+        fflush(stdout);
+    }
+    return 0;
+}
+"#;
+
+/// The target compiled with gcc into its own temp dir: its own inode, so an unscoped uprobe on
+/// it sees only the processes of the test that built it.
+struct UProbeTarget {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl UProbeTarget {
+    fn build() -> UProbeTarget {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("target.c");
+        std::fs::write(&source, UPROBE_TARGET_C).unwrap();
+        let path = dir.path().join("uprobe-target");
+        let out = Command::new("gcc")
+            .args(["-O2", "-o"])
+            .arg(&path)
+            .arg(&source)
+            .output()
+            .unwrap_or_else(|e| panic!("gcc (the uprobe tests compile their target): {e}"));
+        assert!(out.status.success(), "gcc: {out:?}");
+        UProbeTarget { _dir: dir, path }
+    }
+
+    fn spawn(&self) -> Caller {
+        let mut child = Command::new(&self.path)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let address = u64::from_str_radix(line.trim().trim_start_matches("0x"), 16)
+            .unwrap_or_else(|e| panic!("address {line:?}: {e}"));
+        Caller {
+            child,
+            stdout,
+            address,
+        }
+    }
+}
+
+/// A running target process, calling `probe_target` when told to.
+struct Caller {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    address: u64,
+}
+
+impl Caller {
+    fn pid(&self) -> std::num::NonZeroU32 {
+        std::num::NonZeroU32::new(self.child.id()).unwrap()
+    }
+
+    /// Calls `probe_target` `n` times and returns once the calls are made (a uprobe runs
+    /// synchronously in the call, so every hit is counted by then).
+    fn call(&mut self, n: u32) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{n}").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "done\n");
+    }
+
+    /// The file offset of `probe_target` in the executable, from this process's mappings.
+    fn file_offset(&self) -> u64 {
+        let maps = std::fs::read_to_string(format!("/proc/{}/maps", self.child.id())).unwrap();
+        for line in maps.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (range, offset) = (fields[0], fields[2]);
+            let (start, end) = range.split_once('-').unwrap();
+            let start = u64::from_str_radix(start, 16).unwrap();
+            let end = u64::from_str_radix(end, 16).unwrap();
+            if (start..end).contains(&self.address) {
+                return self.address - start + u64::from_str_radix(offset, 16).unwrap();
+            }
+        }
+        panic!("{:#x} is in no mapping:\n{maps}", self.address);
+    }
+}
+
+impl Drop for Caller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const UPROBE_PROGRAM: &str = "uprobe_hits";
+const UPROBE_SYMBOL: &str = "probe_target";
+
+/// Hits counted in the kernel map itself, whatever the manager thinks is attached.
+fn raw_hits(k: &mut Kernel, id: AttachmentId) -> Option<u64> {
+    let hits: HashMap<&mut MapData, u64, u64> = k.map(names::MAP_UPROBE_HITS);
+    hits.get(&id.cookie(), 0).ok()
+}
+
+/// Scoped to one process: exactly its calls are counted, another process's calls to the same
+/// function are not, and after detach nothing is (not even into a counter put back by hand).
 #[test]
-fn uprobe_of_a_non_uprobe_program_is_refused() {
+fn uprobe_hits_one_process() {
     let mut k = load(Vec::new());
+    let target = UProbeTarget::build();
+    let mut caller = target.spawn();
+    let mut other = target.spawn();
+    let id = k
+        .probes
+        .manager
+        .attach_uprobe(
+            UPROBE_PROGRAM,
+            &target.path,
+            UProbeLocation::Symbol(UPROBE_SYMBOL.into()),
+            Some(caller.pid()),
+        )
+        .unwrap_or_else(|e| panic!("attaching the uprobe: {e}"));
+    assert_eq!(k.probes.manager.uprobe_hits(id), Some(0));
+    caller.call(7);
+    assert_eq!(k.probes.manager.uprobe_hits(id), Some(7));
+    other.call(5);
+    assert_eq!(
+        k.probes.manager.uprobe_hits(id),
+        Some(7),
+        "another process counted"
+    );
+    caller.call(3);
+    assert_eq!(k.probes.manager.uprobe_hits(id), Some(10));
+
+    k.detach(id);
+    assert_eq!(k.probes.manager.uprobe_hits(id), None);
+    assert_eq!(raw_hits(&mut k, id), None, "counter left in the kernel map");
+    // A link left behind would count into its counter again.
+    let mut hits: HashMap<&mut MapData, u64, u64> = k.map(names::MAP_UPROBE_HITS);
+    hits.insert(id.cookie(), 10, 0).unwrap();
+    caller.call(7);
+    assert_eq!(raw_hits(&mut k, id), Some(10), "counted after detach");
+    let counts = k.probes.manager.counters().read();
+    assert_eq!(
+        (counts.live, counts.attached, counts.detached, counts.failed),
+        (0, 1, 1, 0)
+    );
+}
+
+/// Unscoped, every process is counted; a second attachment of the same program (by file
+/// offset, scoped) has its own counter (its own cookie), and detaching it leaves the first
+/// one counting.
+#[test]
+fn uprobe_hits_every_process_and_by_offset() {
+    let mut k = load(Vec::new());
+    let target = UProbeTarget::build();
+    let mut a = target.spawn();
+    let mut b = target.spawn();
+    let manager = &mut k.probes.manager;
+    let all = manager
+        .attach_uprobe(
+            UPROBE_PROGRAM,
+            &target.path,
+            UProbeLocation::Symbol(UPROBE_SYMBOL.into()),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("attaching the unscoped uprobe: {e}"));
+    let offset = a.file_offset();
+    let one = manager
+        .attach_uprobe(
+            UPROBE_PROGRAM,
+            &target.path,
+            UProbeLocation::Offset(offset),
+            Some(a.pid()),
+        )
+        .unwrap_or_else(|e| panic!("attaching the uprobe at offset {offset:#x}: {e}"));
+    a.call(3);
+    b.call(4);
+    let manager = &k.probes.manager;
+    assert_eq!(manager.uprobe_hits(all), Some(7));
+    assert_eq!(manager.uprobe_hits(one), Some(3));
+
+    k.detach(one);
+    a.call(2);
+    let manager = &k.probes.manager;
+    assert_eq!(manager.uprobe_hits(all), Some(9));
+    assert_eq!(manager.uprobe_hits(one), None);
+    let counts = manager.counters().read();
+    assert_eq!(
+        (counts.live, counts.attached, counts.detached, counts.failed),
+        (1, 2, 1, 0)
+    );
+    k.detach(all);
+    assert_eq!(k.probes.manager.counters().read().live, 0);
+}
+
+/// A symbol the object does not have, or a program that is not a uprobe: refused with the
+/// reason, counted, and nothing left behind (no attachment, no counter).
+#[test]
+fn uprobe_refusals() {
+    let mut k = load(Vec::new());
+    let target = UProbeTarget::build();
     let manager = &mut k.probes.manager;
     let err = manager
         .attach_uprobe(
+            UPROBE_PROGRAM,
+            &target.path,
+            UProbeLocation::Symbol("no_such_function".into()),
+            None,
+        )
+        .expect_err("a missing symbol");
+    assert!(err.text.contains("no_such_function"), "{err}");
+    assert!(!err.permission_denied, "{err}");
+    let err = manager
+        .attach_uprobe(
             "sched_process_exec",
-            Path::new("/bin/true"),
-            UProbeLocation::Offset(0),
+            &target.path,
+            UProbeLocation::Symbol(UPROBE_SYMBOL.into()),
             None,
         )
         .expect_err("a raw tracepoint program is not a uprobe");
     assert!(!err.permission_denied, "{err}");
     let counts = manager.counters().read();
-    assert_eq!((counts.live, counts.failed), (0, 1));
+    assert_eq!((counts.live, counts.attached, counts.failed), (0, 0, 2));
     assert_eq!(manager.attachments().count(), 0);
+    let hits: HashMap<&mut MapData, u64, u64> = k.map(names::MAP_UPROBE_HITS);
+    assert_eq!(hits.keys().count(), 0, "hit counters left behind");
 }
 
 /// Loading and attaching the whole table through the manager gives one live attachment per

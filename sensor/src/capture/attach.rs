@@ -7,6 +7,10 @@
 //! A program is loaded into the kernel once, on its first attachment, and stays loaded for
 //! further attachments (one uprobe program, many libraries).
 //!
+//! A uprobe attachment's cookie is its attachment id, and it gets a hit counter in the kernel's
+//! `UPROBE_HITS` map for as long as it is attached ([`AttachManager::uprobe_hits`]); the
+//! object's uprobe programs (`uprobe_hits` today, the TLS uprobes later) count their calls there.
+//!
 //! Every attach, detach and refusal is counted in [`AttachCounters`], which metrics reads at
 //! scrape time. Dropping the manager detaches everything (aya drops the links with the object).
 
@@ -24,6 +28,7 @@ use std::{
 
 use aya::{
     Ebpf,
+    maps::{HashMap, MapError},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSockAddr, FEntry, Program, RawTracePoint,
         UProbe,
@@ -32,15 +37,24 @@ use aya::{
         fentry::FEntryLinkId,
         raw_trace_point::RawTracePointLinkId,
         tp_btf::BtfTracePointLinkId,
-        uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope},
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope},
     },
 };
+use sensor_common::names;
 
 use super::compat::Hook;
 
 /// One attachment of one program, unique for the manager's lifetime (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AttachmentId(u64);
+
+impl AttachmentId {
+    /// The attach cookie a uprobe attachment carries (`bpf_get_attach_cookie`), and the key of
+    /// its hit counter. Never 0: ids start at 1.
+    pub fn cookie(self) -> u64 {
+        self.0
+    }
+}
 
 impl fmt::Display for AttachmentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -254,9 +268,22 @@ impl AttachManager {
     /// Attaches `program` (loading it on first use) to `target`. A refusal is counted and
     /// returned with the kernel's reason; nothing else changes.
     pub fn attach(&mut self, program: &str, target: Target) -> Result<AttachmentId, AttachError> {
-        match self.attach_link(program, &target) {
+        // Taken for good only on success; a uprobe needs it before the link (its cookie).
+        let id = AttachmentId(self.next_id);
+        let uprobe = matches!(target, Target::UProbe { .. });
+        let result = if uprobe {
+            // The counter first, so no call after the attach returns is missed.
+            self.hits_entry(id, true).and_then(|()| {
+                self.attach_link(program, &target, id).inspect_err(|_| {
+                    // Best effort: an entry left behind only holds a slot (ids are not reused).
+                    let _ = self.hits_entry(id, false);
+                })
+            })
+        } else {
+            self.attach_link(program, &target, id)
+        };
+        match result {
             Ok(link) => {
-                let id = AttachmentId(self.next_id);
                 self.next_id += 1;
                 self.attachments.insert(
                     id,
@@ -296,7 +323,49 @@ impl AttachManager {
         )
     }
 
-    /// Removes one attachment: its link is detached, the program stays loaded.
+    /// Calls counted by a live uprobe attachment since it was attached; `None` for an id that is
+    /// not a live uprobe attachment (detaching removes the counter with the link).
+    pub fn uprobe_hits(&self, id: AttachmentId) -> Option<u64> {
+        if !matches!(self.attachments.get(&id)?.link, Link::UProbe(_)) {
+            return None;
+        }
+        let map = self.ebpf.map(names::MAP_UPROBE_HITS)?;
+        let hits = HashMap::<_, u64, u64>::try_from(map).ok()?;
+        hits.get(&id.cookie(), 0).ok()
+    }
+
+    /// Creates (`true`) or removes a uprobe attachment's hit counter.
+    fn hits_entry(&mut self, id: AttachmentId, create: bool) -> Result<(), AttachError> {
+        let map = self
+            .ebpf
+            .map_mut(names::MAP_UPROBE_HITS)
+            .ok_or_else(|| AttachError::new("map UPROBE_HITS missing from the kernel object"))?;
+        let mut hits =
+            HashMap::<_, u64, u64>::try_from(map).map_err(|e| AttachError::from_error(&e))?;
+        let key = id.cookie();
+        let result = if create {
+            hits.insert(key, 0, 0)
+        } else {
+            match hits.remove(&key) {
+                Err(MapError::KeyNotFound) => Ok(()),
+                other => other,
+            }
+        };
+        result.map_err(|e| {
+            let mut e = AttachError::from_error(&e);
+            if create {
+                e.text = format!(
+                    "creating the uprobe hit counter (at most {} live uprobe attachments): {}",
+                    sensor_common::limits::MAX_UPROBE_ATTACHMENTS,
+                    e.text
+                );
+            }
+            e
+        })
+    }
+
+    /// Removes one attachment: its link is detached, the program stays loaded. A uprobe's hit
+    /// counter goes with it.
     pub fn detach(&mut self, id: AttachmentId) -> Result<(), AttachError> {
         let attachment = self
             .attachments
@@ -323,16 +392,27 @@ impl AttachManager {
             Link::CgroupSkb(link) => typed::<CgroupSkb>(program)?
                 .detach(link)
                 .map_err(|e| err(&e))?,
-            Link::UProbe(link) => typed::<UProbe>(program)?
-                .detach(link)
-                .map_err(|e| err(&e))?,
+            Link::UProbe(link) => {
+                typed::<UProbe>(program)?
+                    .detach(link)
+                    .map_err(|e| err(&e))?;
+                // Only once the link is gone: until then its calls still count.
+                if let Err(e) = self.hits_entry(id, false) {
+                    tracing::warn!(%id, error = %e, "removing a uprobe hit counter");
+                }
+            }
         }
         self.counters.detached.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(program = attachment.program, target = attachment.target, %id, "detached");
         Ok(())
     }
 
-    fn attach_link(&mut self, program: &str, target: &Target) -> Result<Link, AttachError> {
+    fn attach_link(
+        &mut self,
+        program: &str,
+        target: &Target,
+        id: AttachmentId,
+    ) -> Result<Link, AttachError> {
         let program = self
             .ebpf
             .program_mut(program)
@@ -410,7 +490,11 @@ impl AttachManager {
                     Some(pid) => UProbeScope::OneProcess(*pid),
                     None => UProbeScope::AllProcesses,
                 };
-                Link::UProbe(p.attach(location, path, scope).map_err(|e| err(&e))?)
+                let point = UProbeAttachPoint {
+                    location,
+                    cookie: Some(id.cookie()),
+                };
+                Link::UProbe(p.attach(point, path, scope).map_err(|e| err(&e))?)
             }
         })
     }
