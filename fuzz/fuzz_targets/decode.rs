@@ -1,20 +1,21 @@
 //! The kernel-event decoder (`sensor/src/capture/decode.rs` and the per-kind modules in
-//! `sensor/src/capture/kinds/`) and everything the pipeline reads from a decoded record: a
-//! record that passes the tag and length checks must never make the string and path helpers
+//! `sensor/src/capture/kinds/`) and every reader attribution applies to a decoded record: a
+//! record that passes the tag and length checks must never make the string and path readers
 //! panic or read out of bounds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-/// The decoder's files at the paths they have in the `sensor` crate (`crate::capture::...`).
+/// The decoder's files at the paths they have in the `sensor` crate (`crate::capture::...`);
+/// the readers `decode.rs` re-exports for the crate's users are not called by name here.
 #[path = "../../sensor/src/capture"]
-#[allow(dead_code)]
+#[allow(dead_code, unused_imports)]
 mod capture {
     pub mod decode;
     pub mod kinds;
 }
 
-use capture::decode::{self, KernelEvent};
+use capture::decode;
 
 fuzz_target!(|data: &[u8]| {
     exercise(data);
@@ -33,24 +34,7 @@ fn exercise(data: &[u8]) {
     };
     let _ = event.header();
     let _ = event.kind();
-    // What the pipeline reads from each kind (see sensor/src/attribution/pipeline.rs).
-    match &event {
-        KernelEvent::Exec(e) => {
-            let _ = decode::c_str(&e.filename[..e.filename_len as usize]);
-            let _ = decode::split_args(&e.args[..e.args_len as usize]);
-            let _ = decode::c_str(&e.comm);
-            let _ = decode::exec_exe(e);
-        }
-        KernelEvent::CgroupMkdir(c) | KernelEvent::CgroupRmdir(c) => {
-            let _ = capture::kinds::cgroup::path(c);
-        }
-        KernelEvent::Dns(d) => {
-            let _ = &d.payload[..d.payload_len as usize];
-        }
-        KernelEvent::FileOpen(f) => {
-            let _ = decode::opened_path(f);
-            let _ = decode::requested_path(f);
-        }
-        KernelEvent::Fork(_) | KernelEvent::Exit(_) | KernelEvent::Flow(_) => {}
-    }
+    // What attribution reads from the record: each kind module's readers
+    // (`sensor/src/capture/kinds/<kind>.rs`, `read_fields`), through the kinds table.
+    event.read_fields();
 }

@@ -10,6 +10,7 @@
 use regex::{Regex, RegexBuilder};
 
 use super::lookup::{self, RequestError};
+use super::message::kind_name;
 use super::proto;
 use crate::attribution::event::Event;
 use crate::attribution::selector::Selector;
@@ -288,21 +289,6 @@ impl EventRule {
                 w.pod.as_deref().unwrap_or(""),
                 w.container.as_deref().unwrap_or(""),
             )
-    }
-}
-
-/// The `Event.kind` string of a proto kind.
-pub fn kind_name(kind: proto::EventKind) -> &'static str {
-    match kind {
-        proto::EventKind::Unspecified => "",
-        proto::EventKind::Exec => "exec",
-        proto::EventKind::Exit => "exit",
-        proto::EventKind::Connect => "connect",
-        proto::EventKind::Accept => "accept",
-        proto::EventKind::Dns => "dns",
-        proto::EventKind::File => "file",
-        proto::EventKind::Syscalls => "syscalls",
-        proto::EventKind::Flow => "flow",
     }
 }
 

@@ -177,17 +177,33 @@ fn scope(s: Scope) -> proto::Scope {
     }
 }
 
-fn event_kind(kind: &str) -> proto::EventKind {
+/// The kind of a stream message, from its detail.
+fn event_kind(detail: &proto::event::Detail) -> proto::EventKind {
+    use proto::event::Detail as D;
+    match detail {
+        D::Exec(_) => proto::EventKind::Exec,
+        D::Exit(_) => proto::EventKind::Exit,
+        D::Connect(_) => proto::EventKind::Connect,
+        D::Accept(_) => proto::EventKind::Accept,
+        D::Dns(_) => proto::EventKind::Dns,
+        D::File(_) => proto::EventKind::File,
+        D::Syscalls(_) => proto::EventKind::Syscalls,
+        D::Flow(_) => proto::EventKind::Flow,
+    }
+}
+
+/// The `Event.kind` string of a proto kind (what the stream filters match on).
+pub fn kind_name(kind: proto::EventKind) -> &'static str {
     match kind {
-        "exec" => proto::EventKind::Exec,
-        "exit" => proto::EventKind::Exit,
-        "connect" => proto::EventKind::Connect,
-        "accept" => proto::EventKind::Accept,
-        "dns" => proto::EventKind::Dns,
-        "file" => proto::EventKind::File,
-        "syscalls" => proto::EventKind::Syscalls,
-        "flow" => proto::EventKind::Flow,
-        _ => proto::EventKind::Unspecified,
+        proto::EventKind::Unspecified => "",
+        proto::EventKind::Exec => "exec",
+        proto::EventKind::Exit => "exit",
+        proto::EventKind::Connect => "connect",
+        proto::EventKind::Accept => "accept",
+        proto::EventKind::Dns => "dns",
+        proto::EventKind::File => "file",
+        proto::EventKind::Syscalls => "syscalls",
+        proto::EventKind::Flow => "flow",
     }
 }
 
@@ -318,7 +334,7 @@ pub fn event(e: &Event) -> proto::Event {
         }),
     };
     proto::Event {
-        kind: event_kind(e.detail.kind()).into(),
+        kind: event_kind(&detail).into(),
         time: timestamp(&e.time),
         node: e.node.to_string(),
         scope: scope(w.scope).into(),

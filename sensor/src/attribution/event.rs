@@ -159,16 +159,6 @@ impl Detail {
     }
 }
 
-/// Splits a kernel wait status into (exit code, signal): exactly one is set.
-pub fn wait_status(status: u32) -> (Option<u32>, Option<u32>) {
-    let signal = status & 0x7f;
-    if signal == 0 {
-        (Some((status >> 8) & 0xff), None)
-    } else {
-        (None, Some(signal))
-    }
-}
-
 /// An address from the kernel's 16-byte form (IPv4 as `::ffff:a.b.c.d`) as the natural IpAddr.
 pub fn ip_from_mapped(bytes: [u8; 16]) -> IpAddr {
     let v6 = std::net::Ipv6Addr::from(bytes);
@@ -212,14 +202,6 @@ pub fn peer_label(ip: IpAddr, port: u16, protocol: &str, names: &[String]) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wait_status_splits_code_and_signal() {
-        assert_eq!(wait_status(7 << 8), (Some(7), None));
-        assert_eq!(wait_status(0), (Some(0), None));
-        assert_eq!(wait_status(9), (None, Some(9)));
-        assert_eq!(wait_status(0x80 | 11), (None, Some(11)));
-    }
 
     #[test]
     fn mapped_addresses_become_ipv4() {

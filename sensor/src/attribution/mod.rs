@@ -5,6 +5,7 @@ pub mod cgroup_path;
 pub mod cgroups;
 pub mod dns;
 pub mod event;
+pub mod kinds;
 pub mod kube;
 pub mod kubelet;
 pub mod pipeline;

@@ -129,7 +129,7 @@ pub async fn run(mut settings: Settings) -> Result<()> {
         .set_probes_attached(collector.probes.status.iter().all(|p| !p.blocks_start()));
     match CaptureSource::of(
         &collector,
-        pipeline.dns_unparsed_by_workload.clone(),
+        pipeline.dns_unparsed_by_workload().clone(),
         settings.ring_buffer_bytes,
     ) {
         Ok(source) => metrics.set_capture(source),

@@ -3,7 +3,7 @@
 pub use sensor_common::ExecEvent as Record;
 use sensor_common::{EventKind, limits::MAX_PATH_DEPTH};
 
-use super::raw::{DecodeError, join_components, read};
+use super::raw::{DecodeError, c_str, join_components, read};
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
     let e: Record = read(bytes);
@@ -16,6 +16,21 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Box<Record>, DecodeError> {
         });
     }
     Ok(Box::new(e))
+}
+
+/// The path given to execve.
+pub fn filename(e: &Record) -> String {
+    c_str(&e.filename[..e.filename_len as usize])
+}
+
+/// The new image's arguments.
+pub fn args(e: &Record) -> Vec<String> {
+    split_args(&e.args[..e.args_len as usize])
+}
+
+/// The task's name (`comm`).
+pub fn comm(e: &Record) -> String {
+    c_str(&e.comm)
 }
 
 /// The executable an exec ran (symlinks resolved), when the kernel could walk its path.
@@ -32,4 +47,9 @@ pub fn split_args(area: &[u8]) -> Vec<String> {
     area.split(|&b| b == 0)
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect()
+}
+
+/// Runs every reader above over a checked record (what the fuzz target does to each one).
+pub fn read_fields(e: &Record) {
+    let _ = (filename(e), args(e), comm(e), exe(e));
 }

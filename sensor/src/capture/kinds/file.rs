@@ -26,3 +26,8 @@ pub fn requested_path(e: &Record) -> Option<String> {
 pub fn opened_path(e: &Record) -> String {
     join_components(&e.resolved, e.depth)
 }
+
+/// Runs every reader above over a checked record (what the fuzz target does to each one).
+pub fn read_fields(e: &Record) {
+    let _ = (opened_path(e), requested_path(e));
+}
