@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sensor_tests::kube_api::{KubeApi, PodObject, replicaset};
+use sensor_tests::metrics::{listening_addr, scrape};
 use sensor_tests::util::{self, TempDir};
 use sensor_tests::{ContainerConfig, Daemon, DaemonConfig, Kubelet, Pod, Runc, runc};
 use serde_json::Value;
@@ -96,9 +97,13 @@ impl Cluster {
     }
 
     fn start_learning(&mut self, i: usize, learning: &str) {
+        self.start_with(i, learning, &[]);
+    }
+
+    fn start_with(&mut self, i: usize, learning: &str, extra: &[&str]) {
         let url = self.api.url();
         let node = &mut self.nodes[i];
-        let config = DaemonConfig::new(node._dir.path(), &node.kubelet)
+        let mut config = DaemonConfig::new(node._dir.path(), &node.kubelet)
             .learning_period(learning)
             .arg("--install-seccomp-dir")
             .arg(node.install.to_str().unwrap())
@@ -112,6 +117,9 @@ impl Cluster {
             .arg(&url)
             .arg("--cluster-piece-interval")
             .arg("2s");
+        for a in extra {
+            config = config.arg(a);
+        }
         let daemon = Daemon::start(config);
         util::poll_until(WAIT, Duration::from_millis(100), || {
             daemon
@@ -420,4 +428,56 @@ fn one_merged_baseline_installed_on_every_node_through_a_failover() {
         [first_leader.clone(), next.clone()],
         "merged profile writers in order"
     );
+}
+
+/// 403 -> one clear error naming the permission, learning goes on, pieces are written once
+/// allowed; corrupt and foreign pieces are skipped and counted, merging goes on.
+#[test]
+fn forbidden_then_allowed_and_bad_pieces_are_skipped() {
+    let mut c = cluster(&["node-a"]);
+    c.api.forbid("sensor.io/v1alpha1/profilepieces");
+    c.start_with(0, "1h", &["--metrics-listen", "127.0.0.1:0"]);
+    c.run(0, "/bin/cat /etc/hostname >/dev/null");
+    let daemon = c.nodes[0].daemon.as_ref().unwrap();
+    let said = "forbids this node's sensor to patch profilepieces.sensor.io";
+    assert!(
+        daemon.wait_stderr(said, WAIT),
+        "no 403 message\n{}",
+        daemon.diagnostics()
+    );
+    let addr = listening_addr(daemon, Duration::from_secs(10));
+    // Several rounds later (a round per 0.67 s), still one message, and the failures counted.
+    util::poll_until(WAIT, Duration::from_millis(300), || {
+        (scrape(addr).must(
+            "sensor_cluster_piece_write_failures_total",
+            &[("cause", "forbidden")],
+        ) >= 3.0)
+            .then_some(())
+    })
+    .expect("forbidden writes counted");
+    assert_eq!(daemon.stderr().matches(said).count(), 1, "{}", daemon.stderr());
+    assert!(c.piece("node-a").is_none());
+
+    c.api.allow_all();
+    c.wait_piece("node-a", "after the permission is granted", |p| runs(p, "cat"));
+    assert!(daemon.wait_stderr("pieces are written again", WAIT));
+
+    // A corrupt piece and a foreign one (a valid piece in another namespace than its
+    // profile's): skipped, counted, and the merge goes on.
+    c.api.put_resource(
+        PIECES,
+        serde_json::json!({"apiVersion": "sensor.io/v1alpha1", "kind": "ProfilePiece",
+            "metadata": {"name": "junk", "namespace": c.ns}, "spec": {"node": 5}}),
+    );
+    let mut foreign = c.piece("node-a").unwrap();
+    foreign["metadata"]["namespace"] = serde_json::json!("elsewhere");
+    foreign["metadata"].as_object_mut().unwrap().remove("uid");
+    c.api.put_resource(PIECES, foreign);
+    util::poll_until(WAIT, Duration::from_millis(300), || {
+        (scrape(addr).value("sensor_cluster_pieces_skipped", &[]) == Some(2.0)).then_some(())
+    })
+    .unwrap_or_else(|| panic!("bad pieces not counted\n{}", daemon.diagnostics()));
+    let merged = c.wait_merged("despite bad pieces", |m| merged_runs(m, "cat"));
+    assert_eq!(merged["spec"]["summary"]["nodes"], 1, "{merged}");
+    assert!(daemon.status().is_none(), "the daemon must keep running");
 }
