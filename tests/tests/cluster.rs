@@ -455,11 +455,18 @@ fn forbidden_then_allowed_and_bad_pieces_are_skipped() {
             .then_some(())
     })
     .expect("forbidden writes counted");
-    assert_eq!(daemon.stderr().matches(said).count(), 1, "{}", daemon.stderr());
+    assert_eq!(
+        daemon.stderr().matches(said).count(),
+        1,
+        "{}",
+        daemon.stderr()
+    );
     assert!(c.piece("node-a").is_none());
 
     c.api.allow_all();
-    c.wait_piece("node-a", "after the permission is granted", |p| runs(p, "cat"));
+    c.wait_piece("node-a", "after the permission is granted", |p| {
+        runs(p, "cat")
+    });
     assert!(daemon.wait_stderr("pieces are written again", WAIT));
 
     // A corrupt piece and a foreign one (a valid piece in another namespace than its
