@@ -253,9 +253,9 @@ impl Resources {
                 status(405, "MethodNotAllowed", "apply to a collection"),
             );
         };
-        let applied: Value = match serde_json::from_slice(body) {
+        let applied: Value = match parse(body) {
             Ok(v) => v,
-            Err(e) => return (400, status(400, "BadRequest", &format!("body: {e}"))),
+            Err(answer) => return answer,
         };
         if applied["metadata"]["name"].as_str() != t.name.as_deref() {
             return (
@@ -334,9 +334,9 @@ impl Resources {
 
     /// `POST` to a collection.
     pub fn create(&mut self, t: &Target, body: &[u8], rv: &mut u64) -> Answer {
-        let mut o: Value = match serde_json::from_slice(body) {
+        let mut o: Value = match parse(body) {
             Ok(v) => v,
-            Err(e) => return (400, status(400, "BadRequest", &format!("body: {e}"))),
+            Err(answer) => return answer,
         };
         let Some(name) = o["metadata"]["name"].as_str().map(str::to_string) else {
             return (422, status(422, "Invalid", "metadata.name: Required value"));
@@ -371,9 +371,9 @@ impl Resources {
         let Some(key) = t.key() else {
             return (405, status(405, "MethodNotAllowed", "PUT to a collection"));
         };
-        let mut o: Value = match serde_json::from_slice(body) {
+        let mut o: Value = match parse(body) {
             Ok(v) => v,
-            Err(e) => return (400, status(400, "BadRequest", &format!("body: {e}"))),
+            Err(answer) => return answer,
         };
         let Some(stored) = self.objects.get(&key) else {
             return not_found(t);
@@ -414,6 +414,12 @@ impl Resources {
             not_found(t)
         }
     }
+}
+
+/// A JSON request body, or the API server's 400.
+fn parse(body: &[u8]) -> Result<Value, Answer> {
+    serde_json::from_slice(body)
+        .map_err(|e| (400, status(400, "BadRequest", &format!("body: {e}"))))
 }
 
 fn not_found(t: &Target) -> Answer {

@@ -66,17 +66,22 @@ fn manifest_is_valid_for_kubernetes_1_29_to_1_34() {
             "DaemonSet"
         ]
     );
+    assert_valid_everywhere(&file, kinds.len());
+}
+
+/// `file` validates for every Kubernetes version, each of its `documents` checked against a
+/// schema (none skipped as unknown).
+fn assert_valid_everywhere(file: &Path, documents: usize) {
     for version in KUBERNETES_VERSIONS {
-        let (ok, out) = validate(&file, version);
+        let (ok, out) = validate(file, version);
         assert!(
             ok,
             "{} is invalid for Kubernetes {version}:\n{out}",
             file.display()
         );
-        // Every document was checked against a schema (none skipped as unknown).
         assert_eq!(
             out.matches(" passed for resource ").count(),
-            kinds.len(),
+            documents,
             "one `passed` line per document for {version}:\n{out}"
         );
     }
@@ -85,20 +90,7 @@ fn manifest_is_valid_for_kubernetes_1_29_to_1_34() {
 /// The CRDs (`sensor crds`) validate as CustomResourceDefinitions for every version.
 #[test]
 fn crds_are_valid_for_kubernetes_1_29_to_1_34() {
-    let file = deploy::workspace().join("deploy/crds.yaml");
-    for version in KUBERNETES_VERSIONS {
-        let (ok, out) = validate(&file, version);
-        assert!(
-            ok,
-            "{} is invalid for Kubernetes {version}:\n{out}",
-            file.display()
-        );
-        assert_eq!(
-            out.matches(" passed for resource ").count(),
-            2,
-            "one `passed` line per CRD for {version}:\n{out}"
-        );
-    }
+    assert_valid_everywhere(&deploy::workspace().join("deploy/crds.yaml"), 2);
 }
 
 /// The validator really checks: a field that does not exist in the API makes it fail.
