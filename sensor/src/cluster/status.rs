@@ -12,7 +12,10 @@ pub enum WriteFailure {
     Unreachable,
     /// 403: RBAC lacks a permission (logged once with the permission's name).
     Forbidden,
-    /// 4xx other than 403/409/429: the API refused this content (e.g. too large, invalid);
+    /// 404: the API has no `profilepieces.sensor.io` (the CRDs are not installed): logged
+    /// once with the fix, retried next round.
+    NoResource,
+    /// 4xx other than 403/404/409/429: the API refused this content (e.g. too large, invalid);
     /// the same content is not sent again.
     Rejected,
     /// 409 or 429, 5xx: retried at the next round.
@@ -20,9 +23,10 @@ pub enum WriteFailure {
 }
 
 impl WriteFailure {
-    pub const ALL: [WriteFailure; 4] = [
+    pub const ALL: [WriteFailure; 5] = [
         WriteFailure::Unreachable,
         WriteFailure::Forbidden,
+        WriteFailure::NoResource,
         WriteFailure::Rejected,
         WriteFailure::Transient,
     ];
@@ -31,6 +35,7 @@ impl WriteFailure {
         match self {
             WriteFailure::Unreachable => "unreachable",
             WriteFailure::Forbidden => "forbidden",
+            WriteFailure::NoResource => "no_resource",
             WriteFailure::Rejected => "rejected",
             WriteFailure::Transient => "transient",
         }
@@ -50,7 +55,7 @@ pub struct ClusterStatus {
     pub pieces_too_large: AtomicU64,
     pub piece_bytes_last: AtomicU64,
     pub piece_bytes_max: AtomicU64,
-    failures: [AtomicU64; 4],
+    failures: [AtomicU64; 5],
     /// Pieces whose write is due but waits for the rate limit.
     pub pieces_waiting: AtomicU64,
     /// The Lease holder as last seen.

@@ -190,6 +190,7 @@ pub fn failure(e: &kube::Error) -> WriteFailure {
     match e {
         kube::Error::Api(s) => match s.code {
             403 => WriteFailure::Forbidden,
+            404 => WriteFailure::NoResource,
             409 | 429 => WriteFailure::Transient,
             400..=499 => WriteFailure::Rejected,
             _ => WriteFailure::Transient,
@@ -289,6 +290,9 @@ pub async fn run(
                                 "cluster profiles: the API forbids this node's sensor to patch profilepieces.sensor.io in namespace {} ({e}); grant the ClusterRole `patch` on `profilepieces` of API group `sensor.io` (deploy/daemonset.yaml); learning goes on locally",
                                 key.namespace
                             ),
+                            WriteFailure::NoResource => warn!(
+                                "cluster profiles: the API has no profilepieces.sensor.io ({e}): the CRDs are not installed; apply deploy/crds.yaml (or `sensor crds | kubectl apply -f -`); learning goes on locally, pieces are written once they exist"
+                            ),
                             _ => warn!(
                                 "cluster profiles: cannot write pieces ({e}); learning goes on locally, pieces are written once the API answers"
                             ),
@@ -384,6 +388,24 @@ mod tests {
         assert_eq!(waiting, 1);
         let names: Vec<_> = second.iter().map(|(k, _, _)| k.workload.clone()).collect();
         assert_eq!(names, ["c", "0"]);
+    }
+
+    #[test]
+    fn api_answers_are_classified() {
+        let api = |code: u16| {
+            kube::Error::Api(kube::core::ErrorResponse {
+                status: "Failure".into(),
+                message: "m".into(),
+                reason: "r".into(),
+                code,
+            })
+        };
+        assert_eq!(failure(&api(403)), WriteFailure::Forbidden);
+        assert_eq!(failure(&api(404)), WriteFailure::NoResource);
+        assert_eq!(failure(&api(409)), WriteFailure::Transient);
+        assert_eq!(failure(&api(413)), WriteFailure::Rejected);
+        assert_eq!(failure(&api(422)), WriteFailure::Rejected);
+        assert_eq!(failure(&api(503)), WriteFailure::Transient);
     }
 
     #[test]

@@ -18,8 +18,9 @@ pub fn encode(s: &ClusterStatus, enc: &mut DescriptorEncoder) -> std::fmt::Resul
     families::counters(
         enc,
         "sensor_cluster_piece_write_failures",
-        "ProfilePiece writes that failed, by cause (unreachable, forbidden, rejected: the API \
-         refused the content, which is not sent again; transient: 409/429/5xx)",
+        "ProfilePiece writes that failed, by cause (unreachable, forbidden, no_resource: the CRDs \
+         are not installed, rejected: the API refused the content, which is not sent again; \
+         transient: 409/429/5xx)",
         WriteFailure::ALL
             .iter()
             .map(|w| (families::labels([("cause", w.as_str())]), s.failures(*w))),
