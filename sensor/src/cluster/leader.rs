@@ -1,13 +1,16 @@
 //! The merger: every sensor is a candidate for the Lease ([`super::lease`]); the one holding
-//! it merges. Each round (a third of the lease duration) it lists every `ProfilePiece`, the
-//! Nodes and the `WorkloadProfile`s, marks the pieces of nodes that are gone (`status`), and
-//! server-side applies each workload container's merged profile when its content changed
-//! (field manager `sensor/merger`, whoever leads: a new leader takes the objects over without
-//! a conflict). A piece that does not parse, or that sits in another namespace than its
-//! profile's, is skipped and counted, never a crash.
+//! it merges. While leading it watches every `ProfilePiece` into a cache
+//! ([`super::pieces`]: one list, then changes), and each round (a third of the lease duration)
+//! lists the Nodes' names, marks the pieces of nodes that are gone (`status`), and merges only
+//! the workload containers whose pieces changed; it server-side applies a merged profile when
+//! its content changed (field manager `sensor/merger`, whoever leads: a new leader takes the
+//! objects over without a conflict). A piece that does not parse, or that is not where its
+//! writer puts it, is skipped and counted, never a crash. Losing the lease drops the cache
+//! and the watch.
 
 use std::{
     collections::{BTreeSet, HashMap},
+    pin::Pin,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -16,15 +19,18 @@ use k8s_openapi::api::{coordination::v1::Lease, core::v1::Node};
 use kube::{
     Api, Client,
     api::{ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams},
+    runtime::{WatchStreamExt, watcher},
 };
 use serde_json::json;
+use tokio_stream::{Stream, StreamExt};
 use tracing::{info, warn};
 
 use super::{
     crd::{ProfilePiece, ProfilePieceStatus, WorkloadProfile, WorkloadProfileSpec},
     lease::Elector,
-    merger::{Piece, group, merge_pieces, same_content},
-    piece::{labels, merged_name, piece_name},
+    merger::{Piece, merge_pieces, same_content},
+    piece::{labels, merged_name},
+    pieces::PieceCache,
     status::ClusterStatus,
 };
 use crate::profile::model::{ProfileKey, Timestamp};
@@ -41,16 +47,57 @@ pub struct LeaderSettings {
     pub lease_duration: Duration,
 }
 
+type PieceStream =
+    Pin<Box<dyn Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Send>>;
+
+/// What a leader keeps between rounds; dropped when leadership is lost.
+#[derive(Default)]
+struct Leading {
+    cache: PieceCache,
+    /// Merged specs as written (or found), by (namespace, name).
+    written: HashMap<(String, String), WorkloadProfileSpec>,
+    /// Whether the existing merged profiles were read since leadership began.
+    seeded: bool,
+    /// The watch has delivered its first complete list.
+    listed: bool,
+}
+
 /// Runs until the process ends.
 pub async fn run(client: Client, settings: LeaderSettings, status: Arc<ClusterStatus>) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
     let mut elector = Elector::new(leases, &settings.identity, settings.lease_duration);
     let mut tick = tokio::time::interval(settings.lease_duration / 3);
-    let mut was_leading = false;
     let mut election_failing = false;
-    let mut written: HashMap<(String, String), WorkloadProfileSpec> = HashMap::new();
+    let mut state: Option<Leading> = None;
+    let mut pieces: Option<PieceStream> = None;
+    let mut watch_failing = false;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            item = async { pieces.as_mut().expect("a watch").next().await }, if pieces.is_some() => {
+                let Some(leading) = state.as_mut() else { continue };
+                match item {
+                    Some(Ok(watcher::Event::Init)) => leading.cache.begin_relist(),
+                    Some(Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o))) => {
+                        leading.cache.apply(&o)
+                    }
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        leading.cache.end_relist();
+                        leading.listed = true;
+                        watch_failing = false;
+                    }
+                    Some(Ok(watcher::Event::Delete(o))) => leading.cache.delete(&o),
+                    Some(Err(e)) => {
+                        if !watch_failing {
+                            warn!("cluster profiles: watching pieces failed ({e}); retrying");
+                            watch_failing = true;
+                        }
+                    }
+                    None => pieces = None,
+                }
+                continue;
+            }
+        }
         match elector.round().await {
             Ok(holder) => {
                 election_failing = false;
@@ -68,18 +115,27 @@ pub async fn run(client: Client, settings: LeaderSettings, status: Arc<ClusterSt
             }
         }
         let leading = elector.is_leading();
-        if leading != was_leading {
+        if leading != state.is_some() {
             info!(
                 identity = elector.identity(),
                 leading, "cluster profiles: merger leadership changed"
             );
-            written.clear();
-            was_leading = leading;
+            if leading {
+                state = Some(Leading::default());
+                let resource = ApiResource::erase::<ProfilePiece>(&());
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+                pieces = Some(Box::pin(
+                    watcher(api, watcher::Config::default()).default_backoff(),
+                ));
+            } else {
+                state = None;
+                pieces = None;
+            }
         }
         status.leading.store(leading, Ordering::Relaxed);
-        if leading {
+        if let Some(leading) = state.as_mut().filter(|l| l.listed) {
             let started = Instant::now();
-            if let Err(e) = merge_round(&client, &elector, &status, &mut written).await {
+            if let Err(e) = merge_round(&client, &elector, &status, leading).await {
                 warn!("cluster profiles: merge round failed ({e}); retried next round");
                 status.merge_failures.fetch_add(1, Ordering::Relaxed);
             }
@@ -94,127 +150,158 @@ async fn merge_round(
     client: &Client,
     elector: &Elector,
     status: &ClusterStatus,
-    written: &mut HashMap<(String, String), WorkloadProfileSpec>,
+    leading: &mut Leading,
 ) -> Result<(), kube::Error> {
-    let piece_resource = ApiResource::erase::<ProfilePiece>(&());
-    let dynamic: Api<DynamicObject> = Api::all_with(client.clone(), &piece_resource);
-    let listed = dynamic.list(&ListParams::default()).await?;
-    let mut pieces = Vec::new();
-    let mut skipped = 0u64;
-    for o in listed.items {
-        let parsed = serde_json::to_value(&o)
-            .ok()
-            .and_then(|v| serde_json::from_value::<ProfilePiece>(v).ok());
-        match parsed {
-            Some(p) if is_own(&p) => pieces.push(p),
-            _ => skipped += 1,
+    status
+        .pieces_skipped
+        .store(leading.cache.skipped() as u64, Ordering::Relaxed);
+    status
+        .pieces_known
+        .store(leading.cache.len() as u64, Ordering::Relaxed);
+    if !leading.seeded {
+        let existing: Api<WorkloadProfile> = Api::all(client.clone());
+        for w in existing.list(&ListParams::default()).await?.items {
+            let id = (
+                w.metadata.namespace.clone().unwrap_or_default(),
+                w.metadata.name.clone().unwrap_or_default(),
+            );
+            leading.written.insert(id, w.spec);
+        }
+        leading.seeded = true;
+    }
+    mark_gone_nodes(client, elector, leading).await?;
+
+    let dirty = leading.cache.take_dirty();
+    let now = Timestamp::now();
+    let mut merged = 0u64;
+    let mut failed: Option<kube::Error> = None;
+    for key in &dirty {
+        if failed.is_some() || !elector.is_leading() {
+            leading.cache.mark_dirty(key.clone());
+            continue;
+        }
+        match merge_one(client, elector, status, leading, key, now).await {
+            Ok(wrote) => merged += u64::from(wrote),
+            Err(e) => {
+                leading.cache.mark_dirty(key.clone());
+                failed = Some(e);
+            }
         }
     }
-    status.pieces_skipped.store(skipped, Ordering::Relaxed);
+    status.workloads_merged.store(merged, Ordering::Relaxed);
+    failed.map_or(Ok(()), Err)
+}
 
-    // Nodes that are gone: their pieces are marked (a 403 on nodes leaves marks as they are).
-    let nodes: Option<BTreeSet<String>> = Api::<Node>::all(client.clone())
+/// Pieces of nodes that are gone get `status.nodeGone` (and back when a node of that name
+/// returns). A 403 on nodes leaves the marks as they are.
+async fn mark_gone_nodes(
+    client: &Client,
+    elector: &Elector,
+    leading: &mut Leading,
+) -> Result<(), kube::Error> {
+    let Ok(listed) = Api::<Node>::all(client.clone())
         .list_metadata(&ListParams::default())
         .await
-        .ok()
-        .map(|l| {
-            l.items
-                .into_iter()
-                .filter_map(|n| n.metadata.name)
-                .collect()
-        });
-    if let Some(nodes) = &nodes {
-        for p in &mut pieces {
+    else {
+        return Ok(());
+    };
+    let nodes: BTreeSet<String> = listed
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    let changes: Vec<(String, String, bool)> = leading
+        .cache
+        .all()
+        .filter_map(|p| {
             let gone = !nodes.contains(&p.spec.node);
             let marked = p.status.as_ref().is_some_and(|s| s.node_gone);
-            if gone != marked && elector.is_leading() {
-                let new = ProfilePieceStatus {
-                    node_gone: gone,
-                    node_gone_seen: gone.then(Timestamp::now),
-                };
-                let ns = p.metadata.namespace.clone().unwrap_or_default();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let patch = json!({"apiVersion": "sensor.io/v1alpha1", "kind": "ProfilePiece",
-                    "metadata": {"name": name}, "status": new});
-                Api::<ProfilePiece>::namespaced(client.clone(), &ns)
-                    .patch_status(
-                        &name,
-                        &PatchParams::apply(MANAGER).force(),
-                        &Patch::Apply(&patch),
-                    )
-                    .await?;
-                p.status = Some(new);
-            }
-        }
-    }
-
-    let owners: HashMap<ProfileKey, _> = pieces
-        .iter()
-        .filter_map(|p| {
-            p.metadata
-                .owner_references
-                .clone()
-                .map(|o| (p.spec.profile.key.clone(), o))
+            (gone != marked).then(|| {
+                (
+                    p.metadata.namespace.clone().unwrap_or_default(),
+                    p.metadata.name.clone().unwrap_or_default(),
+                    gone,
+                )
+            })
         })
         .collect();
-    let groups = group(pieces.iter().map(Piece::of).collect());
-    let now = Timestamp::now();
-    let mut merged_count = 0u64;
-    for (key, group) in groups {
-        let spec = match merge_pieces(&group, elector.identity(), now) {
-            Ok(s) => s,
-            Err(e) => {
-                status.merge_conflicts.fetch_add(1, Ordering::Relaxed);
-                warn!("cluster profiles: pieces of {key} not merged: {e}");
-                continue;
-            }
-        };
-        merged_count += 1;
-        let id = (key.namespace.clone(), merged_name(&key));
-        if written.get(&id).is_some_and(|w| same_content(w, &spec)) {
-            continue;
-        }
-        let api: Api<WorkloadProfile> = Api::namespaced(client.clone(), &key.namespace);
-        if written.get(&id).is_none()
-            && let Ok(Some(existing)) = api.get_opt(&id.1).await
-            && same_content(&existing.spec, &spec)
-        {
-            written.insert(id, existing.spec);
-            continue;
-        }
+    for (ns, name, gone) in changes {
         if !elector.is_leading() {
-            return Ok(());
+            break;
         }
-        let mut object = WorkloadProfile::new(&id.1, spec.clone());
-        object.metadata = ObjectMeta {
-            name: Some(id.1.clone()),
-            namespace: Some(key.namespace.clone()),
-            labels: Some(labels(&key, None)),
-            owner_references: owners.get(&key).cloned(),
-            ..ObjectMeta::default()
+        let new = ProfilePieceStatus {
+            node_gone: gone,
+            node_gone_seen: gone.then(Timestamp::now),
         };
-        api.patch(
+        let patch = json!({"apiVersion": "sensor.io/v1alpha1", "kind": "ProfilePiece",
+            "metadata": {"name": name}, "status": new});
+        // The watch brings the marked piece back, which re-merges its workload.
+        Api::<ProfilePiece>::namespaced(client.clone(), &ns)
+            .patch_status(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Merges `key`'s pieces and writes the result if its content changed. Returns whether it
+/// wrote.
+async fn merge_one(
+    client: &Client,
+    elector: &Elector,
+    status: &ClusterStatus,
+    leading: &mut Leading,
+    key: &ProfileKey,
+    now: Timestamp,
+) -> Result<bool, kube::Error> {
+    let own = leading.cache.of(key);
+    if own.is_empty() {
+        // Every piece was deleted (with the workload, by the garbage collector): the merged
+        // profile goes the same way through its owner reference.
+        return Ok(false);
+    }
+    let owners = own.iter().find_map(|p| p.metadata.owner_references.clone());
+    let group: Vec<Piece> = own.into_iter().map(Piece::of).collect();
+    let spec = match merge_pieces(&group, elector.identity(), now) {
+        Ok(s) => s,
+        Err(e) => {
+            status.merge_conflicts.fetch_add(1, Ordering::Relaxed);
+            warn!("cluster profiles: pieces of {key} not merged: {e}");
+            return Ok(false);
+        }
+    };
+    let id = (key.namespace.clone(), merged_name(key));
+    if leading
+        .written
+        .get(&id)
+        .is_some_and(|w| same_content(w, &spec))
+    {
+        return Ok(false);
+    }
+    let mut object = WorkloadProfile::new(&id.1, spec.clone());
+    object.metadata = ObjectMeta {
+        name: Some(id.1.clone()),
+        namespace: Some(key.namespace.clone()),
+        labels: Some(labels(key, None)),
+        owner_references: owners,
+        ..ObjectMeta::default()
+    };
+    Api::<WorkloadProfile>::namespaced(client.clone(), &key.namespace)
+        .patch(
             &id.1,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&object),
         )
         .await?;
-        status.merges_written.fetch_add(1, Ordering::Relaxed);
-        let lag = now.duration_since(group.iter().map(|p| p.profile.updated).max().unwrap_or(now));
-        status
-            .merge_lag_ms
-            .store(lag.as_millis() as u64, Ordering::Relaxed);
-        written.insert(id, spec);
-    }
-    status
-        .workloads_merged
-        .store(merged_count, Ordering::Relaxed);
-    Ok(())
-}
-
-/// A piece this sensor wrote: in its profile's namespace, under its own name.
-fn is_own(p: &ProfilePiece) -> bool {
-    let key = &p.spec.profile.key;
-    p.metadata.namespace.as_deref() == Some(key.namespace.as_str())
-        && p.metadata.name.as_deref() == Some(piece_name(key, &p.spec.node).as_str())
+    status.merges_written.fetch_add(1, Ordering::Relaxed);
+    let newest = group.iter().map(|p| p.profile.updated).max().unwrap_or(now);
+    status.merge_lag_ms.store(
+        now.duration_since(newest).as_millis() as u64,
+        Ordering::Relaxed,
+    );
+    leading.written.insert(id, spec);
+    Ok(true)
 }

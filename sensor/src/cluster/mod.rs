@@ -8,6 +8,7 @@ pub mod leader;
 pub mod lease;
 pub mod merger;
 pub mod piece;
+pub mod pieces;
 pub mod status;
 pub mod writer;
 

@@ -68,8 +68,10 @@ pub struct ClusterStatus {
     pub merge_failures: AtomicU64,
     /// Workload containers whose pieces could not be merged (e.g. no shared label).
     pub merge_conflicts: AtomicU64,
-    /// Pieces skipped in the last round: unparsable or foreign objects.
+    /// Pieces skipped by the merger: unparsable or foreign objects.
     pub pieces_skipped: AtomicU64,
+    /// Pieces in the merger's cache.
+    pub pieces_known: AtomicU64,
     pub workloads_merged: AtomicU64,
     pub merge_round_ms: AtomicU64,
     /// From the newest piece's snapshot to its merged profile's write, last write.

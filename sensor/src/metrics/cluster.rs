@@ -98,13 +98,19 @@ pub fn encode(s: &ClusterStatus, enc: &mut DescriptorEncoder) -> std::fmt::Resul
     families::gauge(
         enc,
         "sensor_cluster_pieces_skipped",
-        "ProfilePieces skipped in the last merge round: unparsable or foreign objects",
+        "ProfilePieces the merger skips: unparsable or foreign objects",
         load(&s.pieces_skipped) as i64,
     )?;
     families::gauge(
         enc,
+        "sensor_cluster_merger_pieces",
+        "ProfilePieces in the merger's watch cache (0 when not leading)",
+        load(&s.pieces_known) as i64,
+    )?;
+    families::gauge(
+        enc,
         "sensor_cluster_workloads_merged",
-        "Workload containers merged in the last round",
+        "Merged profiles written in the last round (only workloads whose pieces changed are merged)",
         load(&s.workloads_merged) as i64,
     )?;
     families::gauge(
