@@ -3,6 +3,7 @@
 //! benchmarks) and the capture of fuzz seed corpora. Not part of the production `sensor` CLI:
 //! only the dev binary reaches this module.
 
+pub mod pieces;
 pub mod records;
 pub mod stream;
 
@@ -52,6 +53,9 @@ pub enum DevCommand {
         #[arg(long, default_value_t = 500)]
         count: usize,
     },
+    /// Write the ProfilePieces of a simulated cluster (every workload on every node) as JSON
+    /// lines, for the cluster scale bench.
+    SynthPieces(pieces::SynthPiecesArgs),
     /// Write raw ring-buffer records of the real probes to files (fuzz seed corpora).
     Records(records::RecordsArgs),
     /// The in-process benchmarks, each its own `sensor-dev` subcommand (`bench-drafts`,
@@ -189,6 +193,7 @@ pub async fn run(cmd: DevCommand) -> Result<()> {
             Ok(())
         }
         DevCommand::Records(args) => records::run(args).await,
+        DevCommand::SynthPieces(args) => pieces::run(args),
         DevCommand::Bench(BenchCommand::BenchStream(args)) => stream::run(args),
         DevCommand::Bench(BenchCommand::BenchDrafts { state_dir }) => {
             let profiles = StateDir::new(&state_dir).load_profiles().profiles;
