@@ -485,7 +485,16 @@ fn resource_request(
         return if t.name.is_some() {
             st.resources.get(t)
         } else {
-            st.resources.list(t, req.query.get("labelSelector"), st.rv)
+            st.resources.list(
+                t,
+                req.query.get("labelSelector"),
+                req.query.get("limit").and_then(|l| l.parse().ok()),
+                req.query
+                    .get("continue")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0),
+                st.rv,
+            )
         };
     }
     let before = st.rv;

@@ -4,7 +4,7 @@
 //! semantics and status codes:
 //!
 //! - `GET` an object (404 `NotFound`), a collection, namespaced or across namespaces, with a
-//!   `labelSelector` of `k=v` terms; `watch` of a collection from a resourceVersion;
+//!   `labelSelector` of `k=v` terms and `limit`/`continue` pages; `watch` of a collection from a resourceVersion;
 //! - server-side apply (`PATCH`, `application/apply-patch+yaml`, `fieldManager`, `force`): the
 //!   object is created, or its `spec` (or, on `/status`, its `status`) replaced by the applied
 //!   one; another manager's object is a 409 `Conflict` unless forced; an apply that changes
@@ -127,7 +127,15 @@ impl Resources {
         }
     }
 
-    pub fn list(&self, t: &Target, label_selector: Option<&String>, rv: u64) -> Answer {
+    /// A collection, in pages when `limit` is given (`continue` is the next item's index).
+    pub fn list(
+        &self,
+        t: &Target,
+        label_selector: Option<&String>,
+        limit: Option<usize>,
+        from: usize,
+        rv: u64,
+    ) -> Answer {
         let items: Vec<Value> = self
             .objects
             .iter()
@@ -136,12 +144,23 @@ impl Resources {
                     && t.namespace.as_ref().is_none_or(|n| n == ns)
                     && labels_match(o, label_selector)
             })
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| o)
+            .collect::<Vec<&Value>>()
+            .into_iter()
+            .skip(from)
+            .cloned()
             .collect();
+        let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        let page: Vec<Value> = items.into_iter().take(limit.saturating_add(1)).collect();
+        let more = page.len() > limit;
+        let page: Vec<Value> = page.into_iter().take(limit).collect();
+        if more {
+            metadata["continue"] = json!((from + page.len()).to_string());
+        }
         (
             200,
-            json!({"kind": "List", "apiVersion": "v1",
-                   "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            json!({"kind": "List", "apiVersion": "v1", "metadata": metadata, "items": page}),
         )
     }
 
@@ -520,6 +539,33 @@ mod tests {
         assert_eq!(r.get(&t).1["spec"]["x"], 2);
         assert_eq!(r.get(&t).1["metadata"]["generation"], 2);
         assert_eq!(r.apply(&t, None, true, &piece(json!({})), &mut rv).0, 400);
+    }
+
+    #[test]
+    fn lists_come_in_pages() {
+        let mut r = Resources::default();
+        let mut rv = 1;
+        for n in 0..5 {
+            r.put(
+                "v1/nodes",
+                json!({"metadata": {"name": format!("n{n}")}}),
+                &mut rv,
+            );
+        }
+        let t = Target::parse("/api/v1/nodes").unwrap();
+        let (_, first) = r.list(&t, None, Some(2), 0, rv);
+        assert_eq!(first["items"].as_array().unwrap().len(), 2);
+        assert_eq!(first["metadata"]["continue"], "2");
+        let (_, last) = r.list(&t, None, Some(2), 4, rv);
+        assert_eq!(last["items"][0]["metadata"]["name"], "n4");
+        assert!(last["metadata"].get("continue").is_none());
+        assert_eq!(
+            r.list(&t, None, None, 0, rv).1["items"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
     }
 
     #[test]

@@ -28,9 +28,9 @@ use tracing::{info, warn};
 use super::{
     crd::{ProfilePiece, ProfilePieceStatus, WorkloadProfile, WorkloadProfileSpec},
     lease::Elector,
-    merger::{Piece, merge_pieces, same_content},
+    merger::same_content,
     piece::{labels, merged_name},
-    pieces::PieceCache,
+    pieces::{PieceCache, parse},
     status::ClusterStatus,
 };
 use crate::profile::model::{ProfileKey, Timestamp};
@@ -212,17 +212,10 @@ async fn mark_gone_nodes(
         .collect();
     let changes: Vec<(String, String, bool)> = leading
         .cache
-        .all()
-        .filter_map(|p| {
-            let gone = !nodes.contains(&p.spec.node);
-            let marked = p.status.as_ref().is_some_and(|s| s.node_gone);
-            (gone != marked).then(|| {
-                (
-                    p.metadata.namespace.clone().unwrap_or_default(),
-                    p.metadata.name.clone().unwrap_or_default(),
-                    gone,
-                )
-            })
+        .contributions()
+        .filter_map(|((ns, name), c)| {
+            let gone = !nodes.contains(&c.node);
+            (gone != c.node_gone).then(|| (ns.clone(), name.clone(), gone))
         })
         .collect();
     for (ns, name, gone) in changes {
@@ -257,22 +250,37 @@ async fn merge_one(
     key: &ProfileKey,
     now: Timestamp,
 ) -> Result<bool, kube::Error> {
-    let own = leading.cache.of(key);
-    if own.is_empty() {
+    if leading.cache.workload(key).is_some_and(|w| w.stale) {
+        // Evidence was lost (a relearn, a deleted piece): read this workload's pieces again.
+        let selector = labels(key, None)
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            client.clone(),
+            &key.namespace,
+            &ApiResource::erase::<ProfilePiece>(&()),
+        );
+        let listed = api.list(&ListParams::default().labels(&selector)).await?;
+        let pieces: Vec<ProfilePiece> = listed.items.iter().filter_map(parse).collect();
+        leading.cache.rebuild(key, &pieces);
+        status.workload_rebuilds.fetch_add(1, Ordering::Relaxed);
+    }
+    status
+        .merge_conflicts
+        .store(leading.cache.conflicts, Ordering::Relaxed);
+    let Some(w) = leading.cache.workload(key) else {
         // Every piece was deleted (with the workload, by the garbage collector): the merged
         // profile goes the same way through its owner reference.
         return Ok(false);
-    }
-    let owners = own.iter().find_map(|p| p.metadata.owner_references.clone());
-    let group: Vec<Piece> = own.into_iter().map(Piece::of).collect();
-    let spec = match merge_pieces(&group, elector.identity(), now) {
-        Ok(s) => s,
-        Err(e) => {
-            status.merge_conflicts.fetch_add(1, Ordering::Relaxed);
-            warn!("cluster profiles: pieces of {key} not merged: {e}");
-            return Ok(false);
-        }
     };
+    let owners = w.owners.clone();
+    let contributions: Vec<_> = w.pieces.values().cloned().collect();
+    let Some(spec) = w.evidence.finish(&contributions, elector.identity(), now) else {
+        return Ok(false);
+    };
+    let newest = contributions.iter().map(|c| c.updated).max().unwrap_or(now);
     let id = (key.namespace.clone(), merged_name(key));
     if leading
         .written
@@ -297,7 +305,6 @@ async fn merge_one(
         )
         .await?;
     status.merges_written.fetch_add(1, Ordering::Relaxed);
-    let newest = group.iter().map(|p| p.profile.updated).max().unwrap_or(now);
     status.merge_lag_ms.store(
         now.duration_since(newest).as_millis() as u64,
         Ordering::Relaxed,

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::crd::{ArchitectureSyscalls, Contributor, ProfilePiece, Summary, WorkloadProfileSpec};
 use crate::profile::{
     merge::{MergeError, merge},
-    model::{ApplicationProfile, ProfileKey, Status, Syscalls, Timestamp},
+    model::{ApplicationProfile, Status, Syscalls, Timestamp},
 };
 
 /// One piece as the merge takes it.
@@ -36,16 +36,122 @@ impl Piece {
             profile: p.spec.profile.clone(),
         }
     }
+
+    /// What the merge keeps of this piece once its evidence is in an [`Accumulator`].
+    pub fn contribution(&self) -> Contribution {
+        Contribution {
+            node: self.node.clone(),
+            architecture: self.architecture.clone(),
+            node_gone: self.node_gone,
+            status: self.profile.status,
+            completeness: self.profile.completeness,
+            updated: self.profile.updated,
+            ready_at: self.profile.ready_at,
+            learning_started: self.profile.learning_started,
+        }
+    }
 }
 
-/// Pieces grouped by workload container (pieces in a namespace other than their profile's
-/// are foreign: skipped by the caller).
-pub fn group(pieces: Vec<Piece>) -> BTreeMap<ProfileKey, Vec<Piece>> {
-    let mut out: BTreeMap<ProfileKey, Vec<Piece>> = BTreeMap::new();
-    for p in pieces {
-        out.entry(p.profile.key.clone()).or_default().push(p);
+/// A piece's state, without its evidence (small: one per node per workload container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    pub node: String,
+    pub architecture: String,
+    pub node_gone: bool,
+    pub status: Status,
+    pub completeness: crate::profile::model::Completeness,
+    pub updated: Timestamp,
+    pub ready_at: Option<Timestamp>,
+    /// Moves forward when the node relearned the workload (its piece shrank).
+    pub learning_started: Timestamp,
+}
+
+/// The evidence of every piece added so far: their `profile::merge` and their syscalls per
+/// architecture. Since `merge` is commutative, associative and idempotent, pieces can be added
+/// in any order and a piece added twice (a newer snapshot of a node) changes nothing but what
+/// it newly adds; a piece that *lost* evidence (a relearn) needs a fresh accumulator.
+#[derive(Debug, Clone, Default)]
+pub struct Accumulator {
+    profile: Option<ApplicationProfile>,
+    arch: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+}
+
+impl Accumulator {
+    pub fn add(&mut self, architecture: &str, p: &ApplicationProfile) -> Result<(), MergeError> {
+        let merged = match &self.profile {
+            None => crate::profile::merge::canonical(p),
+            Some(acc) => merge(acc, p)?,
+        };
+        self.profile = Some(merged);
+        let (native, compat) = self.arch.entry(architecture.to_string()).or_default();
+        native.extend(p.syscalls.native.iter().cloned());
+        compat.extend(p.syscalls.compat.iter().cloned());
+        Ok(())
     }
-    out
+
+    /// The merged spec from this evidence and the pieces' states, as of `now` (`None` before
+    /// any piece was added).
+    pub fn finish(
+        &self,
+        contributions: &[Contribution],
+        merged_by: &str,
+        now: Timestamp,
+    ) -> Option<WorkloadProfileSpec> {
+        let mut profile = self.profile.clone()?;
+        let mut sorted: Vec<&Contribution> = contributions.iter().collect();
+        sorted.sort_by(|a, b| a.node.cmp(&b.node));
+        let live: Vec<&&Contribution> = sorted.iter().filter(|c| !c.node_gone).collect();
+        let judged: Vec<&&Contribution> = if live.is_empty() {
+            sorted.iter().collect()
+        } else {
+            live
+        };
+        let period_over = now.duration_since(profile.learning_started).as_secs()
+            >= profile.learning_period_seconds;
+        let all_ready = judged.iter().all(|c| c.status == Status::Ready);
+        if all_ready && period_over {
+            profile.status = Status::Ready;
+            profile.ready_at = judged.iter().filter_map(|c| c.ready_at).max();
+        } else {
+            profile.status = Status::Learning;
+            profile.ready_at = None;
+        }
+        let architectures: Vec<ArchitectureSyscalls> = self
+            .arch
+            .iter()
+            .map(|(arch, (native, compat))| ArchitectureSyscalls {
+                architecture: arch.clone(),
+                syscalls: Syscalls {
+                    native: native.iter().cloned().collect(),
+                    compat: compat.iter().cloned().collect(),
+                    runtime_setup: Default::default(),
+                },
+            })
+            .collect();
+        let distinct: BTreeSet<&String> = architectures
+            .iter()
+            .flat_map(|a| a.syscalls.native.iter().chain(&a.syscalls.compat))
+            .collect();
+        let contributors = sorted
+            .iter()
+            .map(|c| Contributor {
+                node: c.node.clone(),
+                architecture: c.architecture.clone(),
+                status: c.status,
+                completeness: c.completeness,
+                node_gone: c.node_gone,
+                updated: c.updated,
+            })
+            .collect();
+        Some(WorkloadProfileSpec {
+            summary: Summary::of(&profile, sorted.len(), distinct.len()),
+            architectures,
+            contributors,
+            merged_by: merged_by.to_string(),
+            merged_at: now,
+            profile,
+        })
+    }
 }
 
 /// The merged spec of one workload container's pieces (non-empty, one key), as of `now`.
@@ -54,72 +160,14 @@ pub fn merge_pieces(
     merged_by: &str,
     now: Timestamp,
 ) -> Result<WorkloadProfileSpec, MergeError> {
-    let mut sorted: Vec<&Piece> = pieces.iter().collect();
-    sorted.sort_by(|a, b| a.node.cmp(&b.node));
-    let mut profile = sorted[0].profile.clone();
-    for p in &sorted[1..] {
-        profile = merge(&profile, &p.profile)?;
+    let mut acc = Accumulator::default();
+    for p in pieces {
+        acc.add(&p.architecture, &p.profile)?;
     }
-    if sorted.len() == 1 {
-        profile = crate::profile::merge::canonical(&profile);
-    }
-    let live: Vec<&&Piece> = sorted.iter().filter(|p| !p.node_gone).collect();
-    let judged: Vec<&&Piece> = if live.is_empty() {
-        sorted.iter().collect()
-    } else {
-        live
-    };
-    let period_over =
-        now.duration_since(profile.learning_started).as_secs() >= profile.learning_period_seconds;
-    let all_ready = judged.iter().all(|p| p.profile.status == Status::Ready);
-    if all_ready && period_over {
-        profile.status = Status::Ready;
-        profile.ready_at = judged.iter().filter_map(|p| p.profile.ready_at).max();
-    } else {
-        profile.status = Status::Learning;
-        profile.ready_at = None;
-    }
-
-    let mut by_arch: BTreeMap<&str, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
-    for p in &sorted {
-        let (native, compat) = by_arch.entry(p.architecture.as_str()).or_default();
-        native.extend(p.profile.syscalls.native.iter().cloned());
-        compat.extend(p.profile.syscalls.compat.iter().cloned());
-    }
-    let architectures: Vec<ArchitectureSyscalls> = by_arch
-        .into_iter()
-        .map(|(arch, (native, compat))| ArchitectureSyscalls {
-            architecture: arch.to_string(),
-            syscalls: Syscalls {
-                native: native.into_iter().collect(),
-                compat: compat.into_iter().collect(),
-                runtime_setup: Default::default(),
-            },
-        })
-        .collect();
-    let distinct: BTreeSet<&String> = architectures
-        .iter()
-        .flat_map(|a| a.syscalls.native.iter().chain(&a.syscalls.compat))
-        .collect();
-    let contributors = sorted
-        .iter()
-        .map(|p| Contributor {
-            node: p.node.clone(),
-            architecture: p.architecture.clone(),
-            status: p.profile.status,
-            completeness: p.profile.completeness,
-            node_gone: p.node_gone,
-            updated: p.profile.updated,
-        })
-        .collect();
-    Ok(WorkloadProfileSpec {
-        summary: Summary::of(&profile, sorted.len(), distinct.len()),
-        architectures,
-        contributors,
-        merged_by: merged_by.to_string(),
-        merged_at: now,
-        profile,
-    })
+    let contributions: Vec<Contribution> = pieces.iter().map(Piece::contribution).collect();
+    Ok(acc
+        .finish(&contributions, merged_by, now)
+        .expect("merge_pieces takes at least one piece"))
 }
 
 /// Whether two merged specs say the same (who merged and when aside): a leader rewrites a
@@ -153,7 +201,10 @@ pub fn profile_for(spec: &WorkloadProfileSpec, architecture: &str) -> Applicatio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{attribution::workload::WorkloadKind, profile::model::ExecEntry};
+    use crate::{
+        attribution::workload::WorkloadKind,
+        profile::model::{ExecEntry, ProfileKey},
+    };
 
     const T0: Timestamp = Timestamp::lit("2026-12-01T00:00:00Z");
     const LATER: Timestamp = Timestamp::lit("2026-12-02T00:00:00Z");

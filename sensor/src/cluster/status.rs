@@ -66,8 +66,10 @@ pub struct ClusterStatus {
     /// Merged profiles written (content changed) by this sensor as leader.
     pub merges_written: AtomicU64,
     pub merge_failures: AtomicU64,
-    /// Workload containers whose pieces could not be merged (e.g. no shared label).
+    /// Pieces whose evidence could not be merged (e.g. no pod label shared with the others).
     pub merge_conflicts: AtomicU64,
+    /// Workloads re-read from the API because a piece lost evidence (relearn, deletion).
+    pub workload_rebuilds: AtomicU64,
     /// Pieces skipped by the merger: unparsable or foreign objects.
     pub pieces_skipped: AtomicU64,
     /// Pieces in the merger's cache.

@@ -89,11 +89,19 @@ pub fn encode(s: &ClusterStatus, enc: &mut DescriptorEncoder) -> std::fmt::Resul
         "Merge rounds that failed (retried next round)",
         load(&s.merge_failures),
     )?;
-    families::counter(
+    families::gauge(
         enc,
         "sensor_cluster_merge_conflicts",
-        "Workload containers whose pieces could not be merged (e.g. pieces sharing no pod label)",
-        load(&s.merge_conflicts),
+        "Piece snapshots whose evidence could not be merged since this sensor became the \
+         merger (e.g. no pod label shared with the other pieces of their workload)",
+        load(&s.merge_conflicts) as i64,
+    )?;
+    families::counter(
+        enc,
+        "sensor_cluster_workload_rebuilds",
+        "Workloads the merger re-read from the API because a piece lost evidence (a relearn, \
+         a deleted piece)",
+        load(&s.workload_rebuilds),
     )?;
     families::gauge(
         enc,
