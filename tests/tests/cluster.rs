@@ -488,3 +488,32 @@ fn forbidden_then_allowed_and_bad_pieces_are_skipped() {
     assert_eq!(merged["spec"]["summary"]["nodes"], 1, "{merged}");
     assert!(daemon.status().is_none(), "the daemon must keep running");
 }
+
+/// A node that relearns a workload takes its old evidence out of the merged profile (the
+/// merger re-reads that workload's pieces), and what other nodes saw stays.
+#[test]
+fn a_relearned_node_takes_its_old_evidence_out_of_the_merge() {
+    let mut c = cluster(&["node-a", "node-b"]);
+    c.start(0);
+    c.start(1);
+    c.run(0, "/bin/cat /etc/hostname >/dev/null");
+    c.run(1, "/bin/uname -a >/dev/null");
+    c.wait_merged("with cat and uname", |m| {
+        merged_runs(m, "cat") && merged_runs(m, "uname")
+    });
+    let a = c.nodes[0].daemon.as_ref().unwrap();
+    a.client(&[
+        "profiles",
+        "relearn",
+        "--namespace",
+        &c.ns,
+        "--workload",
+        "web",
+    ])
+    .ok();
+    c.run(0, "/bin/id >/dev/null");
+    let merged = c.wait_merged("without node A's old cat, with its new id", |m| {
+        !merged_runs(m, "cat") && merged_runs(m, "id") && merged_runs(m, "uname")
+    });
+    assert_eq!(merged["spec"]["summary"]["nodes"], 2, "{merged}");
+}
