@@ -517,3 +517,42 @@ fn a_relearned_node_takes_its_old_evidence_out_of_the_merge() {
     });
     assert_eq!(merged["spec"]["summary"]["nodes"], 2, "{merged}");
 }
+
+/// The API goes away: learning goes on, the failed writes are counted and said once, and the
+/// node's new behaviour is applied once an API server answers again.
+#[test]
+fn pieces_written_while_the_api_was_down_arrive_after_it_returns() {
+    let mut c = cluster(&["node-a"]);
+    c.start_with(0, "1h", &["--metrics-listen", "127.0.0.1:0"]);
+    c.run(0, "/bin/cat /etc/hostname >/dev/null");
+    c.wait_piece("node-a", "with cat", |p| runs(p, "cat"));
+    let port = c.api.port();
+    c.api.stop();
+    let daemon = c.nodes[0].daemon.as_ref().unwrap();
+    let addr = listening_addr(daemon, Duration::from_secs(10));
+    c.run(0, "/bin/uname -a >/dev/null");
+    util::poll_until(WAIT, Duration::from_millis(300), || {
+        (scrape(addr).must(
+            "sensor_cluster_piece_write_failures_total",
+            &[("cause", "unreachable")],
+        ) >= 2.0)
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("no failed writes counted\n{}", daemon.diagnostics()));
+    let said = "cluster profiles: cannot write pieces";
+    assert_eq!(
+        daemon.stderr().matches(said).count(),
+        1,
+        "{}",
+        daemon.stderr()
+    );
+
+    // An API server on the same address again (empty: what matters is the node's retry).
+    c.api = KubeApi::bind(port);
+    c.wait_piece(
+        "node-a",
+        "with the uname learned while the API was down",
+        |p| runs(p, "cat") && runs(p, "uname"),
+    );
+    assert!(daemon.wait_stderr("pieces are written again", WAIT));
+}
