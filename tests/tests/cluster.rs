@@ -556,3 +556,33 @@ fn pieces_written_while_the_api_was_down_arrive_after_it_returns() {
     );
     assert!(daemon.wait_stderr("pieces are written again", WAIT));
 }
+
+/// A clean stop of the merger releases the Lease: another node takes it over at its next
+/// round, well within the lease duration (4 s) a crash would cost.
+#[test]
+fn a_clean_stop_hands_the_merger_over_at_once() {
+    let mut c = cluster(&["node-a", "node-b"]);
+    c.start(0);
+    c.start(1);
+    let first = util::poll_until(WAIT, Duration::from_millis(100), || c.holder())
+        .unwrap_or_else(|| panic!("no lease holder\n{}", c.diagnostics()));
+    let leader = c.nodes.iter().position(|n| n.name == first).unwrap();
+    let stopping = std::time::Instant::now();
+    let daemon = c.nodes[leader].daemon.as_mut().unwrap();
+    assert!(daemon.stop().success(), "{}", daemon.diagnostics());
+    assert!(
+        daemon.stderr().contains("merger lease released"),
+        "{}",
+        daemon.stderr()
+    );
+    let next = util::poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        c.holder().filter(|h| !h.is_empty() && *h != first)
+    })
+    .unwrap_or_else(|| panic!("no hand-over\n{}", c.diagnostics()));
+    let took = stopping.elapsed();
+    eprintln!(
+        "clean stop {first} -> {next} in {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(3), "hand-over took {took:?}");
+}

@@ -62,8 +62,14 @@ struct Leading {
     listed: bool,
 }
 
-/// Runs until the process ends.
-pub async fn run(client: Client, settings: LeaderSettings, status: Arc<ClusterStatus>) {
+/// Runs until `stop` fires (a clean stop: the lease is released, so another node takes over
+/// at once) or the process ends.
+pub async fn run(
+    client: Client,
+    settings: LeaderSettings,
+    status: Arc<ClusterStatus>,
+    mut stop: tokio::sync::oneshot::Receiver<tokio::sync::oneshot::Sender<()>>,
+) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), &settings.namespace);
     let mut elector = Elector::new(leases, &settings.identity, settings.lease_duration);
     let mut tick = tokio::time::interval(settings.lease_duration / 3);
@@ -73,6 +79,18 @@ pub async fn run(client: Client, settings: LeaderSettings, status: Arc<ClusterSt
     let mut watch_failing = false;
     loop {
         tokio::select! {
+            done = &mut stop => {
+                match elector.release().await {
+                    Ok(true) => info!("cluster profiles: merger lease released"),
+                    Ok(false) => {}
+                    Err(e) => warn!("cluster profiles: could not release the merger lease ({e}); another node takes over when it expires"),
+                }
+                status.leading.store(false, Ordering::Relaxed);
+                if let Ok(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
             _ = tick.tick() => {}
             item = async { pieces.as_mut().expect("a watch").next().await }, if pieces.is_some() => {
                 let Some(leading) = state.as_mut() else { continue };

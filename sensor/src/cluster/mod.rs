@@ -24,10 +24,11 @@ pub struct ClusterSettings {
     pub install_dir: Option<std::path::PathBuf>,
 }
 
-/// The running cluster tasks (cheap to clone).
-#[derive(Clone)]
+/// The running cluster tasks.
 pub struct Cluster {
     pub status: Arc<status::ClusterStatus>,
+    /// Asks the merger candidate to stop (and release the lease if it holds it).
+    stop_leader: Option<tokio::sync::oneshot::Sender<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Cluster {
@@ -53,10 +54,31 @@ impl Cluster {
             Some(metadata.clone()),
             status.clone(),
         ));
-        tokio::spawn(leader::run(client.clone(), settings.leader, status.clone()));
+        let (stop_leader, stop) = tokio::sync::oneshot::channel();
+        tokio::spawn(leader::run(
+            client.clone(),
+            settings.leader,
+            status.clone(),
+            stop,
+        ));
         if let Some(dir) = settings.install_dir {
             tokio::spawn(install::run(client, dir, metadata.clone(), status.clone()));
         }
-        Some(Cluster { status })
+        Some(Cluster {
+            status,
+            stop_leader: Some(stop_leader),
+        })
+    }
+
+    /// A clean stop: the merger lease is released if this node holds it (waits at most
+    /// `timeout`), so merging moves to another node at once.
+    pub async fn stop(&mut self, timeout: std::time::Duration) {
+        let Some(stop) = self.stop_leader.take() else {
+            return;
+        };
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if stop.send(done).is_ok() {
+            let _ = tokio::time::timeout(timeout, stopped).await;
+        }
     }
 }

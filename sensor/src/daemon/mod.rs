@@ -136,7 +136,7 @@ pub async fn run(mut settings: Settings) -> Result<()> {
         Err(e) => warn!("metrics: capture counters unavailable: {e}"),
     }
     // Cluster-wide profiles: this node's pieces to the API (docs/cluster.md).
-    let cluster = match (&pod_metadata, settings.cluster_profiles) {
+    let mut cluster = match (&pod_metadata, settings.cluster_profiles) {
         (Some(m), true) => crate::cluster::Cluster::start(
             m,
             crate::cluster::ClusterSettings {
@@ -326,6 +326,9 @@ pub async fn run(mut settings: Settings) -> Result<()> {
     agent.feed(&pipeline, &mut out);
     agent.poll_kernel(&mut pipeline, &collector);
     agent.flush_now();
+    if let Some(c) = cluster.as_mut() {
+        c.stop(Duration::from_secs(3)).await;
+    }
     let _ = stop_api.send(());
     if let Some(task) = api_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
