@@ -11,7 +11,7 @@
 //! this: the task only takes the store's read lock to clone it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -31,7 +31,7 @@ use crate::{
     attribution::kube::{KubeMetadata, owner::OwnerRef},
     drafts::seccomp::NodeArch,
     learn::store::ProfileStore,
-    profile::model::ProfileKey,
+    profile::model::{ProfileKey, Timestamp},
 };
 
 #[derive(Debug, Clone)]
@@ -135,6 +135,11 @@ impl WritePlan {
         (chosen, waiting)
     }
 
+    /// Whether the last write of `key` had exactly this content.
+    pub fn is_written(&self, key: &ProfileKey, fp: Fingerprint) -> bool {
+        self.written.get(key).is_some_and(|w| w.fingerprint == fp)
+    }
+
     pub fn wrote(&mut self, key: &ProfileKey, fingerprint: Fingerprint, at: Instant) {
         self.due_since.remove(key);
         self.refused.remove(key);
@@ -210,7 +215,10 @@ pub async fn run(
     let manager = settings.manager();
     let mut plan = WritePlan::default();
     let mut owners: HashMap<ProfileKey, OwnerRef> = HashMap::new();
-    let mut too_large_logged: HashMap<ProfileKey, Fingerprint> = HashMap::new();
+    let mut too_large_logged: HashSet<ProfileKey> = HashSet::new();
+    // Each profile's `updated` as of its last successful write (or too-large verdict): an
+    // unchanged profile is neither cloned nor turned into a piece again.
+    let mut settled: HashMap<ProfileKey, Timestamp> = HashMap::new();
     let mut failing: Option<WriteFailure> = None;
     let mut tick = tokio::time::interval(settings.tick);
     info!(
@@ -219,7 +227,13 @@ pub async fn run(
     );
     loop {
         tick.tick().await;
-        let profiles = store.read().expect("profile store lock").snapshot();
+        let mut profiles = Vec::new();
+        store.read().expect("profile store lock").visit(&mut |p| {
+            let owner_pending = metadata.is_some() && !owners.contains_key(&p.key);
+            if settled.get(&p.key) != Some(&p.updated) || owner_pending {
+                profiles.push(p.clone());
+            }
+        });
         let mut candidates = Vec::new();
         for p in &profiles {
             if let Some(m) = &metadata
@@ -230,22 +244,19 @@ pub async fn run(
             match piece_spec(p, &settings.node, settings.arch, settings.max_bytes) {
                 Ok(spec) => {
                     let fp = Fingerprint::of(&spec);
-                    candidates.push((p.key.clone(), fp, spec));
+                    if plan.is_written(&p.key, fp) {
+                        // Only times moved: what the API holds is this piece already.
+                        settled.insert(p.key.clone(), p.updated);
+                    } else {
+                        candidates.push((p.key.clone(), fp, (spec, p.updated)));
+                    }
                 }
                 Err(e @ PieceError::TooLarge { .. }) => {
                     status
                         .pieces_too_large
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if too_large_logged
-                        .insert(
-                            p.key.clone(),
-                            Fingerprint {
-                                shape: 0,
-                                content: 0,
-                            },
-                        )
-                        .is_none()
-                    {
+                    settled.insert(p.key.clone(), p.updated);
+                    if too_large_logged.insert(p.key.clone()) {
                         warn!("cluster profiles: {e}; the piece is not written");
                     }
                 }
@@ -256,7 +267,7 @@ pub async fn run(
         status
             .pieces_waiting
             .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
-        for (key, fp, spec) in chosen {
+        for (key, fp, (spec, updated)) in chosen {
             let collapsed = !spec.collapsed.is_empty();
             let object = piece_object(&key, spec, owners.get(&key));
             let name = object.metadata.name.clone().unwrap_or_default();
@@ -266,6 +277,7 @@ pub async fn run(
             match api.patch(&name, &params, &Patch::Apply(&object)).await {
                 Ok(_) => {
                     plan.wrote(&key, fp, Instant::now());
+                    settled.insert(key.clone(), updated);
                     status.wrote(bytes, collapsed);
                     if let Some(was) = failing.take() {
                         info!(
